@@ -1,0 +1,512 @@
+//! The canonical CBOR profile of protocol v1 (SPEC.md §2).
+//!
+//! Encoding goes through serde with ciborium. Decoding is in three steps:
+//! 1. [`check_canonical`] walks the raw bytes without allocating and rejects
+//!    anything outside the profile with a precise, typed error (this also bounds
+//!    every length ciborium will later allocate for);
+//! 2. ciborium parses the bytes into a [`Value`];
+//! 3. the value is re-encoded and the bytes compared with the input: any
+//!    difference is rejected.
+//!
+//! Callers hash and verify the bytes they received, never a re-encoding.
+
+use ciborium::value::{Integer, Value};
+
+use crate::limits::{MAX_COLLECTION_LEN, MAX_DEPTH};
+
+/// A violation of the canonical CBOR profile. `offset` is the byte offset of
+/// the offending item's head in the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CborError {
+    #[error("CBOR input of {found} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize, found: usize },
+    #[error("CBOR input ends early at byte {offset}: expected {needed} more bytes")]
+    Truncated { offset: usize, needed: u64 },
+    #[error("CBOR item ends at byte {end} but the input has {len} bytes: trailing bytes are not allowed")]
+    TrailingBytes { end: usize, len: usize },
+    #[error("CBOR head at byte {offset} uses a longer form than needed for value {value}: shortest form required")]
+    NonShortestInteger { offset: usize, value: u64 },
+    #[error("CBOR item at byte {offset} has an indefinite length: definite lengths required")]
+    IndefiniteLength { offset: usize },
+    #[error("CBOR item at byte {offset} is a floating-point number: floats are not allowed")]
+    Float { offset: usize },
+    #[error("CBOR item at byte {offset} is a tag ({tag}): tags are not allowed")]
+    Tag { offset: usize, tag: u64 },
+    #[error("CBOR item at byte {offset} is simple value {value}: only false and true are allowed")]
+    SimpleValue { offset: usize, value: u64 },
+    #[error("CBOR head at byte {offset} has reserved additional information {info}")]
+    Reserved { offset: usize, info: u8 },
+    #[error("CBOR map key at byte {offset} sorts before or equal to the previous key: keys must be in ascending bytewise order")]
+    UnsortedKeys { offset: usize },
+    #[error("CBOR map key at byte {offset} repeats the previous key")]
+    DuplicateKey { offset: usize },
+    #[error("CBOR map key at byte {offset} has major type {major}: only unsigned integers and text strings are allowed")]
+    InvalidKeyType { offset: usize, major: u8 },
+    #[error("CBOR text string at byte {offset} is not valid UTF-8")]
+    InvalidUtf8 { offset: usize },
+    #[error("CBOR nesting at byte {offset} exceeds the depth limit of {limit}")]
+    TooDeep { offset: usize, limit: usize },
+    #[error("CBOR collection at byte {offset} has {found} elements, more than the limit of {limit}")]
+    TooManyItems { offset: usize, limit: u64, found: u64 },
+    #[error("CBOR parser failed: {0}")]
+    Parse(String),
+    #[error("CBOR input differs from its canonical re-encoding")]
+    NotCanonical,
+    #[error("CBOR encoding failed: {0}")]
+    Encode(String),
+}
+
+impl CborError {
+    /// Stable, language-neutral error code used in `protocol/vectors`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CborError::TooLarge { .. } => "too-large",
+            CborError::Truncated { .. } => "truncated",
+            CborError::TrailingBytes { .. } => "trailing-bytes",
+            CborError::NonShortestInteger { .. } => "non-shortest-integer",
+            CborError::IndefiniteLength { .. } => "indefinite-length",
+            CborError::Float { .. } => "float",
+            CborError::Tag { .. } => "tag",
+            CborError::SimpleValue { .. } => "simple-value",
+            CborError::Reserved { .. } => "malformed",
+            CborError::UnsortedKeys { .. } => "unsorted-keys",
+            CborError::DuplicateKey { .. } => "duplicate-key",
+            CborError::InvalidKeyType { .. } => "invalid-key-type",
+            CborError::InvalidUtf8 { .. } => "invalid-utf8",
+            CborError::TooDeep { .. } => "too-deep",
+            CborError::TooManyItems { .. } => "too-many-items",
+            CborError::Parse(_) => "malformed",
+            CborError::NotCanonical => "not-canonical",
+            CborError::Encode(_) => "encode",
+        }
+    }
+}
+
+struct Head {
+    major: u8,
+    info: u8,
+    /// The argument; for indefinite lengths (info 31) unused.
+    arg: u64,
+}
+
+struct Scanner<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CborError> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or(
+            CborError::Truncated {
+                offset: self.pos,
+                needed: (n - self.remaining().min(n)) as u64,
+            },
+        )?;
+        let s = self.buf.get(self.pos..end).ok_or(CborError::Truncated {
+            offset: self.pos,
+            needed: n as u64,
+        })?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn head(&mut self) -> Result<Head, CborError> {
+        let offset = self.pos;
+        let ib = *self.take(1)?.first().ok_or(CborError::Truncated { offset, needed: 1 })?;
+        let major = ib >> 5;
+        let info = ib & 0x1f;
+        let (arg, min) = match info {
+            0..=23 => (u64::from(info), 0),
+            24 => (u64::from(self.be(1)?), 24),
+            25 => (self.be(2)?, 0x100),
+            26 => (self.be(4)?, 0x1_0000),
+            27 => (self.be(8)?, 0x1_0000_0000),
+            28..=30 => return Err(CborError::Reserved { offset, info }),
+            _ => {
+                return match major {
+                    2..=5 => Err(CborError::IndefiniteLength { offset }),
+                    7 => Err(CborError::Parse(format!("unexpected break at byte {offset}"))),
+                    _ => Err(CborError::Reserved { offset, info }),
+                };
+            }
+        };
+        // Floats (major 7, info 25..27) are not integers: report them as floats
+        // before checking the shortest form.
+        if major == 7 && (25..=27).contains(&info) {
+            return Err(CborError::Float { offset });
+        }
+        if arg < min {
+            return Err(CborError::NonShortestInteger { offset, value: arg });
+        }
+        Ok(Head { major, info, arg })
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, CborError> {
+        let bytes = self.take(n)?;
+        Ok(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn len_checked(&self, arg: u64, offset: usize) -> Result<usize, CborError> {
+        if arg > self.remaining() as u64 {
+            return Err(CborError::Truncated {
+                offset,
+                needed: arg - self.remaining() as u64,
+            });
+        }
+        usize::try_from(arg).map_err(|_| CborError::Truncated { offset, needed: arg })
+    }
+
+    fn item(&mut self, depth: usize) -> Result<(), CborError> {
+        let offset = self.pos;
+        let head = self.head()?;
+        match head.major {
+            0 | 1 => Ok(()),
+            2 => {
+                let n = self.len_checked(head.arg, offset)?;
+                self.take(n).map(|_| ())
+            }
+            3 => {
+                let n = self.len_checked(head.arg, offset)?;
+                let s = self.take(n)?;
+                std::str::from_utf8(s)
+                    .map(|_| ())
+                    .map_err(|_| CborError::InvalidUtf8 { offset })
+            }
+            4 | 5 => {
+                if depth >= MAX_DEPTH {
+                    return Err(CborError::TooDeep { offset, limit: MAX_DEPTH });
+                }
+                if head.arg > MAX_COLLECTION_LEN {
+                    return Err(CborError::TooManyItems {
+                        offset,
+                        limit: MAX_COLLECTION_LEN,
+                        found: head.arg,
+                    });
+                }
+                let items = if head.major == 5 { head.arg * 2 } else { head.arg };
+                // Every item takes at least one byte: refuse impossible counts early.
+                if items > self.remaining() as u64 {
+                    return Err(CborError::Truncated {
+                        offset,
+                        needed: items - self.remaining() as u64,
+                    });
+                }
+                if head.major == 4 {
+                    for _ in 0..head.arg {
+                        self.item(depth + 1)?;
+                    }
+                } else {
+                    let mut prev: Option<&[u8]> = None;
+                    for _ in 0..head.arg {
+                        let key_start = self.pos;
+                        let key_major = self.buf.get(key_start).map(|b| b >> 5).unwrap_or(0);
+                        if key_major != 0 && key_major != 3 {
+                            // Report tags and floats as such, not as bad keys.
+                            if key_major == 6 || key_major == 7 {
+                                self.item(depth + 1)?;
+                            }
+                            return Err(CborError::InvalidKeyType {
+                                offset: key_start,
+                                major: key_major,
+                            });
+                        }
+                        self.item(depth + 1)?;
+                        let key = self.buf.get(key_start..self.pos).unwrap_or_default();
+                        if let Some(p) = prev {
+                            match p.cmp(key) {
+                                std::cmp::Ordering::Less => {}
+                                std::cmp::Ordering::Equal => {
+                                    return Err(CborError::DuplicateKey { offset: key_start });
+                                }
+                                std::cmp::Ordering::Greater => {
+                                    return Err(CborError::UnsortedKeys { offset: key_start });
+                                }
+                            }
+                        }
+                        prev = Some(key);
+                        self.item(depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            6 => Err(CborError::Tag { offset, tag: head.arg }),
+            _ => match head.info {
+                20 | 21 => Ok(()),
+                _ => Err(CborError::SimpleValue { offset, value: head.arg }),
+            },
+        }
+    }
+}
+
+/// Checks that `bytes` is exactly one item of the canonical profile and at most
+/// `limit` bytes long. Allocates nothing.
+pub fn check_canonical(bytes: &[u8], limit: usize) -> Result<(), CborError> {
+    if bytes.len() > limit {
+        return Err(CborError::TooLarge { limit, found: bytes.len() });
+    }
+    let mut s = Scanner { buf: bytes, pos: 0 };
+    s.item(0)?;
+    if s.pos != bytes.len() {
+        return Err(CborError::TrailingBytes { end: s.pos, len: bytes.len() });
+    }
+    Ok(())
+}
+
+/// Decodes one canonical item: size limit, profile check, parse, and a byte
+/// comparison with the canonical re-encoding.
+pub fn decode(bytes: &[u8], limit: usize) -> Result<Value, CborError> {
+    check_canonical(bytes, limit)?;
+    let value: Value =
+        ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1).map_err(|e| CborError::Parse(e.to_string()))?;
+    let again = encode(&value)?;
+    if again != bytes {
+        return Err(CborError::NotCanonical);
+    }
+    Ok(value)
+}
+
+/// Encodes a value. The caller builds values in canonical form (sorted map keys,
+/// no floats, no tags); [`encode_canonical`] also checks the result.
+pub fn encode(value: &Value) -> Result<Vec<u8>, CborError> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(value, &mut out).map_err(|e| CborError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Encodes a value and checks that the result is in the canonical profile.
+pub fn encode_canonical(value: &Value, limit: usize) -> Result<Vec<u8>, CborError> {
+    let out = encode(value)?;
+    check_canonical(&out, limit)?;
+    Ok(out)
+}
+
+/// Sorts every map in `value` (recursively) into canonical key order, so that
+/// values built from other sources (JSON) encode canonically.
+pub fn canonicalize(value: &mut Value) -> Result<(), CborError> {
+    match value {
+        Value::Array(items) => items.iter_mut().try_for_each(canonicalize),
+        Value::Map(pairs) => {
+            let mut keyed = Vec::with_capacity(pairs.len());
+            for (mut k, mut v) in std::mem::take(pairs) {
+                canonicalize(&mut k)?;
+                canonicalize(&mut v)?;
+                keyed.push((encode(&k)?, k, v));
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            *pairs = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A map with unsigned-integer keys, as tagline-defined structures use.
+/// Built from a decoded [`Value::Map`]; keys are known to be sorted and unique.
+#[derive(Debug)]
+pub struct IntMap {
+    fields: Vec<(u64, Value)>,
+}
+
+/// A field of a tagline-defined map is missing, unexpected, or of the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("{what}: expected a CBOR map with integer keys, found {found}")]
+    NotAMap { what: &'static str, found: &'static str },
+    #[error("{what}: required field {key} is missing")]
+    Missing { what: &'static str, key: u64 },
+    #[error("{what}: field {key} is not defined in this version")]
+    Unexpected { what: &'static str, key: u64 },
+    #[error("{what}: field {key} should be {expected}, found {found}")]
+    WrongType { what: &'static str, key: u64, expected: &'static str, found: String },
+}
+
+/// A short name for the kind of a value, for error messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) => "integer",
+        Value::Bytes(_) => "byte string",
+        Value::Text(_) => "text string",
+        Value::Array(_) => "array",
+        Value::Map(_) => "map",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
+        Value::Tag(..) => "tag",
+        Value::Float(_) => "float",
+        _ => "other",
+    }
+}
+
+impl IntMap {
+    /// Reads a map whose keys are all unsigned integers.
+    pub fn from_value(what: &'static str, v: Value) -> Result<IntMap, FieldError> {
+        let Value::Map(pairs) = v else {
+            return Err(FieldError::NotAMap { what, found: kind(&v) });
+        };
+        let mut fields = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let key = match k {
+                Value::Integer(i) => u64::try_from(i).ok(),
+                _ => None,
+            }
+            .ok_or(FieldError::NotAMap { what, found: "a map with a non-integer key" })?;
+            fields.push((key, v));
+        }
+        Ok(IntMap { fields })
+    }
+
+    /// Removes and returns the field `key`, if present.
+    pub fn take(&mut self, key: u64) -> Option<Value> {
+        let i = self.fields.iter().position(|(k, _)| *k == key)?;
+        Some(self.fields.remove(i).1)
+    }
+
+    /// Fails if any field is left that the reader did not take.
+    pub fn finish(self, what: &'static str) -> Result<(), FieldError> {
+        match self.fields.first() {
+            Some((key, _)) => Err(FieldError::Unexpected { what, key: *key }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn req(&mut self, what: &'static str, key: u64) -> Result<Value, FieldError> {
+        self.take(key).ok_or(FieldError::Missing { what, key })
+    }
+
+    pub fn uint(&mut self, what: &'static str, key: u64) -> Result<u64, FieldError> {
+        as_uint(what, key, self.req(what, key)?)
+    }
+
+    pub fn text(&mut self, what: &'static str, key: u64) -> Result<String, FieldError> {
+        as_text(what, key, self.req(what, key)?)
+    }
+
+    pub fn bytes32(&mut self, what: &'static str, key: u64) -> Result<[u8; 32], FieldError> {
+        as_bytes32(what, key, self.req(what, key)?)
+    }
+
+    pub fn opt_bytes32(&mut self, what: &'static str, key: u64) -> Result<Option<[u8; 32]>, FieldError> {
+        self.take(key).map(|v| as_bytes32(what, key, v)).transpose()
+    }
+}
+
+pub fn as_uint(what: &'static str, key: u64, v: Value) -> Result<u64, FieldError> {
+    match v {
+        Value::Integer(i) => u64::try_from(i).map_err(|_| FieldError::WrongType {
+            what,
+            key,
+            expected: "an unsigned integer",
+            found: "a negative integer".into(),
+        }),
+        other => Err(FieldError::WrongType { what, key, expected: "an unsigned integer", found: kind(&other).into() }),
+    }
+}
+
+pub fn as_text(what: &'static str, key: u64, v: Value) -> Result<String, FieldError> {
+    match v {
+        Value::Text(s) => Ok(s),
+        other => Err(FieldError::WrongType { what, key, expected: "a text string", found: kind(&other).into() }),
+    }
+}
+
+pub fn as_bytes32(what: &'static str, key: u64, v: Value) -> Result<[u8; 32], FieldError> {
+    match v {
+        Value::Bytes(b) => {
+            let n = b.len();
+            <[u8; 32]>::try_from(b).map_err(|_| FieldError::WrongType {
+                what,
+                key,
+                expected: "a 32-byte byte string",
+                found: format!("a {n}-byte byte string"),
+            })
+        }
+        other => Err(FieldError::WrongType { what, key, expected: "a 32-byte byte string", found: kind(&other).into() }),
+    }
+}
+
+/// Shorthand for an unsigned integer value.
+pub fn uint(n: u64) -> Value {
+    Value::Integer(Integer::from(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    #[test]
+    fn accepts_canonical_items() {
+        for s in ["00", "17", "1818", "190100", "1a00010000", "1b0000000100000000", "20", "40", "60", "80", "a0", "f4", "f5", "a201020363616263", "a20001616100"] {
+            check_canonical(&h(s), 100).unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_each_violation_with_its_own_error() {
+        let cases = [
+            ("1817", "non-shortest-integer"),
+            ("1900ff", "non-shortest-integer"),
+            ("5f4100ff", "indefinite-length"),
+            ("9fff", "indefinite-length"),
+            ("f93c00", "float"),
+            ("fb3ff0000000000000", "float"),
+            ("c11a00000000", "tag"),
+            ("f6", "simple-value"),
+            ("f7", "simple-value"),
+            ("a202010102", "unsorted-keys"),
+            ("a201010102", "duplicate-key"),
+            ("a1410001", "invalid-key-type"),
+            ("0000", "trailing-bytes"),
+            ("5a00010000", "truncated"),
+            ("9b0000000100000000", "too-many-items"),
+            ("62c328", "invalid-utf8"),
+            ("1c", "malformed"),
+        ];
+        for (s, code) in cases {
+            let err = check_canonical(&h(s), 100).unwrap_err();
+            assert_eq!(err.code(), code, "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn text_keys_sort_by_encoded_bytes() {
+        // "b" (6162) sorts before "aa" (626161): shorter first.
+        check_canonical(&h("a261620162616102"), 100).unwrap();
+        assert_eq!(check_canonical(&h("a262616102616201"), 100).unwrap_err().code(), "unsorted-keys");
+        // Integer keys sort before text keys.
+        check_canonical(&h("a2000161610a"), 100).unwrap();
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let mut deep = vec![0x81u8; MAX_DEPTH];
+        deep.push(0);
+        check_canonical(&deep, 100).unwrap();
+        let mut deeper = vec![0x81u8; MAX_DEPTH + 1];
+        deeper.push(0);
+        assert_eq!(check_canonical(&deeper, 100).unwrap_err().code(), "too-deep");
+    }
+
+    #[test]
+    fn size_limit_is_checked_first() {
+        assert_eq!(check_canonical(&[0; 11], 10).unwrap_err().code(), "too-large");
+    }
+
+    #[test]
+    fn canonicalize_sorts_maps() {
+        let mut v = Value::Map(vec![
+            (Value::Text("bb".into()), uint(1)),
+            (Value::Text("a".into()), uint(2)),
+            (uint(7), uint(3)),
+        ]);
+        canonicalize(&mut v).unwrap();
+        let bytes = encode_canonical(&v, 100).unwrap();
+        assert_eq!(decode(&bytes, 100).unwrap(), v);
+    }
+}

@@ -1,0 +1,309 @@
+//! Keys, hashes and their text forms (SPEC.md §3).
+//!
+//! Text forms are bech32m (BIP-350) strings whose human-readable part names the
+//! type, so a key can never be mistaken for an entry id: the checksum covers
+//! the prefix too.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bech32::{Bech32m, Hrp, primitives::decode::CheckedHrpstring};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+/// Human-readable part of a public (feed) key.
+pub const HRP_PUBLIC_KEY: &str = "tlk";
+/// Human-readable part of an entry id.
+pub const HRP_ENTRY_ID: &str = "tle";
+/// Human-readable part of a payload hash.
+pub const HRP_PAYLOAD_HASH: &str = "tlp";
+/// Human-readable part of a secret key seed (key files only; never shown).
+pub const HRP_SECRET_KEY: &str = "tlsec";
+
+/// A key or hash could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a Tagline {expected}: {reason}")]
+    Text { expected: &'static str, reason: String },
+    #[error("expected a {expected} (prefix `{want}1`), found one with prefix `{found}1`")]
+    WrongType { expected: &'static str, want: &'static str, found: String },
+    #[error("expected 32 bytes, found {0}")]
+    Length(usize),
+    #[error("public key is not a canonical point encoding")]
+    NonCanonicalKey,
+    #[error("public key bytes are not a point on the curve")]
+    InvalidKey,
+    #[error("public key is weak (a point of small order)")]
+    WeakKey,
+}
+
+impl KeyError {
+    /// Stable error code for vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyError::Text { .. } | KeyError::WrongType { .. } | KeyError::Length(_) => "bad-text",
+            KeyError::NonCanonicalKey => "non-canonical-key",
+            KeyError::InvalidKey => "invalid-key",
+            KeyError::WeakKey => "weak-key",
+        }
+    }
+}
+
+fn to_text(hrp: &'static str, bytes: &[u8]) -> String {
+    let hrp = Hrp::parse_unchecked(hrp);
+    // Encoding 32 bytes under a short valid HRP cannot exceed bech32's length limit.
+    bech32::encode_lower::<Bech32m>(hrp, bytes).unwrap_or_default()
+}
+
+fn from_text(s: &str, hrp: &'static str, expected: &'static str) -> Result<[u8; 32], KeyError> {
+    let checked = CheckedHrpstring::new::<Bech32m>(s.trim())
+        .map_err(|e| KeyError::Text { expected, reason: e.to_string() })?;
+    let found = checked.hrp().to_lowercase();
+    if found != hrp {
+        return Err(KeyError::WrongType { expected, want: hrp, found });
+    }
+    let bytes: Vec<u8> = checked.byte_iter().collect();
+    let n = bytes.len();
+    <[u8; 32]>::try_from(bytes).map_err(|_| KeyError::Length(n))
+}
+
+/// True when `bytes` is the canonical encoding of its y coordinate (y < p).
+/// The only other non-canonical encodings (x = 0 with the sign bit set) are
+/// of small-order points, which are rejected separately.
+pub fn is_canonical_y(bytes: &[u8; 32]) -> bool {
+    let [first, middle @ .., last] = bytes;
+    // y >= p = 2^255 - 19 exactly when the low 255 bits are 0x7fff..ffed..0x7fff..ffff.
+    !(last & 0x7f == 0x7f && middle.iter().all(|b| *b == 0xff) && *first >= 0xed)
+}
+
+/// An ed25519 public key that passed every check of SPEC.md §3.1: canonical
+/// encoding, a point on the curve, not of small order.
+#[derive(Clone, Copy)]
+pub struct PublicKey {
+    bytes: [u8; 32],
+    vk: VerifyingKey,
+}
+
+impl PublicKey {
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
+        if !is_canonical_y(bytes) {
+            return Err(KeyError::NonCanonicalKey);
+        }
+        let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidKey)?;
+        if vk.is_weak() {
+            return Err(KeyError::WeakKey);
+        }
+        if vk.to_bytes() != *bytes {
+            return Err(KeyError::NonCanonicalKey);
+        }
+        Ok(PublicKey { bytes: *bytes, vk })
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+        let arr = <[u8; 32]>::try_from(bytes).map_err(|_| KeyError::Length(bytes.len()))?;
+        PublicKey::from_bytes(&arr)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.vk
+    }
+
+    /// Short form for humans: the first 12 characters after the prefix.
+    pub fn short(&self) -> String {
+        let t = self.to_string();
+        t.chars().take(16).collect()
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl Eq for PublicKey {}
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+impl std::hash::Hash for PublicKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state)
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_text(HRP_PUBLIC_KEY, &self.bytes))
+    }
+}
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+impl FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PublicKey::from_bytes(&from_text(s, HRP_PUBLIC_KEY, "public key")?)
+    }
+}
+
+/// An ed25519 signing key (the 32-byte seed). Zeroised on drop.
+pub struct SecretKey {
+    sk: SigningKey,
+    public: PublicKey,
+}
+
+impl SecretKey {
+    /// Derives the key pair from a 32-byte seed (RFC 8032 private key). The
+    /// caller supplies the randomness.
+    pub fn from_seed(seed: &[u8; 32]) -> SecretKey {
+        let sk = SigningKey::from_bytes(seed);
+        let vk = sk.verifying_key();
+        let bytes = vk.to_bytes();
+        // A key derived by the RFC 8032 procedure is a multiple of the base
+        // point, hence canonical and never of small order.
+        SecretKey { sk, public: PublicKey { bytes, vk } }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.sk.to_bytes())
+    }
+
+    /// Signs `msg` (deterministic RFC 8032 signature).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.sk.sign(msg).to_bytes()
+    }
+
+    /// The key file form: `tlsec1…`. Keep it secret.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(to_text(HRP_SECRET_KEY, &*self.seed()))
+    }
+
+    pub fn from_text(s: &str) -> Result<SecretKey, KeyError> {
+        let seed = Zeroizing::new(from_text(s, HRP_SECRET_KEY, "secret key")?);
+        Ok(SecretKey::from_seed(&seed))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey(public: {})", self.public)
+    }
+}
+
+macro_rules! hash_type {
+    ($name:ident, $hrp:expr, $what:expr, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+            /// Lowercase hex of the 32 bytes.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// Short form for humans: prefix and the first 8 characters.
+            pub fn short(&self) -> String {
+                self.to_string().chars().take(12).collect()
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&to_text($hrp, &self.0))
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self)
+            }
+        }
+        impl FromStr for $name {
+            type Err = KeyError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                from_text(s, $hrp, $what).map($name)
+            }
+        }
+    };
+}
+
+hash_type!(EntryId, HRP_ENTRY_ID, "entry id", "An entry id: blake3 of the signed header bytes.");
+hash_type!(PayloadHash, HRP_PAYLOAD_HASH, "payload hash", "blake3 of a payload's bytes.");
+
+impl EntryId {
+    /// The id of a signed header: blake3 of exactly the bytes given.
+    pub fn of(signed_header: &[u8]) -> EntryId {
+        EntryId(*blake3::hash(signed_header).as_bytes())
+    }
+}
+
+impl PayloadHash {
+    pub fn of(payload: &[u8]) -> PayloadHash {
+        PayloadHash(*blake3::hash(payload).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_forms_round_trip_and_are_typed() {
+        let sk = SecretKey::from_seed(&[7; 32]);
+        let pk = sk.public();
+        let text = pk.to_string();
+        assert!(text.starts_with("tlk1"), "{text}");
+        assert_eq!(text.parse::<PublicKey>().unwrap(), pk);
+        // The same bytes as an entry id do not parse as a key, and vice versa.
+        let id = EntryId(*pk.as_bytes());
+        let id_text = id.to_string();
+        assert!(id_text.starts_with("tle1"));
+        assert_eq!(id_text.parse::<PublicKey>().unwrap_err().code(), "bad-text");
+        assert!(text.parse::<EntryId>().is_err());
+        // One changed character breaks the checksum.
+        let mut broken: Vec<char> = text.chars().collect();
+        let i = broken.len() - 3;
+        broken[i] = if broken[i] == 'q' { 'p' } else { 'q' };
+        let broken: String = broken.into_iter().collect();
+        assert!(broken.parse::<PublicKey>().is_err());
+        // Secret keys round-trip.
+        let st = sk.to_text();
+        assert!(st.starts_with("tlsec1"));
+        assert_eq!(SecretKey::from_text(&st).unwrap().public(), pk);
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_keys_are_rejected() {
+        for p in curve25519_dalek::constants::EIGHT_TORSION {
+            let bytes = p.compress().to_bytes();
+            assert_eq!(PublicKey::from_bytes(&bytes).unwrap_err(), KeyError::WeakKey, "{}", hex::encode(bytes));
+        }
+        // y = p (non-canonical encoding of y = 0).
+        let mut y_eq_p = [0xff; 32];
+        y_eq_p[0] = 0xed;
+        y_eq_p[31] = 0x7f;
+        assert_eq!(PublicKey::from_bytes(&y_eq_p).unwrap_err(), KeyError::NonCanonicalKey);
+        // A y with no matching x on the curve.
+        let mut off = [0u8; 32];
+        off[0] = 2;
+        assert_eq!(PublicKey::from_bytes(&off).unwrap_err(), KeyError::InvalidKey);
+    }
+}
