@@ -1,0 +1,687 @@
+//! The store: feeds on redb.
+//!
+//! One redb file (`store.redb`) in the data directory holds every entry, payload
+//! and fork proof this node knows. Every append, local or received, is one
+//! write transaction committed with immediate durability: after a crash the
+//! store holds each batch whole or not at all, and every batch whose append
+//! returned is there.
+//!
+//! The store validates everything it is given (tagline-format does the rules);
+//! time and batch-verification randomness are parameters, so tests are exact.
+
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use tagline_format::entry::{check_payload, create_entry};
+use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
+use tagline_format::{Entry, EntryError, EntryId, FeedError, ForkProof, Head, PayloadHash, PublicKey, SecretKey, SignedHeader};
+
+use crate::tables::{ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, META, PAYLOADS, SCHEMA_VERSION, entry_key, id_prefix};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "store.redb";
+
+/// Most entries returned by one [`Store::range`] call.
+pub const MAX_RANGE: u64 = 100_000;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {dir} is in use by another tagline process (its store is locked); stop that process or use another --home")]
+    Locked { dir: PathBuf },
+    #[error("cannot open the store in {dir}: {source}")]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("cannot create the data directory {dir}: {source}")]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
+    Schema { found: u32 },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("feed {author} is forked at seq {seq}: nothing more is appended to it")]
+    Forked { author: PublicKey, seq: u64 },
+    #[error("cannot create the entry: {0}")]
+    Create(#[from] EntryError),
+    #[error("refused the whole batch: {0}")]
+    Rejected(Rejection),
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// What the store knows of one feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedMeta {
+    pub author: PublicKey,
+    pub head: Head,
+    /// Sequence number at which a fork was proven, if any.
+    pub forked_at: Option<u64>,
+    /// Highest sequence number confirmed as this feed's true head by another
+    /// copy (used by restore safety; 0 when unknown).
+    pub confirmed_seq: u64,
+}
+
+impl FeedMeta {
+    fn encode(&self) -> [u8; FEED_META_LEN] {
+        let mut v = [0u8; FEED_META_LEN];
+        let parts: [&[u8]; 5] = [
+            &self.head.seq.to_be_bytes(),
+            &self.head.id.0,
+            &self.head.timestamp.to_be_bytes(),
+            &self.forked_at.unwrap_or(0).to_be_bytes(),
+            &self.confirmed_seq.to_be_bytes(),
+        ];
+        let mut pos = 0;
+        for p in parts {
+            if let Some(dst) = v.get_mut(pos..pos + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            pos += p.len();
+        }
+        v
+    }
+
+    fn decode(author: &[u8; 32], v: &[u8; FEED_META_LEN]) -> Result<FeedMeta, StoreError> {
+        let author = PublicKey::from_bytes(author).map_err(|e| StoreError::Corrupt(format!("feed key: {e}")))?;
+        let u = |at: usize| -> u64 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(v.get(at..at + 8).unwrap_or(&[0; 8]));
+            u64::from_be_bytes(b)
+        };
+        let mut id = [0u8; 32];
+        id.copy_from_slice(v.get(8..40).unwrap_or(&[0; 32]));
+        let forked = u(48);
+        Ok(FeedMeta {
+            author,
+            head: Head { seq: u(0), id: EntryId(id), timestamp: u(40) },
+            forked_at: (forked != 0).then_some(forked),
+            confirmed_seq: u(56),
+        })
+    }
+}
+
+/// A stored entry: the signed header as received, and the payload if held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    pub signed: SignedHeader,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Why one received entry was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("feed {author}, seq {seq}: {reason}")]
+pub struct Rejection {
+    pub author: PublicKey,
+    pub seq: u64,
+    pub reason: RejectReason,
+}
+
+/// The reasons behind a [`Rejection`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error("the feed is forked at seq {0}; nothing past the fork point is accepted")]
+    Forked(u64),
+    #[error("this entry and the stored one at the same seq prove a fork")]
+    ForkDetected,
+}
+
+impl RejectReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Feed(e) => e.code(),
+            RejectReason::Entry(e) => e.code(),
+            RejectReason::Forked(_) => "forked",
+            RejectReason::ForkDetected => "fork",
+        }
+    }
+}
+
+/// The outcome of [`Store::ingest`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    /// Entries newly stored.
+    pub appended: u64,
+    /// Entries already stored (same id), ignored.
+    pub duplicates: u64,
+    /// Payloads newly stored for headers already held.
+    pub payloads_added: u64,
+    /// Entries refused, with the reason; later entries of the same feed in the
+    /// batch are not counted separately.
+    pub rejected: Vec<Rejection>,
+    /// Fork proofs newly recorded.
+    pub forks: Vec<ForkProof>,
+}
+
+/// Whether an ingest keeps the valid part of a batch or refuses it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    /// Store every valid entry; report the rest.
+    BestEffort,
+    /// Store nothing unless every entry is valid or a duplicate.
+    AllOrNothing,
+}
+
+/// The result of [`Store::verify_all`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerifyReport {
+    pub feeds: u64,
+    pub entries: u64,
+    pub payloads_checked: u64,
+    pub payloads_missing: u64,
+    pub problems: Vec<String>,
+}
+
+/// The store. Cheap to share by reference; redb serialises writers.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. A second process opening
+    /// the same directory gets [`StoreError::Locked`].
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { dir: dir.to_owned() }),
+            Err(source) => return Err(StoreError::Open { dir: dir.to_owned(), source }),
+        };
+        let store = Store { db, dir: dir.to_owned() };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(v.value().get(..4).unwrap_or(&[0; 4]));
+                u32::from_be_bytes(b)
+            });
+            match found {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(found) => return Err(StoreError::Schema { found }),
+            }
+            tx.open_table(FEEDS)?;
+            tx.open_table(ENTRIES)?;
+            tx.open_multimap_table(ID_INDEX)?;
+            tx.open_table(PAYLOADS)?;
+            tx.open_table(FORKS)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// What the store knows of `author`'s feed.
+    pub fn feed(&self, author: &PublicKey) -> Result<Option<FeedMeta>, StoreError> {
+        let tx = self.read()?;
+        let t = tx.open_table(FEEDS)?;
+        t.get(author.as_bytes())?.map(|v| FeedMeta::decode(author.as_bytes(), &v.value())).transpose()
+    }
+
+    /// Every known feed, in key order.
+    pub fn feeds(&self) -> Result<Vec<FeedMeta>, StoreError> {
+        let tx = self.read()?;
+        let t = tx.open_table(FEEDS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push(FeedMeta::decode(&k.value(), &v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Number of stored entries (all feeds).
+    pub fn entry_count(&self) -> Result<u64, StoreError> {
+        let tx = self.read()?;
+        Ok(tx.open_table(ENTRIES)?.len()?)
+    }
+
+    /// Entries `from..=to` of a feed (at most [`MAX_RANGE`]), with payloads.
+    pub fn range(&self, author: &PublicKey, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let to = to.min(from.saturating_add(MAX_RANGE - 1));
+        let tx = self.read()?;
+        let entries = tx.open_table(ENTRIES)?;
+        let payloads = tx.open_table(PAYLOADS)?;
+        let lo = entry_key(author.as_bytes(), from);
+        let hi = entry_key(author.as_bytes(), to);
+        let mut out = Vec::new();
+        for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
+            let (_, v) = row?;
+            let signed = decode_stored(v.value())?;
+            let payload = payloads.get(signed.header().payload_hash.as_bytes())?.map(|p| p.value().to_vec());
+            out.push(StoredEntry { signed, payload });
+        }
+        Ok(out)
+    }
+
+    /// The entry with this id, if stored.
+    pub fn get(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
+        let tx = self.read()?;
+        let index = tx.open_multimap_table(ID_INDEX)?;
+        let entries = tx.open_table(ENTRIES)?;
+        for pos in index.get(&id_prefix(&id.0))? {
+            let pos = pos?;
+            if let Some(v) = entries.get(&pos.value())? {
+                let v = v.value();
+                if v.get(..32) == Some(id.0.as_slice()) {
+                    let signed = decode_stored(v)?;
+                    let payload = tx
+                        .open_table(PAYLOADS)?
+                        .get(signed.header().payload_hash.as_bytes())?
+                        .map(|p| p.value().to_vec());
+                    return Ok(Some(StoredEntry { signed, payload }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A payload by its hash.
+    pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.read()?;
+        Ok(tx.open_table(PAYLOADS)?.get(hash.as_bytes())?.map(|p| p.value().to_vec()))
+    }
+
+    /// Every recorded fork proof.
+    pub fn fork_proofs(&self) -> Result<Vec<ForkProof>, StoreError> {
+        let tx = self.read()?;
+        let t = tx.open_table(FORKS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(ForkProof::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Signs and appends entries to `key`'s own feed, all in one transaction.
+    /// `now_ms` is the author's clock. Returns the new entries.
+    pub fn append_local(
+        &self,
+        key: &SecretKey,
+        items: Vec<(String, Vec<u8>)>,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let author = key.public();
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut feeds = tx.open_table(FEEDS)?;
+            let mut entries = tx.open_table(ENTRIES)?;
+            let mut index = tx.open_multimap_table(ID_INDEX)?;
+            let mut payloads = tx.open_table(PAYLOADS)?;
+            let mut meta = match feeds.get(author.as_bytes())? {
+                Some(v) => Some(FeedMeta::decode(author.as_bytes(), &v.value())?),
+                None => None,
+            };
+            if let Some(seq) = meta.and_then(|m| m.forked_at) {
+                return Err(StoreError::Forked { author, seq });
+            }
+            let first_new = meta.map_or(1, |m| m.head.seq + 1);
+            for (payload_type, payload) in items {
+                let head = meta.map(|m| m.head);
+                let seq = head.map_or(1, |h| h.seq + 1);
+                let target = if has_distinct_lipmaa(seq) {
+                    let t = lipmaa(seq);
+                    if t >= first_new {
+                        out.get(usize::try_from(t - first_new).unwrap_or(usize::MAX)).map(|e: &Entry| e.signed.id())
+                    } else {
+                        entries.get(&entry_key(author.as_bytes(), t))?.and_then(|v| stored_id(v.value()))
+                    }
+                } else {
+                    None
+                };
+                let entry = create_entry(key, head.as_ref(), target, now_ms, &payload_type, payload)?;
+                put_entry(&mut entries, &mut index, &mut payloads, &entry.signed, entry.payload.as_deref())?;
+                let new_head = Head::of(&entry.signed);
+                meta = Some(FeedMeta {
+                    author,
+                    head: new_head,
+                    forked_at: None,
+                    confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
+                });
+                out.push(entry);
+            }
+            if let Some(m) = meta {
+                feeds.insert(author.as_bytes(), &m.encode())?;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Stores received entries (any feeds, any order) after full validation:
+    /// canonical form, signatures (batched), chains, lipmaa links, timestamps
+    /// against `now_ms`, payloads against their headers. All in one write
+    /// transaction. `seed` is fresh randomness for batch verification.
+    pub fn ingest(&self, batch: Vec<Entry>, now_ms: u64, seed: [u8; 32], mode: IngestMode) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        // Group per feed, in sequence order; identical duplicates collapse.
+        let mut per_feed: BTreeMap<PublicKey, Vec<Entry>> = BTreeMap::new();
+        for e in batch {
+            per_feed.entry(*e.signed.author()).or_default().push(e);
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut feeds = tx.open_table(FEEDS)?;
+            let mut entries = tx.open_table(ENTRIES)?;
+            let mut index = tx.open_multimap_table(ID_INDEX)?;
+            let mut payloads = tx.open_table(PAYLOADS)?;
+            let mut forks = tx.open_table(FORKS)?;
+            let mut feed_no = 0u64;
+            for (author, mut list) in per_feed {
+                feed_no += 1;
+                list.sort_by_key(|e| e.signed.seq());
+                list.dedup_by(|a, b| a.signed.id() == b.signed.id());
+                let meta = match feeds.get(author.as_bytes())? {
+                    Some(v) => Some(FeedMeta::decode(author.as_bytes(), &v.value())?),
+                    None => None,
+                };
+                let head_seq = meta.map_or(0, |m| m.head.seq);
+                // Entries at or below the head: duplicates, late payloads, or forks.
+                let (old, new): (Vec<Entry>, Vec<Entry>) = list.into_iter().partition(|e| e.signed.seq() <= head_seq);
+                let mut forked_at = meta.and_then(|m| m.forked_at);
+                for e in old {
+                    let key = entry_key(author.as_bytes(), e.signed.seq());
+                    let stored = entries.get(&key)?.map(|v| v.value().to_vec());
+                    match stored {
+                        Some(v) if v.get(..32) == Some(e.signed.id().0.as_slice()) => {
+                            report.duplicates += 1;
+                            if let Some(p) = &e.payload
+                                && payloads.get(e.signed.header().payload_hash.as_bytes())?.is_none()
+                                && check_payload(e.signed.header(), p).is_ok()
+                            {
+                                payloads.insert(e.signed.header().payload_hash.as_bytes(), p.as_slice())?;
+                                report.payloads_added += 1;
+                            }
+                        }
+                        Some(v) => {
+                            let mine = decode_stored(&v)?;
+                            match ForkProof::new(mine, e.signed.clone()) {
+                                Ok(proof) => {
+                                    let seq = e.signed.seq();
+                                    if forks.get(&key)?.is_none() {
+                                        forks.insert(&key, proof.encode().as_slice())?;
+                                        report.forks.push(proof);
+                                    }
+                                    forked_at = Some(forked_at.map_or(seq, |f| f.min(seq)));
+                                    report.rejected.push(Rejection { author, seq, reason: RejectReason::ForkDetected });
+                                }
+                                Err(err) => {
+                                    let reason = match err {
+                                        tagline_format::ForkProofError::Entry(e) => RejectReason::Entry(e),
+                                        other => RejectReason::Entry(EntryError::SignedHeaderShape(other.to_string())),
+                                    };
+                                    report.rejected.push(Rejection { author, seq: e.signed.seq(), reason });
+                                }
+                            }
+                        }
+                        None => {
+                            return Err(StoreError::Corrupt(format!("feed {author} has head {head_seq} but no entry {}", e.signed.seq())));
+                        }
+                    }
+                }
+                if let Some(f) = forked_at {
+                    if let Some(first) = new.first() {
+                        report.rejected.push(Rejection { author, seq: first.signed.seq(), reason: RejectReason::Forked(f) });
+                    }
+                    if let Some(mut m) = meta {
+                        m.forked_at = Some(f);
+                        feeds.insert(author.as_bytes(), &m.encode())?;
+                    }
+                    continue;
+                }
+                if new.is_empty() {
+                    continue;
+                }
+                // Only a contiguous run from head + 1 can be appended.
+                let run_len = new.iter().enumerate().take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64).count();
+                let signed: Vec<SignedHeader> = new.iter().take(run_len).map(|e| e.signed.clone()).collect();
+                let mut lookup_err = None;
+                let mut lookup = |seq: u64| -> Option<EntryId> {
+                    match entries.get(&entry_key(author.as_bytes(), seq)) {
+                        Ok(v) => v.and_then(|v| stored_id(v.value())),
+                        Err(e) => {
+                            lookup_err = Some(e);
+                            None
+                        }
+                    }
+                };
+                let feed_seed = derive_seed(&seed, feed_no);
+                let result = tagline_format::verify_run(&author, meta.map(|m| m.head), &signed, &mut lookup, now_ms, feed_seed);
+                if let Some(e) = lookup_err {
+                    return Err(e.into());
+                }
+                let valid = match &result {
+                    Ok(_) => run_len,
+                    Err((i, _)) => *i,
+                };
+                // Payload checks for the valid prefix.
+                let mut accepted = 0usize;
+                let mut payload_err = None;
+                for e in new.iter().take(valid) {
+                    if let Some(p) = &e.payload
+                        && let Err(err) = check_payload(e.signed.header(), p)
+                    {
+                        payload_err = Some(Rejection { author, seq: e.signed.seq(), reason: err.into() });
+                        break;
+                    }
+                    accepted += 1;
+                }
+                for e in new.iter().take(accepted) {
+                    put_entry(&mut entries, &mut index, &mut payloads, &e.signed, e.payload.as_deref())?;
+                }
+                report.appended += accepted as u64;
+                if let Some(last) = new.get(accepted.wrapping_sub(1)).filter(|_| accepted > 0) {
+                    let m = FeedMeta {
+                        author,
+                        head: Head::of(&last.signed),
+                        forked_at: None,
+                        confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
+                    };
+                    feeds.insert(author.as_bytes(), &m.encode())?;
+                }
+                if let Some(r) = payload_err {
+                    report.rejected.push(r);
+                } else if let Err((i, err)) = result {
+                    let seq = signed.get(i).map_or(0, |e| e.seq());
+                    report.rejected.push(Rejection { author, seq, reason: err.into() });
+                } else if let Some(gap) = new.get(run_len) {
+                    let expected = head_seq + 1 + run_len as u64;
+                    report.rejected.push(Rejection {
+                        author,
+                        seq: gap.signed.seq(),
+                        reason: FeedError::SeqGap { expected, found: gap.signed.seq() }.into(),
+                    });
+                }
+            }
+        }
+        if mode == IngestMode::AllOrNothing
+            && let Some(first) = report.rejected.first()
+        {
+            tx.abort()?;
+            return Err(StoreError::Rejected(first.clone()));
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Marks `author`'s feed as confirmed up to `seq` (restore safety).
+    pub fn set_confirmed(&self, author: &PublicKey, seq: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut feeds = tx.open_table(FEEDS)?;
+            let meta = feeds.get(author.as_bytes())?.map(|v| FeedMeta::decode(author.as_bytes(), &v.value())).transpose()?;
+            if let Some(mut m) = meta {
+                m.confirmed_seq = m.confirmed_seq.max(seq.min(m.head.seq));
+                feeds.insert(author.as_bytes(), &m.encode())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Re-verifies every stored entry: canonical form, signatures, ids, chains,
+    /// lipmaa links, payload hashes, and that the feed table matches the entries.
+    pub fn verify_all(&self, seed: [u8; 32]) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let tx = self.read()?;
+        let feeds = tx.open_table(FEEDS)?;
+        let entries = tx.open_table(ENTRIES)?;
+        let payloads = tx.open_table(PAYLOADS)?;
+        let index = tx.open_multimap_table(ID_INDEX)?;
+        for row in feeds.iter()? {
+            let (k, v) = row?;
+            let meta = FeedMeta::decode(&k.value(), &v.value())?;
+            report.feeds += 1;
+            let author = meta.author;
+            let mut head: Option<Head> = None;
+            let mut ids: Vec<EntryId> = Vec::new();
+            let mut chunk: Vec<SignedHeader> = Vec::new();
+            let lo = entry_key(author.as_bytes(), 0);
+            let hi = entry_key(author.as_bytes(), u64::MAX);
+            let flush = |chunk: &mut Vec<SignedHeader>, head: &mut Option<Head>, ids: &mut Vec<EntryId>, report: &mut VerifyReport| {
+                if chunk.is_empty() {
+                    return;
+                }
+                let known: &[EntryId] = ids;
+                let mut lookup = |s: u64| known.get(usize::try_from(s).unwrap_or(usize::MAX).wrapping_sub(1)).copied();
+                // Stored entries were accepted at their time: check the clock only loosely.
+                match tagline_format::verify_run(&author, *head, chunk, &mut lookup, u64::MAX - tagline_format::limits::MAX_FUTURE_SKEW_MS, seed) {
+                    Ok(h) => *head = h,
+                    Err((i, e)) => {
+                        report.problems.push(format!("feed {author}: entry {}: {e}", chunk.get(i).map_or(0, |x| x.seq())));
+                        *head = chunk.last().map(Head::of);
+                    }
+                }
+                ids.extend(chunk.iter().map(|e| e.id()));
+                chunk.clear();
+            };
+            for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
+                let (_, v) = row?;
+                let v = v.value();
+                let signed = match decode_stored(v) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        report.problems.push(format!("feed {author}: {e}"));
+                        continue;
+                    }
+                };
+                report.entries += 1;
+                let id = signed.id();
+                let indexed = index.get(&id_prefix(&id.0))?.any(|p| {
+                    p.map(|p| *p.value() == entry_key(author.as_bytes(), signed.seq())).unwrap_or(false)
+                });
+                if !indexed {
+                    report.problems.push(format!("feed {author}: entry {} is missing from the id index", signed.seq()));
+                }
+                match payloads.get(signed.header().payload_hash.as_bytes())? {
+                    Some(p) => {
+                        report.payloads_checked += 1;
+                        if let Err(e) = check_payload(signed.header(), p.value()) {
+                            report.problems.push(format!("feed {author}: entry {}: payload: {e}", signed.seq()));
+                        }
+                    }
+                    None => report.payloads_missing += 1,
+                }
+                chunk.push(signed);
+                if chunk.len() >= 1024 {
+                    flush(&mut chunk, &mut head, &mut ids, &mut report);
+                }
+            }
+            flush(&mut chunk, &mut head, &mut ids, &mut report);
+            if head != Some(meta.head) {
+                report.problems.push(format!(
+                    "feed {author}: feed table says head {} but the entries end at {}",
+                    meta.head.seq,
+                    head.map_or(0, |h| h.seq)
+                ));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Distinct batch-verification randomness per feed, derived from one fresh seed.
+fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
+    let mut x = *seed;
+    for (slot, b) in x.iter_mut().zip(n.to_le_bytes()) {
+        *slot ^= b;
+    }
+    x
+}
+
+/// The id stored in front of an [`ENTRIES`] value.
+fn stored_id(v: &[u8]) -> Option<EntryId> {
+    v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()).map(EntryId)
+}
+
+/// Decodes an [`ENTRIES`] value and checks the stored id against the bytes.
+fn decode_stored(v: &[u8]) -> Result<SignedHeader, StoreError> {
+    let id = stored_id(v).ok_or_else(|| StoreError::Corrupt("entry row shorter than an id".into()))?;
+    let bytes = v.get(32..).unwrap_or_default().to_vec();
+    let signed = SignedHeader::decode(bytes).map_err(|e| StoreError::Corrupt(format!("stored entry: {e}")))?;
+    if signed.id() != id {
+        return Err(StoreError::Corrupt(format!("stored entry id {id} does not match its bytes ({})", signed.id())));
+    }
+    Ok(signed)
+}
+
+fn put_entry(
+    entries: &mut redb::Table<&[u8; 40], &[u8]>,
+    index: &mut redb::MultimapTable<&[u8; 16], &[u8; 40]>,
+    payloads: &mut redb::Table<&[u8; 32], &[u8]>,
+    signed: &SignedHeader,
+    payload: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let key = entry_key(signed.author().as_bytes(), signed.seq());
+    let id = signed.id();
+    let mut row = Vec::with_capacity(32 + signed.as_bytes().len());
+    row.extend_from_slice(&id.0);
+    row.extend_from_slice(signed.as_bytes());
+    entries.insert(&key, row.as_slice())?;
+    index.insert(&id_prefix(&id.0), &key)?;
+    if let Some(p) = payload {
+        payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Every redb table of the store, with its key and value layout.
+//!
+//! Names carry a version suffix: a layout change adds a new table name and a
+//! migration, never reinterprets old bytes. Integers are big-endian so that
+//! byte order is numeric order.
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// Schema version written under `META["schema"]`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Store metadata. Key: name. Value: bytes.
+/// - `"schema"`: [`SCHEMA_VERSION`] as u32 big-endian.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
+
+/// One row per known feed.
+/// Key: author public key (32 bytes).
+/// Value: [`crate::FeedMeta`] in [`FEED_META_LEN`] bytes:
+/// `head_seq u64 ‖ head_id [32] ‖ head_timestamp u64 ‖ forked_at u64 (0 = not forked) ‖ confirmed_seq u64`.
+pub const FEEDS: TableDefinition<&[u8; 32], &[u8; FEED_META_LEN]> = TableDefinition::new("feeds_v1");
+
+/// Length of a [`FEEDS`] value.
+pub const FEED_META_LEN: usize = 8 + 32 + 8 + 8 + 8;
+
+/// The entries, keyed by (author, seq) so that a feed's appends are sequential
+/// B-tree inserts and a feed's range is one contiguous scan.
+/// Key: `author [32] ‖ seq u64` (40 bytes).
+/// Value: `entry id [32] ‖ signed header bytes` (the bytes as received).
+pub const ENTRIES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("entries_v1");
+
+/// Entry id to position, kept small: the key is the first 16 bytes of the id
+/// (a multimap, so even a deliberate prefix collision loses nothing; readers
+/// compare the full id stored in [`ENTRIES`]).
+/// Key: `id[0..16]`. Value: `author [32] ‖ seq u64`.
+pub const ID_INDEX: MultimapTableDefinition<&[u8; 16], &[u8; 40]> = MultimapTableDefinition::new("id_index_v1");
+
+/// Payloads by content. Key: blake3 of the payload (32 bytes). Value: payload bytes.
+pub const PAYLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("payloads_v1");
+
+/// Fork proofs. Key: `author [32] ‖ seq u64` of the fork point.
+/// Value: the encoded [`tagline_format::ForkProof`].
+pub const FORKS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("forks_v1");
+
+/// `author ‖ seq` as a table key.
+pub fn entry_key(author: &[u8; 32], seq: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    let (a, s) = k.split_at_mut(32);
+    a.copy_from_slice(author);
+    s.copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The parts of an [`ENTRIES`] key.
+pub fn split_entry_key(k: &[u8; 40]) -> ([u8; 32], u64) {
+    let mut a = [0u8; 32];
+    let mut s = [0u8; 8];
+    let (ka, ks) = k.split_at(32);
+    a.copy_from_slice(ka);
+    s.copy_from_slice(ks);
+    (a, u64::from_be_bytes(s))
+}
+
+/// The [`ID_INDEX`] key of an id.
+pub fn id_prefix(id: &[u8; 32]) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p.copy_from_slice(id.get(..16).unwrap_or(&[0; 16]));
+    p
+}
