@@ -1,0 +1,102 @@
+//! The data directory ("home"): where it is, the device key file, the store.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tagline_format::SecretKey;
+use tagline_store::Store;
+
+/// Directory under the platform data directory used when neither `--home`
+/// nor `TAGLINE_HOME` is given.
+pub const DEFAULT_DIR_NAME: &str = "tagline";
+/// Sub-directory holding secret keys (mode 0700).
+pub const KEYS_DIR: &str = "keys";
+/// The device key file (mode 0600): one line, `tlsec1…`.
+pub const DEVICE_KEY_FILE: &str = "device.key";
+
+/// Resolves the data directory: `--home`, then `TAGLINE_HOME` (clap fills
+/// both into `flag`), then the platform data directory.
+pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    let base = dirs::data_dir().context("no platform data directory (set TAGLINE_HOME or pass --home)")?;
+    Ok(base.join(DEFAULT_DIR_NAME))
+}
+
+pub fn key_path(home: &Path) -> PathBuf {
+    home.join(KEYS_DIR).join(DEVICE_KEY_FILE)
+}
+
+/// Fresh randomness from the operating system.
+pub fn random32() -> Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("the operating system gave no randomness: {e}"))?;
+    Ok(b)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Creates the data directory, a new device key and the store. Refuses to
+/// overwrite an existing key.
+pub fn init(home: &Path) -> Result<SecretKey> {
+    let kp = key_path(home);
+    if kp.exists() {
+        bail!("{} already holds a device key ({}); refusing to replace it", home.display(), kp.display());
+    }
+    let keys = home.join(KEYS_DIR);
+    fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
+    fs::set_permissions(home, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", home.display()))?;
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", keys.display()))?;
+    let key = SecretKey::from_seed(&random32()?);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&kp)
+        .with_context(|| format!("cannot create {}", kp.display()))?;
+    writeln!(f, "{}", key.to_text().as_str()).with_context(|| format!("cannot write {}", kp.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync {}", kp.display()))?;
+    Store::open(home)?;
+    Ok(key)
+}
+
+/// Loads the device key, refusing a key file other users can read.
+pub fn load_key(home: &Path) -> Result<SecretKey> {
+    let kp = key_path(home);
+    let meta = match fs::metadata(&kp) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("no device key in {} (run `tagline init` first, or pass --home)", home.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", kp.display())),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!("key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}`", kp.display(), kp.display());
+    }
+    let text = zeroizing_read(&kp)?;
+    SecretKey::from_text(text.trim()).with_context(|| format!("key file {} is damaged", kp.display()))
+}
+
+fn zeroizing_read(p: &Path) -> Result<String> {
+    fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+pub fn open_store(home: &Path) -> Result<Store> {
+    if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
+        bail!("{} is not a Tagline data directory (run `tagline init` first, or pass --home)", home.display());
+    }
+    Ok(Store::open(home)?)
+}

@@ -1,0 +1,404 @@
+//! `tagline`: the command-line interface of a Tagline node.
+//!
+//! Errors reach the user as one line on stderr (`tagline: error: …`) and a
+//! non-zero exit status; `--json` outputs are documented in docs/json.md.
+
+mod home;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::json;
+use tagline_format::payload;
+use tagline_format::stream::{self, STREAM_MAGIC};
+use tagline_format::{Entry, PublicKey};
+use tagline_store::{IngestMode, StoreError, StoredEntry};
+
+/// Bytes of records an import hands to the store in one transaction. An
+/// export smaller than this is imported atomically; a larger one in
+/// transactions of this size, each whole or not at all.
+const IMPORT_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Entries read from the store per step of `export` and `log`.
+const READ_CHUNK: u64 = 10_000;
+
+#[derive(Parser, Debug)]
+#[command(name = "tagline", version, about = "Peer-to-peer review for mailing-list projects", long_about = None)]
+struct Cli {
+    /// Data directory [default: the platform data directory + /tagline]
+    #[arg(long, global = true, env = "TAGLINE_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the data directory, a device key and the store
+    Init,
+    /// Show this node's feed key
+    Id {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append one entry to your feed (low level)
+    Publish {
+        /// Payload type, e.g. tagline/note
+        #[arg(long = "type", value_name = "TYPE")]
+        payload_type: String,
+        /// The payload as JSON: a file, or - for standard input
+        #[arg(long, value_name = "FILE")]
+        json: String,
+    },
+    /// List the entries of a feed (yours by default)
+    Log {
+        /// Feed key (tlk1…)
+        feed: Option<String>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Show only the last N entries
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+    /// Re-verify every stored entry: signatures, chains, payload hashes
+    Verify {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a feed as a stream of signed entries (to standard output by default)
+    Export {
+        /// Feed key (tlk1…); yours by default
+        feed: Option<String>,
+        /// Write to FILE instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read an export stream, verify everything and store it (idempotent)
+    Import {
+        /// Export file, or - for standard input
+        file: String,
+        /// Machine-readable summary
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(io::stderr(), "tagline: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "tagline", &mut io::stdout());
+        return Ok(());
+    }
+    let home = home::resolve(cli.home)?;
+    match cli.command {
+        Command::Init => {
+            let key = home::init(&home)?;
+            println!("initialised {}", home.display());
+            println!("feed {}", key.public());
+            Ok(())
+        }
+        Command::Id { json } => {
+            let key = home::load_key(&home)?;
+            if json {
+                println!("{}", json!({ "feed": key.public().to_string(), "home": home.display().to_string() }));
+            } else {
+                println!("{}", key.public());
+            }
+            Ok(())
+        }
+        Command::Publish { payload_type, json } => publish(&home, &payload_type, &json),
+        Command::Log { feed, json, limit } => log(&home, feed.as_deref(), json, limit),
+        Command::Verify { json } => verify(&home, json),
+        Command::Export { feed, output } => export(&home, feed.as_deref(), output),
+        Command::Import { file, json } => import(&home, &file, json),
+        Command::Completions { .. } => Ok(()),
+    }
+}
+
+fn read_input(arg: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if arg == "-" {
+        io::stdin().read_to_end(&mut buf).context("cannot read standard input")?;
+    } else {
+        File::open(arg)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .with_context(|| format!("cannot read {arg}"))?;
+    }
+    Ok(buf)
+}
+
+fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str) -> Result<()> {
+    tagline_format::entry::check_payload_type(payload_type)?;
+    let key = home::load_key(home)?;
+    let raw = read_input(json_arg)?;
+    let j: serde_json::Value = serde_json::from_slice(&raw)
+        .with_context(|| format!("{} is not valid JSON", if json_arg == "-" { "standard input" } else { json_arg }))?;
+    let value = payload::from_json(&j)?;
+    let bytes = tagline_format::cbor::encode_canonical(&value, tagline_format::limits::MAX_PAYLOAD_SIZE as usize)?;
+    payload::check_known(payload_type, &bytes).with_context(|| format!("not a valid {payload_type} payload"))?;
+    let store = home::open_store(home)?;
+    let entries = store.append_local(&key, vec![(payload_type.to_owned(), bytes)], home::now_ms())?;
+    for e in entries {
+        println!("{} {}", e.signed.seq(), e.signed.id());
+    }
+    Ok(())
+}
+
+fn feed_or_self(home: &std::path::Path, feed: Option<&str>) -> Result<PublicKey> {
+    match feed {
+        Some(f) => f.parse::<PublicKey>().with_context(|| format!("{f:?} is not a feed key")),
+        None => Ok(home::load_key(home)?.public()),
+    }
+}
+
+fn log(home: &std::path::Path, feed: Option<&str>, json: bool, limit: Option<u64>) -> Result<()> {
+    let author = feed_or_self(home, feed)?;
+    let store = home::open_store(home)?;
+    let Some(meta) = store.feed(&author)? else {
+        bail!("no entries of feed {author} are stored here");
+    };
+    let from = limit.map_or(1, |n| meta.head.seq.saturating_sub(n) + 1).max(1);
+    let mut out = BufWriter::new(io::stdout().lock());
+    if !json {
+        writeln!(out, "feed {author}{}", meta.forked_at.map(|s| format!(" (FORKED at seq {s})")).unwrap_or_default())?;
+    }
+    let mut seq = from;
+    while seq <= meta.head.seq {
+        let chunk = store.range(&author, seq, seq + READ_CHUNK - 1)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for e in &chunk {
+            if json {
+                writeln!(out, "{}", entry_json(e))?;
+            } else {
+                writeln!(out, "{}", entry_line(e))?;
+            }
+        }
+        seq += chunk.len() as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn entry_json(e: &StoredEntry) -> serde_json::Value {
+    let h = e.signed.header();
+    let payload_json = e
+        .payload
+        .as_deref()
+        .and_then(|p| tagline_format::cbor::decode(p, tagline_format::limits::MAX_PAYLOAD_SIZE as usize).ok())
+        .map(|v| payload::to_json(&v));
+    json!({
+        "id": e.signed.id().to_string(),
+        "author": h.author.to_string(),
+        "seq": h.seq,
+        "backlink": h.backlink.map(|b| b.to_string()),
+        "lipmaa": h.lipmaa.map(|b| b.to_string()),
+        "timestamp_ms": h.timestamp,
+        "type": h.payload_type,
+        "payload_size": h.payload_size,
+        "payload_hash": h.payload_hash.to_string(),
+        "payload": payload_json,
+    })
+}
+
+fn entry_line(e: &StoredEntry) -> String {
+    let h = e.signed.header();
+    let summary = match (&e.payload, h.payload_type.as_str()) {
+        (None, _) => "(payload not held)".to_string(),
+        (Some(p), payload::NOTE_TYPE) => match payload::decode_note(p) {
+            Ok(t) => {
+                let first = t.lines().next().unwrap_or("");
+                let cut: String = first.chars().take(60).collect();
+                format!("{cut:?}")
+            }
+            Err(_) => "(invalid note)".to_string(),
+        },
+        (Some(_), _) => format!("{} bytes", h.payload_size),
+    };
+    format!("{:>6}  {}  {}  {:<16} {}", h.seq, e.signed.id().short(), format_time(h.timestamp), h.payload_type, summary)
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` in UTC (civil-from-days, proleptic Gregorian).
+fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn verify(home: &std::path::Path, json: bool) -> Result<()> {
+    let store = home::open_store(home)?;
+    let report = store.verify_all(home::random32()?)?;
+    let forks = store.fork_proofs()?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "feeds": report.feeds,
+                "entries": report.entries,
+                "payloads_checked": report.payloads_checked,
+                "payloads_missing": report.payloads_missing,
+                "forks": forks.iter().map(|f| json!({"author": f.author().to_string(), "seq": f.seq()})).collect::<Vec<_>>(),
+                "problems": report.problems,
+            })
+        );
+    } else {
+        println!(
+            "verified {} entries in {} feeds ({} payloads checked, {} not held)",
+            report.entries, report.feeds, report.payloads_checked, report.payloads_missing
+        );
+        for f in &forks {
+            println!("fork: feed {} forked at seq {} (proof kept)", f.author(), f.seq());
+        }
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+    }
+    if !report.problems.is_empty() {
+        bail!("{} problems found in {}", report.problems.len(), store.dir().display());
+    }
+    Ok(())
+}
+
+fn export(home: &std::path::Path, feed: Option<&str>, output: Option<PathBuf>) -> Result<()> {
+    let author = feed_or_self(home, feed)?;
+    let store = home::open_store(home)?;
+    let Some(meta) = store.feed(&author)? else {
+        bail!("no entries of feed {author} are stored here");
+    };
+    let sink: Box<dyn Write> = match &output {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(sink);
+    out.write_all(STREAM_MAGIC)?;
+    let mut seq = 1;
+    while seq <= meta.head.seq {
+        let chunk = store.range(&author, seq, seq + READ_CHUNK - 1)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for e in &chunk {
+            out.write_all(&stream::encode_record(e.signed.as_bytes(), e.payload.as_deref()))?;
+        }
+        seq += chunk.len() as u64;
+    }
+    out.flush().context("cannot write the export")?;
+    Ok(())
+}
+
+/// Reads one record; `Ok(None)` at a clean end of stream.
+fn read_record(r: &mut impl BufRead, index: u64) -> Result<Option<(Entry, usize)>> {
+    let mut prefix = [0u8; 4];
+    if r.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    r.read_exact(&mut prefix).map_err(|_| stream::StreamError::Truncated { index })?;
+    let n = stream::record_len(prefix, index)?;
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).map_err(|_| stream::StreamError::Truncated { index })?;
+    Ok(Some((stream::decode_record(&body, index)?, n)))
+}
+
+fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
+    let store = home::open_store(home)?;
+    let name = if file == "-" { "standard input".to_string() } else { file.to_string() };
+    let source: Box<dyn Read> = if file == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(file).with_context(|| format!("cannot open {file}"))?)
+    };
+    let mut r = BufReader::new(source);
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).map_err(|_| anyhow::anyhow!("{name} is too short to be a Tagline export"))?;
+    stream::check_magic(&magic).with_context(|| format!("refusing {name}"))?;
+    let (mut appended, mut duplicates, mut records) = (0u64, 0u64, 0u64);
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut feeds = std::collections::BTreeSet::new();
+    loop {
+        let next = read_record(&mut r, records).with_context(|| format!("refusing {name}"))?;
+        let done = next.is_none();
+        if let Some((entry, n)) = next {
+            records += 1;
+            feeds.insert(*entry.signed.author());
+            batch.push(entry);
+            batch_bytes += n;
+        }
+        if (done || batch_bytes >= IMPORT_BATCH_BYTES) && !batch.is_empty() {
+            let report = store
+                .ingest(std::mem::take(&mut batch), home::now_ms(), home::random32()?, IngestMode::AllOrNothing)
+                .map_err(|e| match e {
+                    StoreError::Rejected(r) => anyhow::anyhow!(
+                        "refusing {name}: {r}{}",
+                        if appended > 0 { format!(" ({appended} earlier entries were imported)") } else { String::new() }
+                    ),
+                    other => other.into(),
+                })?;
+            appended += report.appended;
+            duplicates += report.duplicates;
+            batch_bytes = 0;
+        }
+        if done {
+            break;
+        }
+    }
+    if json {
+        println!("{}", json!({ "records": records, "feeds": feeds.len(), "imported": appended, "already_present": duplicates }));
+    } else {
+        println!("imported {appended} entries ({duplicates} already present) from {} feeds in {name}", feeds.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_763_747_087_000), "2025-11-21 17:44:47Z");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00Z");
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}
