@@ -130,7 +130,8 @@ impl Header {
         Ok(())
     }
 
-    fn to_value(&self) -> Value {
+    /// The header as a CBOR map value (canonical key order).
+    pub fn to_value(&self) -> Value {
         let mut m = vec![
             (uint(key::VERSION), uint(FORMAT_VERSION)),
             (uint(key::AUTHOR), Value::Bytes(self.author.as_bytes().to_vec())),

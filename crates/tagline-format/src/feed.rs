@@ -263,3 +263,40 @@ mod tests {
         assert_eq!(ForkProof::new(a, other.signed).unwrap_err(), ForkProofError::DifferentAuthors);
     }
 }
+
+/// Any reason a received entry is refused, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+}
+
+impl ValidationError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ValidationError::Entry(e) => e.code(),
+            ValidationError::Feed(e) => e.code(),
+        }
+    }
+}
+
+/// Full validation of one received entry, in the order SPEC.md §4.6 gives:
+/// decode (size, canonical form, fields, key, signature encoding), signature,
+/// feed rules, then the payload if present.
+pub fn validate_received(
+    head: Option<&Head>,
+    lipmaa_target: Option<EntryId>,
+    signed_header: &[u8],
+    payload: Option<&[u8]>,
+    now_ms: u64,
+) -> Result<SignedHeader, ValidationError> {
+    let sh = SignedHeader::decode(signed_header.to_vec())?;
+    sh.verify_signature()?;
+    validate_next(head, lipmaa_target, &sh, now_ms)?;
+    if let Some(p) = payload {
+        crate::entry::check_payload(sh.header(), p)?;
+    }
+    Ok(sh)
+}

@@ -12,6 +12,8 @@
 pub mod cbor;
 pub mod entry;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod limits;
 pub mod lipmaa;
@@ -20,5 +22,5 @@ pub mod stream;
 pub mod verify;
 
 pub use entry::{Entry, EntryError, Head, Header, SignedHeader, check_payload, create_entry};
-pub use feed::{FeedError, ForkProof, ForkProofError, validate_next, verify_run};
+pub use feed::{FeedError, ForkProof, ForkProofError, ValidationError, validate_next, validate_received, verify_run};
 pub use keys::{EntryId, KeyError, PayloadHash, PublicKey, SecretKey};

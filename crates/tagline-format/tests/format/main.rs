@@ -1,0 +1,5 @@
+//! The integration tests of tagline-format (one test binary).
+
+mod corpus;
+mod props;
+mod vectors;
