@@ -322,6 +322,8 @@ pub enum FieldError {
     Unexpected { what: &'static str, key: u64 },
     #[error("{what}: field {key} should be {expected}, found {found}")]
     WrongType { what: &'static str, key: u64, expected: &'static str, found: String },
+    #[error("{what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
 }
 
 /// A short name for the kind of a value, for error messages.
@@ -508,5 +510,64 @@ mod tests {
         canonicalize(&mut v).unwrap();
         let bytes = encode_canonical(&v, 100).unwrap();
         assert_eq!(decode(&bytes, 100).unwrap(), v);
+    }
+}
+
+/// Decodes one canonical item straight into a typed value through serde
+/// (no intermediate [`Value`] tree): size limit, profile check, parse.
+/// The caller re-encodes its typed value and compares bytes with
+/// [`same_as_reencoding`].
+pub fn decode_typed<T: serde::de::DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CborError> {
+    check_canonical(bytes, limit)?;
+    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1).map_err(|e| CborError::Parse(e.to_string()))
+}
+
+/// Encodes `value` with ciborium and checks that the result equals `bytes`.
+pub fn same_as_reencoding<T: serde::Serialize + ?Sized>(value: &T, bytes: &[u8]) -> Result<(), CborError> {
+    let mut out = Vec::with_capacity(bytes.len());
+    ciborium::ser::into_writer(value, &mut out).map_err(|e| CborError::Encode(e.to_string()))?;
+    if out != bytes {
+        return Err(CborError::NotCanonical);
+    }
+    Ok(())
+}
+
+/// A byte string for serde: deserialises only from a CBOR byte string and
+/// serialises as one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ByteBuf(pub Vec<u8>);
+
+impl serde::Serialize for ByteBuf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ByteBuf;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A borrowed byte string for serialisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl serde::Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
     }
 }

@@ -2,7 +2,7 @@
 
 use ciborium::value::Value;
 
-use crate::cbor::{self, CborError, FieldError, IntMap, uint};
+use crate::cbor::{self, ByteBuf, Bytes, CborError, FieldError, uint};
 use crate::keys::{EntryId, KeyError, PayloadHash, PublicKey, SecretKey};
 use crate::limits::{
     FORMAT_VERSION, MAX_HEADER_SIZE, MAX_PAYLOAD_SIZE, MAX_PAYLOAD_TYPE_LEN, MAX_SEQ, MAX_SIGNED_HEADER_SIZE,
@@ -157,29 +157,31 @@ impl Header {
     /// The canonical bytes of this header (what is signed).
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         self.check()?;
-        let mut v = self.to_value();
-        cbor::canonicalize(&mut v)?;
-        Ok(cbor::encode_canonical(&v, MAX_HEADER_SIZE)?)
+        let mut out = Vec::with_capacity(200);
+        ciborium::ser::into_writer(self, &mut out).map_err(|e| CborError::Encode(e.to_string()))?;
+        cbor::check_canonical(&out, MAX_HEADER_SIZE)?;
+        Ok(out)
     }
 
-    /// Decodes header bytes: size limit, canonical profile, fields, header rules.
+    /// Decodes header bytes: size limit, canonical profile, fields, header
+    /// rules, and a byte comparison with the canonical re-encoding.
     pub fn decode(bytes: &[u8]) -> Result<Header, EntryError> {
         const W: &str = "header";
-        let v = cbor::decode(bytes, MAX_HEADER_SIZE)?;
-        let mut m = IntMap::from_value(W, v)?;
-        let version = m.uint(W, key::VERSION)?;
+        let raw: RawHeader = match cbor::decode_typed(bytes, MAX_HEADER_SIZE) {
+            Ok(r) => r,
+            Err(CborError::Parse(detail)) => return Err(FieldError::Invalid { what: W, detail }.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(key) = raw.unknown {
+            return Err(FieldError::Unexpected { what: W, key }.into());
+        }
+        let missing = |key| FieldError::Missing { what: W, key };
+        let version = raw.version.ok_or(missing(key::VERSION))?;
         if version != FORMAT_VERSION {
             return Err(EntryError::UnsupportedVersion { found: version });
         }
-        let author = PublicKey::from_bytes(&m.bytes32(W, key::AUTHOR)?)?;
-        let seq = m.uint(W, key::SEQ)?;
-        let backlink = m.opt_bytes32(W, key::BACKLINK)?.map(EntryId);
-        let lipmaa = m.opt_bytes32(W, key::LIPMAA)?.map(EntryId);
-        let timestamp = m.uint(W, key::TIMESTAMP)?;
-        let payload_type = m.text(W, key::PAYLOAD_TYPE)?;
-        let payload_size = m.uint(W, key::PAYLOAD_SIZE)?;
-        let payload_hash = PayloadHash(m.bytes32(W, key::PAYLOAD_HASH)?);
-        let extensions = match m.take(key::EXTENSIONS) {
+        let author = crate::keys::validated_key(&raw.author.ok_or(missing(key::AUTHOR))?)?;
+        let extensions = match raw.extensions {
             None => Vec::new(),
             Some(Value::Map(pairs)) if !pairs.is_empty() => pairs
                 .into_iter()
@@ -191,9 +193,19 @@ impl Header {
             Some(Value::Map(_)) => return Err(EntryError::Extensions("an empty map".into())),
             Some(other) => return Err(EntryError::Extensions(cbor::kind(&other).into())),
         };
-        m.finish(W)?;
-        let h = Header { author, seq, backlink, lipmaa, timestamp, payload_type, payload_size, payload_hash, extensions };
+        let h = Header {
+            author,
+            seq: raw.seq.ok_or(missing(key::SEQ))?,
+            backlink: raw.backlink.map(EntryId),
+            lipmaa: raw.lipmaa.map(EntryId),
+            timestamp: raw.timestamp.ok_or(missing(key::TIMESTAMP))?,
+            payload_type: raw.payload_type.ok_or(missing(key::PAYLOAD_TYPE))?,
+            payload_size: raw.payload_size.ok_or(missing(key::PAYLOAD_SIZE))?,
+            payload_hash: PayloadHash(raw.payload_hash.ok_or(missing(key::PAYLOAD_HASH))?),
+            extensions,
+        };
         h.check()?;
+        cbor::same_as_reencoding(&h, bytes)?;
         Ok(h)
     }
 
@@ -204,8 +216,9 @@ impl Header {
         }
         let header_bytes = self.encode()?;
         let signature = key.sign(&signing_message(&header_bytes));
-        let outer = Value::Array(vec![Value::Bytes(header_bytes.clone()), Value::Bytes(signature.to_vec())]);
-        let bytes = cbor::encode_canonical(&outer, MAX_SIGNED_HEADER_SIZE)?;
+        let mut bytes = Vec::with_capacity(header_bytes.len() + 72);
+        ciborium::ser::into_writer(&(Bytes(&header_bytes), Bytes(&signature)), &mut bytes)
+            .map_err(|e| CborError::Encode(e.to_string()))?;
         let id = EntryId::of(&bytes);
         Ok(SignedHeader { bytes, header_bytes, signature, header: self, id })
     }
@@ -235,17 +248,15 @@ impl SignedHeader {
     /// Decodes the bytes received: size, canonical form, shape, header rules.
     /// The id is the hash of exactly these bytes.
     pub fn decode(bytes: Vec<u8>) -> Result<SignedHeader, EntryError> {
-        let v = cbor::decode(&bytes, MAX_SIGNED_HEADER_SIZE)?;
-        let Value::Array(items) = v else {
-            return Err(EntryError::SignedHeaderShape(cbor::kind(&v).into()));
+        let (header_bytes, sig): (ByteBuf, ByteBuf) = match cbor::decode_typed(&bytes, MAX_SIGNED_HEADER_SIZE) {
+            Ok(pair) => pair,
+            Err(CborError::Parse(detail)) => return Err(EntryError::SignedHeaderShape(detail)),
+            Err(e) => return Err(e.into()),
         };
-        let mut items = items.into_iter();
-        let (Some(Value::Bytes(header_bytes)), Some(Value::Bytes(sig)), None) = (items.next(), items.next(), items.next())
-        else {
-            return Err(EntryError::SignedHeaderShape("another shape".into()));
-        };
+        let (header_bytes, sig) = (header_bytes.0, sig.0);
         let signature = <[u8; 64]>::try_from(sig.as_slice())
             .map_err(|_| EntryError::SignedHeaderShape(format!("a {}-byte signature", sig.len())))?;
+        cbor::same_as_reencoding(&(Bytes(&header_bytes), Bytes(&signature)), &bytes)?;
         let header = Header::decode(&header_bytes)?;
         verify::check_signature_encoding(&signature)?;
         let id = EntryId::of(&bytes);
@@ -309,6 +320,18 @@ pub fn check_payload(header: &Header, payload: &[u8]) -> Result<(), EntryError> 
     Ok(())
 }
 
+impl AsRef<SignedHeader> for SignedHeader {
+    fn as_ref(&self) -> &SignedHeader {
+        self
+    }
+}
+
+impl AsRef<SignedHeader> for Entry {
+    fn as_ref(&self) -> &SignedHeader {
+        &self.signed
+    }
+}
+
 /// An entry: signed header plus its payload when present.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -361,6 +384,98 @@ pub fn create_entry(
     };
     let signed = header.sign(key)?;
     Ok(Entry { signed, payload: Some(payload) })
+}
+
+/// The header's fields as read by serde, before the rules are applied.
+#[derive(Default)]
+struct RawHeader {
+    version: Option<u64>,
+    author: Option<[u8; 32]>,
+    seq: Option<u64>,
+    backlink: Option<[u8; 32]>,
+    lipmaa: Option<[u8; 32]>,
+    timestamp: Option<u64>,
+    payload_type: Option<String>,
+    payload_size: Option<u64>,
+    payload_hash: Option<[u8; 32]>,
+    extensions: Option<Value>,
+    /// The first key this version does not define.
+    unknown: Option<u64>,
+}
+
+fn bytes32<'de, A: serde::de::MapAccess<'de>>(map: &mut A, field: u64) -> Result<[u8; 32], A::Error> {
+    let b: ByteBuf = map.next_value()?;
+    let n = b.0.len();
+    <[u8; 32]>::try_from(b.0)
+        .map_err(|_| serde::de::Error::custom(format!("field {field} should be a 32-byte byte string, found {n} bytes")))
+}
+
+impl<'de> serde::Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a header map with integer keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+                let mut h = RawHeader::default();
+                while let Some(k) = map.next_key::<u64>()? {
+                    match k {
+                        key::VERSION => h.version = Some(map.next_value()?),
+                        key::AUTHOR => h.author = Some(bytes32(&mut map, k)?),
+                        key::SEQ => h.seq = Some(map.next_value()?),
+                        key::BACKLINK => h.backlink = Some(bytes32(&mut map, k)?),
+                        key::LIPMAA => h.lipmaa = Some(bytes32(&mut map, k)?),
+                        key::TIMESTAMP => h.timestamp = Some(map.next_value()?),
+                        key::PAYLOAD_TYPE => h.payload_type = Some(map.next_value()?),
+                        key::PAYLOAD_SIZE => h.payload_size = Some(map.next_value()?),
+                        key::PAYLOAD_HASH => h.payload_hash = Some(bytes32(&mut map, k)?),
+                        key::EXTENSIONS => h.extensions = Some(map.next_value()?),
+                        other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            h.unknown = h.unknown.or(Some(other));
+                        }
+                    }
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The canonical encoding of a header: fields in key order, optional ones
+/// omitted (SPEC.md §4.1).
+impl serde::Serialize for Header {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let n = 7 + usize::from(self.backlink.is_some())
+            + usize::from(self.lipmaa.is_some())
+            + usize::from(!self.extensions.is_empty());
+        let mut m = s.serialize_map(Some(n))?;
+        m.serialize_entry(&key::VERSION, &FORMAT_VERSION)?;
+        m.serialize_entry(&key::AUTHOR, &Bytes(self.author.as_bytes()))?;
+        m.serialize_entry(&key::SEQ, &self.seq)?;
+        if let Some(b) = &self.backlink {
+            m.serialize_entry(&key::BACKLINK, &Bytes(&b.0))?;
+        }
+        if let Some(l) = &self.lipmaa {
+            m.serialize_entry(&key::LIPMAA, &Bytes(&l.0))?;
+        }
+        m.serialize_entry(&key::TIMESTAMP, &self.timestamp)?;
+        m.serialize_entry(&key::PAYLOAD_TYPE, &self.payload_type)?;
+        m.serialize_entry(&key::PAYLOAD_SIZE, &self.payload_size)?;
+        m.serialize_entry(&key::PAYLOAD_HASH, &Bytes(&self.payload_hash.0))?;
+        if !self.extensions.is_empty() {
+            let mut ext = self.extensions.clone();
+            // Text keys in canonical order: shorter first, then bytewise.
+            ext.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+            let ext: Vec<(Value, Value)> = ext.into_iter().map(|(k, v)| (Value::Text(k), v)).collect();
+            m.serialize_entry(&key::EXTENSIONS, &Value::Map(ext))?;
+        }
+        m.end()
+    }
 }
 
 #[cfg(test)]

@@ -91,10 +91,10 @@ pub fn validate_next(
 /// `lookup(seq)` returns the id of an already-stored entry of this feed (for
 /// lipmaa links that reach before the run). Returns the new head, or the index
 /// of the first bad entry and why. Entries before that index are valid.
-pub fn verify_run(
+pub fn verify_run<T: AsRef<SignedHeader>>(
     author: &PublicKey,
     head: Option<Head>,
-    run: &[SignedHeader],
+    run: &[T],
     lookup: &mut dyn FnMut(u64) -> Option<EntryId>,
     now_ms: u64,
     seed: [u8; 32],
@@ -102,13 +102,14 @@ pub fn verify_run(
     let mut cur = head;
     let first_seq = head.map_or(1, |h| h.seq + 1);
     for (i, e) in run.iter().enumerate() {
+        let e = e.as_ref();
         if e.author() != author {
             return Err((i, FeedError::WrongAuthor { expected: *author, found: *e.author() }));
         }
         let target = if has_distinct_lipmaa(e.seq()) {
             let t = lipmaa(e.seq());
             if t >= first_seq {
-                usize::try_from(t - first_seq).ok().and_then(|j| run.get(j)).map(|x| x.id())
+                usize::try_from(t - first_seq).ok().and_then(|j| run.get(j)).map(|x| x.as_ref().id())
             } else {
                 lookup(t)
             }
@@ -121,15 +122,15 @@ pub fn verify_run(
     // Signatures, batched. Messages are built once per chunk.
     let mut chunk_seed = seed;
     for (c, chunk) in run.chunks(VERIFY_BATCH_SIZE).enumerate() {
-        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.message()).collect();
+        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.as_ref().message()).collect();
         let mut b = BatchVerifier::with_capacity(chunk.len());
         for (e, m) in chunk.iter().zip(&msgs) {
-            b.push(e.author(), m, *e.signature());
+            b.push(e.as_ref().author(), m, *e.as_ref().signature());
         }
         if let Err(results) = b.verify(chunk_seed) {
             if let Some((j, err)) = results.into_iter().enumerate().find_map(|(j, r)| r.err().map(|e| (j, e))) {
                 let i = c * VERIFY_BATCH_SIZE + j;
-                let seq = run.get(i).map_or(0, |e| e.seq());
+                let seq = run.get(i).map_or(0, |e| e.as_ref().seq());
                 return Err((i, FeedError::Entry { seq, source: EntryError::Signature(err) }));
             }
         }

@@ -119,6 +119,34 @@ impl PublicKey {
     }
 }
 
+/// Number of recently validated keys remembered per thread by [`validated_key`].
+pub const KEY_CACHE_SLOTS: usize = 64;
+
+thread_local! {
+    static KEY_CACHE: std::cell::RefCell<[Option<PublicKey>; KEY_CACHE_SLOTS]> =
+        const { std::cell::RefCell::new([None; KEY_CACHE_SLOTS]) };
+}
+
+/// [`PublicKey::from_bytes`] with a small per-thread memo of keys that passed:
+/// a feed's entries all carry the same key, and validating it (a point
+/// decompression) costs more than the rest of a header decode. A memo hit is
+/// exact (the full 32 bytes match a key that passed every check), so results
+/// are the same with or without it.
+pub fn validated_key(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
+    let slot = usize::from(bytes[0] ^ bytes[31]) % KEY_CACHE_SLOTS;
+    let hit = KEY_CACHE.with(|c| c.borrow().get(slot).copied().flatten().filter(|k| k.bytes == *bytes));
+    if let Some(k) = hit {
+        return Ok(k);
+    }
+    let k = PublicKey::from_bytes(bytes)?;
+    KEY_CACHE.with(|c| {
+        if let Some(s) = c.borrow_mut().get_mut(slot) {
+            *s = Some(k);
+        }
+    });
+    Ok(k)
+}
+
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
         self.bytes == other.bytes

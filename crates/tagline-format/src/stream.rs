@@ -9,7 +9,7 @@
 
 use ciborium::value::Value;
 
-use crate::cbor::{self, CborError};
+use crate::cbor::{self, ByteBuf, Bytes, CborError};
 use crate::entry::{Entry, EntryError, SignedHeader};
 use crate::limits::MAX_STREAM_RECORD_SIZE;
 
@@ -80,16 +80,44 @@ pub fn encode_record(signed_header: &[u8], payload: Option<&[u8]>) -> Vec<u8> {
 /// verified here and the payload is not checked against the header: the
 /// caller batches those.
 pub fn decode_record(body: &[u8], index: u64) -> Result<Entry, StreamError> {
-    let v = cbor::decode(body, MAX_STREAM_RECORD_SIZE).map_err(|source| StreamError::Cbor { index, source })?;
-    let Value::Array(items) = v else { return Err(StreamError::Shape { index }) };
-    let mut it = items.into_iter();
-    let (signed, payload) = match (it.next(), it.next(), it.next()) {
-        (Some(Value::Bytes(s)), None, None) => (s, None),
-        (Some(Value::Bytes(s)), Some(Value::Bytes(p)), None) => (s, Some(p)),
-        _ => return Err(StreamError::Shape { index }),
+    let record: Record = cbor::decode_typed(body, MAX_STREAM_RECORD_SIZE).map_err(|source| match source {
+        CborError::Parse(_) => StreamError::Shape { index },
+        source => StreamError::Cbor { index, source },
+    })?;
+    let check = match &record.payload {
+        Some(p) => cbor::same_as_reencoding(&(Bytes(&record.signed.0), Bytes(&p.0)), body),
+        None => cbor::same_as_reencoding(&(Bytes(&record.signed.0),), body),
     };
-    let signed = SignedHeader::decode(signed).map_err(|source| StreamError::Entry { index, source })?;
-    Ok(Entry { signed, payload })
+    check.map_err(|source| StreamError::Cbor { index, source })?;
+    let signed = SignedHeader::decode(record.signed.0).map_err(|source| StreamError::Entry { index, source })?;
+    Ok(Entry { signed, payload: record.payload.map(|p| p.0) })
+}
+
+/// A record body: `[signed_header]` or `[signed_header, payload]`.
+struct Record {
+    signed: ByteBuf,
+    payload: Option<ByteBuf>,
+}
+
+impl<'de> serde::Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Record;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[signed header, optional payload]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+                let signed: ByteBuf = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let payload: Option<ByteBuf> = seq.next_element()?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(3, &self));
+                }
+                Ok(Record { signed, payload })
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Splits a whole in-memory stream into entries (for tests and small files).

@@ -11,7 +11,7 @@
 
 pub mod tables;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -19,7 +19,46 @@ use tagline_format::entry::{check_payload, create_entry};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
 use tagline_format::{Entry, EntryError, EntryId, FeedError, ForkProof, Head, PayloadHash, PublicKey, SecretKey, SignedHeader};
 
-use crate::tables::{ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, META, PAYLOADS, SCHEMA_VERSION, entry_key, id_prefix};
+use crate::tables::{
+    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, META, PAYLOADS, SCHEMA_VERSION, entry_key, id_prefix,
+};
+
+/// Smallest [`Store::append_local`] batch signed on a second thread.
+pub const PIPELINE_MIN: usize = 64;
+
+/// Signed entries in flight between the signing thread and the writer.
+pub const PIPELINE_DEPTH: usize = 256;
+
+/// Builds the next entries of a local feed: knows the head, and the ids that
+/// lipmaa links need (stored ones looked up beforehand, new ones as made).
+struct LocalChain<'k> {
+    key: &'k SecretKey,
+    head: Option<Head>,
+    first_new: u64,
+    earlier: HashMap<u64, EntryId>,
+    batch_ids: Vec<EntryId>,
+    now_ms: u64,
+}
+
+impl LocalChain<'_> {
+    fn next(&mut self, payload_type: &str, payload: Vec<u8>) -> Result<Entry, EntryError> {
+        let seq = self.head.map_or(1, |h| h.seq + 1);
+        let target = if has_distinct_lipmaa(seq) {
+            let t = lipmaa(seq);
+            if t >= self.first_new {
+                usize::try_from(t - self.first_new).ok().and_then(|i| self.batch_ids.get(i)).copied()
+            } else {
+                self.earlier.get(&t).copied()
+            }
+        } else {
+            None
+        };
+        let e = create_entry(self.key, self.head.as_ref(), target, self.now_ms, payload_type, payload)?;
+        self.head = Some(Head::of(&e.signed));
+        self.batch_ids.push(e.signed.id());
+        Ok(e)
+    }
+}
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "store.redb";
@@ -238,7 +277,8 @@ impl Store {
             }
             tx.open_table(FEEDS)?;
             tx.open_table(ENTRIES)?;
-            tx.open_multimap_table(ID_INDEX)?;
+            tx.open_table(ID_INDEX)?;
+            tx.open_table(ID_OVERFLOW)?;
             tx.open_table(PAYLOADS)?;
             tx.open_table(FORKS)?;
         }
@@ -296,11 +336,16 @@ impl Store {
     /// The entry with this id, if stored.
     pub fn get(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         let tx = self.read()?;
-        let index = tx.open_multimap_table(ID_INDEX)?;
         let entries = tx.open_table(ENTRIES)?;
-        for pos in index.get(&id_prefix(&id.0))? {
-            let pos = pos?;
-            if let Some(v) = entries.get(&pos.value())? {
+        let mut positions = Vec::with_capacity(2);
+        if let Some(p) = tx.open_table(ID_INDEX)?.get(&id_prefix(&id.0))? {
+            positions.push(*p.value());
+        }
+        if let Some(p) = tx.open_table(ID_OVERFLOW)?.get(&id.0)? {
+            positions.push(*p.value());
+        }
+        for pos in positions {
+            if let Some(v) = entries.get(&pos)? {
                 let v = v.value();
                 if v.get(..32) == Some(id.0.as_slice()) {
                     let signed = decode_stored(v)?;
@@ -334,7 +379,9 @@ impl Store {
     }
 
     /// Signs and appends entries to `key`'s own feed, all in one transaction.
-    /// `now_ms` is the author's clock. Returns the new entries.
+    /// `now_ms` is the author's clock. Returns the new entries. Batches of at
+    /// least [`PIPELINE_MIN`] entries are signed on a second thread while this
+    /// one writes (signing a chain is sequential; storing overlaps with it).
     pub fn append_local(
         &self,
         key: &SecretKey,
@@ -343,45 +390,71 @@ impl Store {
     ) -> Result<Vec<Entry>, StoreError> {
         let author = key.public();
         let tx = self.db.begin_write()?;
-        let mut out = Vec::with_capacity(items.len());
+        let out;
         {
             let mut feeds = tx.open_table(FEEDS)?;
             let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = tx.open_multimap_table(ID_INDEX)?;
+            let mut index = IdIndex { prefix: tx.open_table(ID_INDEX)?, overflow: tx.open_table(ID_OVERFLOW)? };
             let mut payloads = tx.open_table(PAYLOADS)?;
-            let mut meta = match feeds.get(author.as_bytes())? {
+            let meta = match feeds.get(author.as_bytes())? {
                 Some(v) => Some(FeedMeta::decode(author.as_bytes(), &v.value())?),
                 None => None,
             };
             if let Some(seq) = meta.and_then(|m| m.forked_at) {
                 return Err(StoreError::Forked { author, seq });
             }
-            let first_new = meta.map_or(1, |m| m.head.seq + 1);
-            for (payload_type, payload) in items {
-                let head = meta.map(|m| m.head);
-                let seq = head.map_or(1, |h| h.seq + 1);
-                let target = if has_distinct_lipmaa(seq) {
-                    let t = lipmaa(seq);
-                    if t >= first_new {
-                        out.get(usize::try_from(t - first_new).unwrap_or(usize::MAX)).map(|e: &Entry| e.signed.id())
-                    } else {
-                        entries.get(&entry_key(author.as_bytes(), t))?.and_then(|v| stored_id(v.value()))
+            let head = meta.map(|m| m.head);
+            let first_new = head.map_or(1, |h| h.seq + 1);
+            // Ids of stored entries that this batch's lipmaa links point to.
+            let mut earlier = HashMap::new();
+            for seq in first_new..first_new + items.len() as u64 {
+                let t = lipmaa(seq);
+                if has_distinct_lipmaa(seq) && t < first_new && !earlier.contains_key(&t) {
+                    let id = entries.get(&entry_key(author.as_bytes(), t))?.and_then(|v| stored_id(v.value()));
+                    if let Some(id) = id {
+                        earlier.insert(t, id);
                     }
-                } else {
-                    None
-                };
-                let entry = create_entry(key, head.as_ref(), target, now_ms, &payload_type, payload)?;
-                put_entry(&mut entries, &mut index, &mut payloads, &entry.signed, entry.payload.as_deref())?;
-                let new_head = Head::of(&entry.signed);
-                meta = Some(FeedMeta {
+                }
+            }
+            let mut chain = LocalChain { key, head, first_new, earlier, batch_ids: Vec::with_capacity(items.len()), now_ms };
+            let mut store_one = |e: &Entry| put_entry(&mut entries, &mut index, &mut payloads, &e.signed, e.payload.as_deref());
+            out = if items.len() < PIPELINE_MIN {
+                let mut out = Vec::with_capacity(items.len());
+                for (t, p) in items {
+                    let e = chain.next(&t, p)?;
+                    store_one(&e)?;
+                    out.push(e);
+                }
+                out
+            } else {
+                std::thread::scope(|scope| -> Result<Vec<Entry>, StoreError> {
+                    let n = items.len();
+                    let (send, recv) = std::sync::mpsc::sync_channel::<Result<Entry, EntryError>>(PIPELINE_DEPTH);
+                    scope.spawn(move || {
+                        for (t, p) in items {
+                            let r = chain.next(&t, p);
+                            let failed = r.is_err();
+                            if send.send(r).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                    let mut out = Vec::with_capacity(n);
+                    for r in recv {
+                        let e = r?;
+                        store_one(&e)?;
+                        out.push(e);
+                    }
+                    Ok(out)
+                })?
+            };
+            if let Some(last) = out.last() {
+                let m = FeedMeta {
                     author,
-                    head: new_head,
+                    head: Head::of(&last.signed),
                     forked_at: None,
                     confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
-                });
-                out.push(entry);
-            }
-            if let Some(m) = meta {
+                };
                 feeds.insert(author.as_bytes(), &m.encode())?;
             }
         }
@@ -404,7 +477,7 @@ impl Store {
         {
             let mut feeds = tx.open_table(FEEDS)?;
             let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = tx.open_multimap_table(ID_INDEX)?;
+            let mut index = IdIndex { prefix: tx.open_table(ID_INDEX)?, overflow: tx.open_table(ID_OVERFLOW)? };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
             let mut feed_no = 0u64;
@@ -475,7 +548,7 @@ impl Store {
                 }
                 // Only a contiguous run from head + 1 can be appended.
                 let run_len = new.iter().enumerate().take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64).count();
-                let signed: Vec<SignedHeader> = new.iter().take(run_len).map(|e| e.signed.clone()).collect();
+                let signed: &[Entry] = new.get(..run_len).unwrap_or_default();
                 let mut lookup_err = None;
                 let mut lookup = |seq: u64| -> Option<EntryId> {
                     match entries.get(&entry_key(author.as_bytes(), seq)) {
@@ -487,7 +560,7 @@ impl Store {
                     }
                 };
                 let feed_seed = derive_seed(&seed, feed_no);
-                let result = tagline_format::verify_run(&author, meta.map(|m| m.head), &signed, &mut lookup, now_ms, feed_seed);
+                let result = tagline_format::verify_run(&author, meta.map(|m| m.head), signed, &mut lookup, now_ms, feed_seed);
                 if let Some(e) = lookup_err {
                     return Err(e.into());
                 }
@@ -523,7 +596,7 @@ impl Store {
                 if let Some(r) = payload_err {
                     report.rejected.push(r);
                 } else if let Err((i, err)) = result {
-                    let seq = signed.get(i).map_or(0, |e| e.seq());
+                    let seq = signed.get(i).map_or(0, |e| e.signed.seq());
                     report.rejected.push(Rejection { author, seq, reason: err.into() });
                 } else if let Some(gap) = new.get(run_len) {
                     let expected = head_seq + 1 + run_len as u64;
@@ -568,7 +641,8 @@ impl Store {
         let feeds = tx.open_table(FEEDS)?;
         let entries = tx.open_table(ENTRIES)?;
         let payloads = tx.open_table(PAYLOADS)?;
-        let index = tx.open_multimap_table(ID_INDEX)?;
+        let index = tx.open_table(ID_INDEX)?;
+        let overflow = tx.open_table(ID_OVERFLOW)?;
         for row in feeds.iter()? {
             let (k, v) = row?;
             let meta = FeedMeta::decode(&k.value(), &v.value())?;
@@ -608,9 +682,9 @@ impl Store {
                 };
                 report.entries += 1;
                 let id = signed.id();
-                let indexed = index.get(&id_prefix(&id.0))?.any(|p| {
-                    p.map(|p| *p.value() == entry_key(author.as_bytes(), signed.seq())).unwrap_or(false)
-                });
+                let here = entry_key(author.as_bytes(), signed.seq());
+                let indexed = index.get(&id_prefix(&id.0))?.is_some_and(|p| *p.value() == here)
+                    || overflow.get(&id.0)?.is_some_and(|p| *p.value() == here);
                 if !indexed {
                     report.problems.push(format!("feed {author}: entry {} is missing from the id index", signed.seq()));
                 }
@@ -666,9 +740,28 @@ fn decode_stored(v: &[u8]) -> Result<SignedHeader, StoreError> {
     Ok(signed)
 }
 
+/// The two id-index tables, written together.
+struct IdIndex<'t> {
+    prefix: redb::Table<'t, &'static [u8; 16], &'static [u8; 40]>,
+    overflow: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+}
+
+impl IdIndex<'_> {
+    fn insert(&mut self, id: &EntryId, pos: &[u8; 40]) -> Result<(), StoreError> {
+        let prefix = id_prefix(&id.0);
+        let previous = self.prefix.insert(&prefix, pos)?.map(|old| *old.value());
+        if let Some(old) = previous.filter(|old| old != pos) {
+            // Prefix already taken by another entry: keep it, index this one by full id.
+            self.prefix.insert(&prefix, &old)?;
+            self.overflow.insert(&id.0, pos)?;
+        }
+        Ok(())
+    }
+}
+
 fn put_entry(
     entries: &mut redb::Table<&[u8; 40], &[u8]>,
-    index: &mut redb::MultimapTable<&[u8; 16], &[u8; 40]>,
+    index: &mut IdIndex<'_>,
     payloads: &mut redb::Table<&[u8; 32], &[u8]>,
     signed: &SignedHeader,
     payload: Option<&[u8]>,
@@ -679,7 +772,7 @@ fn put_entry(
     row.extend_from_slice(&id.0);
     row.extend_from_slice(signed.as_bytes());
     entries.insert(&key, row.as_slice())?;
-    index.insert(&id_prefix(&id.0), &key)?;
+    index.insert(&id, &key)?;
     if let Some(p) = payload {
         payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
     }

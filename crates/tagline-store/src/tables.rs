@@ -4,7 +4,7 @@
 //! migration, never reinterprets old bytes. Integers are big-endian so that
 //! byte order is numeric order.
 
-use redb::{MultimapTableDefinition, TableDefinition};
+use redb::TableDefinition;
 
 /// Schema version written under `META["schema"]`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -28,11 +28,16 @@ pub const FEED_META_LEN: usize = 8 + 32 + 8 + 8 + 8;
 /// Value: `entry id [32] ‖ signed header bytes` (the bytes as received).
 pub const ENTRIES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("entries_v1");
 
-/// Entry id to position, kept small: the key is the first 16 bytes of the id
-/// (a multimap, so even a deliberate prefix collision loses nothing; readers
-/// compare the full id stored in [`ENTRIES`]).
+/// Entry id to position, kept small: the key is the first 16 bytes of the id.
+/// Readers compare the full id stored in [`ENTRIES`]. Two ids sharing a
+/// 16-byte prefix (only by a deliberate 2^64-work attack) are handled by
+/// [`ID_OVERFLOW`], so nothing is lost.
 /// Key: `id[0..16]`. Value: `author [32] ‖ seq u64`.
-pub const ID_INDEX: MultimapTableDefinition<&[u8; 16], &[u8; 40]> = MultimapTableDefinition::new("id_index_v1");
+pub const ID_INDEX: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new("id_index_v1");
+
+/// Full-id index for the rare entries whose 16-byte prefix is already taken in
+/// [`ID_INDEX`]. Key: the full id. Value: `author [32] ‖ seq u64`.
+pub const ID_OVERFLOW: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("id_overflow_v1");
 
 /// Payloads by content. Key: blake3 of the payload (32 bytes). Value: payload bytes.
 pub const PAYLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("payloads_v1");
