@@ -23,7 +23,8 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p);
     }
-    let base = dirs::data_dir().context("no platform data directory (set TAGLINE_HOME or pass --home)")?;
+    let base =
+        dirs::data_dir().context("no platform data directory (set TAGLINE_HOME or pass --home)")?;
     Ok(base.join(DEFAULT_DIR_NAME))
 }
 
@@ -34,7 +35,8 @@ pub fn key_path(home: &Path) -> PathBuf {
 /// Fresh randomness from the operating system.
 pub fn random32() -> Result<[u8; 32]> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("the operating system gave no randomness: {e}"))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| anyhow::anyhow!("the operating system gave no randomness: {e}"))?;
     Ok(b)
 }
 
@@ -51,7 +53,11 @@ pub fn now_ms() -> u64 {
 pub fn init(home: &Path) -> Result<SecretKey> {
     let kp = key_path(home);
     if kp.exists() {
-        bail!("{} already holds a device key ({}); refusing to replace it", home.display(), kp.display());
+        bail!(
+            "{} already holds a device key ({}); refusing to replace it",
+            home.display(),
+            kp.display()
+        );
     }
     let keys = home.join(KEYS_DIR);
     fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
@@ -66,8 +72,10 @@ pub fn init(home: &Path) -> Result<SecretKey> {
         .mode(0o600)
         .open(&kp)
         .with_context(|| format!("cannot create {}", kp.display()))?;
-    writeln!(f, "{}", key.to_text().as_str()).with_context(|| format!("cannot write {}", kp.display()))?;
-    f.sync_all().with_context(|| format!("cannot sync {}", kp.display()))?;
+    writeln!(f, "{}", key.to_text().as_str())
+        .with_context(|| format!("cannot write {}", kp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync {}", kp.display()))?;
     Store::open(home)?;
     Ok(key)
 }
@@ -78,16 +86,24 @@ pub fn load_key(home: &Path) -> Result<SecretKey> {
     let meta = match fs::metadata(&kp) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("no device key in {} (run `tagline init` first, or pass --home)", home.display())
+            bail!(
+                "no device key in {} (run `tagline init` first, or pass --home)",
+                home.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", kp.display())),
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!("key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}`", kp.display(), kp.display());
+        bail!(
+            "key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}`",
+            kp.display(),
+            kp.display()
+        );
     }
     let text = zeroizing_read(&kp)?;
-    SecretKey::from_text(text.trim()).with_context(|| format!("key file {} is damaged", kp.display()))
+    SecretKey::from_text(text.trim())
+        .with_context(|| format!("key file {} is damaged", kp.display()))
 }
 
 fn zeroizing_read(p: &Path) -> Result<String> {
@@ -96,7 +112,10 @@ fn zeroizing_read(p: &Path) -> Result<String> {
 
 pub fn open_store(home: &Path) -> Result<Store> {
     if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
-        bail!("{} is not a Tagline data directory (run `tagline init` first, or pass --home)", home.display());
+        bail!(
+            "{} is not a Tagline data directory (run `tagline init` first, or pass --home)",
+            home.display()
+        );
     }
     Ok(Store::open(home)?)
 }

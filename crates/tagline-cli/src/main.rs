@@ -125,7 +125,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Id { json } => {
             let key = home::load_key(&home)?;
             if json {
-                println!("{}", json!({ "feed": key.public().to_string(), "home": home.display().to_string() }));
+                println!(
+                    "{}",
+                    json!({ "feed": key.public().to_string(), "home": home.display().to_string() })
+                );
             } else {
                 println!("{}", key.public());
             }
@@ -143,7 +146,9 @@ fn run(cli: Cli) -> Result<()> {
 fn read_input(arg: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     if arg == "-" {
-        io::stdin().read_to_end(&mut buf).context("cannot read standard input")?;
+        io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
     } else {
         File::open(arg)
             .and_then(|mut f| f.read_to_end(&mut buf))
@@ -156,13 +161,26 @@ fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str) -> Result
     tagline_format::entry::check_payload_type(payload_type)?;
     let key = home::load_key(home)?;
     let raw = read_input(json_arg)?;
-    let j: serde_json::Value = serde_json::from_slice(&raw)
-        .with_context(|| format!("{} is not valid JSON", if json_arg == "-" { "standard input" } else { json_arg }))?;
+    let j: serde_json::Value = serde_json::from_slice(&raw).with_context(|| {
+        format!(
+            "{} is not valid JSON",
+            if json_arg == "-" {
+                "standard input"
+            } else {
+                json_arg
+            }
+        )
+    })?;
     let value = payload::from_json(&j)?;
-    let bytes = tagline_format::cbor::encode_canonical(&value, tagline_format::limits::MAX_PAYLOAD_SIZE as usize)?;
-    payload::check_known(payload_type, &bytes).with_context(|| format!("not a valid {payload_type} payload"))?;
+    let bytes = tagline_format::cbor::encode_canonical(
+        &value,
+        tagline_format::limits::MAX_PAYLOAD_SIZE as usize,
+    )?;
+    payload::check_known(payload_type, &bytes)
+        .with_context(|| format!("not a valid {payload_type} payload"))?;
     let store = home::open_store(home)?;
-    let entries = store.append_local(&key, vec![(payload_type.to_owned(), bytes)], home::now_ms())?;
+    let entries =
+        store.append_local(&key, vec![(payload_type.to_owned(), bytes)], home::now_ms())?;
     for e in entries {
         println!("{} {}", e.signed.seq(), e.signed.id());
     }
@@ -171,7 +189,9 @@ fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str) -> Result
 
 fn feed_or_self(home: &std::path::Path, feed: Option<&str>) -> Result<PublicKey> {
     match feed {
-        Some(f) => f.parse::<PublicKey>().with_context(|| format!("{f:?} is not a feed key")),
+        Some(f) => f
+            .parse::<PublicKey>()
+            .with_context(|| format!("{f:?} is not a feed key")),
         None => Ok(home::load_key(home)?.public()),
     }
 }
@@ -182,10 +202,18 @@ fn log(home: &std::path::Path, feed: Option<&str>, json: bool, limit: Option<u64
     let Some(meta) = store.feed(&author)? else {
         bail!("no entries of feed {author} are stored here");
     };
-    let from = limit.map_or(1, |n| meta.head.seq.saturating_sub(n) + 1).max(1);
+    let from = limit
+        .map_or(1, |n| meta.head.seq.saturating_sub(n) + 1)
+        .max(1);
     let mut out = BufWriter::new(io::stdout().lock());
     if !json {
-        writeln!(out, "feed {author}{}", meta.forked_at.map(|s| format!(" (FORKED at seq {s})")).unwrap_or_default())?;
+        writeln!(
+            out,
+            "feed {author}{}",
+            meta.forked_at
+                .map(|s| format!(" (FORKED at seq {s})"))
+                .unwrap_or_default()
+        )?;
     }
     let mut seq = from;
     while seq <= meta.head.seq {
@@ -211,7 +239,9 @@ fn entry_json(e: &StoredEntry) -> serde_json::Value {
     let payload_json = e
         .payload
         .as_deref()
-        .and_then(|p| tagline_format::cbor::decode(p, tagline_format::limits::MAX_PAYLOAD_SIZE as usize).ok())
+        .and_then(|p| {
+            tagline_format::cbor::decode(p, tagline_format::limits::MAX_PAYLOAD_SIZE as usize).ok()
+        })
         .map(|v| payload::to_json(&v));
     json!({
         "id": e.signed.id().to_string(),
@@ -241,7 +271,14 @@ fn entry_line(e: &StoredEntry) -> String {
         },
         (Some(_), _) => format!("{} bytes", h.payload_size),
     };
-    format!("{:>6}  {}  {}  {:<16} {}", h.seq, e.signed.id().short(), format_time(h.timestamp), h.payload_type, summary)
+    format!(
+        "{:>6}  {}  {}  {:<16} {}",
+        h.seq,
+        e.signed.id().short(),
+        format_time(h.timestamp),
+        h.payload_type,
+        summary
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SSZ` in UTC (civil-from-days, proleptic Gregorian).
@@ -258,7 +295,12 @@ fn format_time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn verify(home: &std::path::Path, json: bool) -> Result<()> {
@@ -283,14 +325,22 @@ fn verify(home: &std::path::Path, json: bool) -> Result<()> {
             report.entries, report.feeds, report.payloads_checked, report.payloads_missing
         );
         for f in &forks {
-            println!("fork: feed {} forked at seq {} (proof kept)", f.author(), f.seq());
+            println!(
+                "fork: feed {} forked at seq {} (proof kept)",
+                f.author(),
+                f.seq()
+            );
         }
         for p in &report.problems {
             println!("problem: {p}");
         }
     }
     if !report.problems.is_empty() {
-        bail!("{} problems found in {}", report.problems.len(), store.dir().display());
+        bail!(
+            "{} problems found in {}",
+            report.problems.len(),
+            store.dir().display()
+        );
     }
     Ok(())
 }
@@ -302,7 +352,9 @@ fn export(home: &std::path::Path, feed: Option<&str>, output: Option<PathBuf>) -
         bail!("no entries of feed {author} are stored here");
     };
     let sink: Box<dyn Write> = match &output {
-        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
@@ -314,7 +366,10 @@ fn export(home: &std::path::Path, feed: Option<&str>, output: Option<PathBuf>) -
             break;
         }
         for e in &chunk {
-            out.write_all(&stream::encode_record(e.signed.as_bytes(), e.payload.as_deref()))?;
+            out.write_all(&stream::encode_record(
+                e.signed.as_bytes(),
+                e.payload.as_deref(),
+            ))?;
         }
         seq += chunk.len() as u64;
     }
@@ -328,16 +383,22 @@ fn read_record(r: &mut impl BufRead, index: u64) -> Result<Option<(Entry, usize)
     if r.fill_buf()?.is_empty() {
         return Ok(None);
     }
-    r.read_exact(&mut prefix).map_err(|_| stream::StreamError::Truncated { index })?;
+    r.read_exact(&mut prefix)
+        .map_err(|_| stream::StreamError::Truncated { index })?;
     let n = stream::record_len(prefix, index)?;
     let mut body = vec![0u8; n];
-    r.read_exact(&mut body).map_err(|_| stream::StreamError::Truncated { index })?;
+    r.read_exact(&mut body)
+        .map_err(|_| stream::StreamError::Truncated { index })?;
     Ok(Some((stream::decode_record(&body, index)?, n)))
 }
 
 fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
     let store = home::open_store(home)?;
-    let name = if file == "-" { "standard input".to_string() } else { file.to_string() };
+    let name = if file == "-" {
+        "standard input".to_string()
+    } else {
+        file.to_string()
+    };
     let source: Box<dyn Read> = if file == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -345,7 +406,8 @@ fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
     };
     let mut r = BufReader::new(source);
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).map_err(|_| anyhow::anyhow!("{name} is too short to be a Tagline export"))?;
+    r.read_exact(&mut magic)
+        .map_err(|_| anyhow::anyhow!("{name} is too short to be a Tagline export"))?;
     stream::check_magic(&magic).with_context(|| format!("refusing {name}"))?;
     let (mut appended, mut duplicates, mut records) = (0u64, 0u64, 0u64);
     let mut batch = Vec::new();
@@ -362,11 +424,20 @@ fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
         }
         if (done || batch_bytes >= IMPORT_BATCH_BYTES) && !batch.is_empty() {
             let report = store
-                .ingest(std::mem::take(&mut batch), home::now_ms(), home::random32()?, IngestMode::AllOrNothing)
+                .ingest(
+                    std::mem::take(&mut batch),
+                    home::now_ms(),
+                    home::random32()?,
+                    IngestMode::AllOrNothing,
+                )
                 .map_err(|e| match e {
                     StoreError::Rejected(r) => anyhow::anyhow!(
                         "refusing {name}: {r}{}",
-                        if appended > 0 { format!(" ({appended} earlier entries were imported)") } else { String::new() }
+                        if appended > 0 {
+                            format!(" ({appended} earlier entries were imported)")
+                        } else {
+                            String::new()
+                        }
                     ),
                     other => other.into(),
                 })?;
@@ -379,9 +450,15 @@ fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
         }
     }
     if json {
-        println!("{}", json!({ "records": records, "feeds": feeds.len(), "imported": appended, "already_present": duplicates }));
+        println!(
+            "{}",
+            json!({ "records": records, "feeds": feeds.len(), "imported": appended, "already_present": duplicates })
+        );
     } else {
-        println!("imported {appended} entries ({duplicates} already present) from {} feeds in {name}", feeds.len());
+        println!(
+            "imported {appended} entries ({duplicates} already present) from {} feeds in {name}",
+            feeds.len()
+        );
     }
     Ok(())
 }

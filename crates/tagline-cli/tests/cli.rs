@@ -1,8 +1,14 @@
 //! Runs the real `tagline` binary in temporary homes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failure report"
+)]
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 fn tagline(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagline"))
@@ -24,17 +30,31 @@ fn tagline(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 
 fn ok(home: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let out = tagline(home, args, stdin);
-    assert!(out.status.success(), "tagline {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tagline {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(home: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let out = tagline(home, args, stdin);
-    assert!(!out.status.success(), "tagline {args:?} unexpectedly succeeded");
+    assert!(
+        !out.status.success(),
+        "tagline {args:?} unexpectedly succeeded"
+    );
     let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line on stderr, got {err:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line on stderr, got {err:?}"
+    );
     assert!(err.starts_with("tagline: error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     err
 }
 
@@ -47,7 +67,11 @@ fn init_publish_log_export_import_verify() {
     assert!(out.contains("feed tlk1"), "{out}");
     // The key file is private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(a.join("keys/device.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(a.join("keys/device.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     fails(&a, &["init"], None);
 
@@ -56,17 +80,33 @@ fn init_publish_log_export_import_verify() {
     assert!(feed.starts_with("tlk1"));
 
     for i in 0..5 {
-        let out = ok(&a, &["publish", "--type", "tagline/note", "--json", "-"], Some(&format!(r#"{{"0": "note {i}"}}"#)));
+        let out = ok(
+            &a,
+            &["publish", "--type", "tagline/note", "--json", "-"],
+            Some(&format!(r#"{{"0": "note {i}"}}"#)),
+        );
         assert!(out.starts_with(&format!("{} tle1", i + 1)), "{out}");
     }
     let file = tmp.path().join("payload.json");
     std::fs::write(&file, r#"{"context": "build", "ok": true}"#).unwrap();
-    ok(&a, &["publish", "--type", "example/ci", "--json", file.to_str().unwrap()], None);
+    ok(
+        &a,
+        &[
+            "publish",
+            "--type",
+            "example/ci",
+            "--json",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
 
     let log = ok(&a, &["log"], None);
     assert!(log.contains("\"note 3\""), "{log}");
-    let lines: Vec<serde_json::Value> =
-        ok(&a, &["log", "--json"], None).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = ok(&a, &["log", "--json"], None)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[5]["seq"], 6);
     assert_eq!(lines[5]["type"], "example/ci");
@@ -78,7 +118,12 @@ fn init_publish_log_export_import_verify() {
     ok(&b, &["init"], None);
     let out = ok(&b, &["import", export.to_str().unwrap()], None);
     assert!(out.contains("imported 6 entries"), "{out}");
-    let again: serde_json::Value = serde_json::from_str(&ok(&b, &["import", "--json", export.to_str().unwrap()], None)).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&ok(
+        &b,
+        &["import", "--json", export.to_str().unwrap()],
+        None,
+    ))
+    .unwrap();
     assert_eq!(again["imported"], 0);
     assert_eq!(again["already_present"], 6);
     let log_b = ok(&b, &["log", &feed, "--json"], None);
@@ -95,7 +140,11 @@ fn tampered_export_is_refused_with_a_clear_message() {
     let c = tmp.path().join("c");
     ok(&a, &["init"], None);
     for i in 0..3 {
-        ok(&a, &["publish", "--type", "tagline/note", "--json", "-"], Some(&format!(r#"{{"0": "n{i}"}}"#)));
+        ok(
+            &a,
+            &["publish", "--type", "tagline/note", "--json", "-"],
+            Some(&format!(r#"{{"0": "n{i}"}}"#)),
+        );
     }
     let export = tmp.path().join("a.feed");
     ok(&a, &["export", "-o", export.to_str().unwrap()], None);
@@ -136,11 +185,23 @@ fn errors_are_one_clear_line() {
     let err = fails(&h, &["log"], None);
     assert!(err.contains("tagline init"), "{err}");
     ok(&h, &["init"], None);
-    let err = fails(&h, &["publish", "--type", "tagline/note", "--json", "-"], Some(r#"{"0": 1.5}"#));
+    let err = fails(
+        &h,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": 1.5}"#),
+    );
     assert!(err.contains("float"), "{err}");
-    let err = fails(&h, &["publish", "--type", "Bad Type", "--json", "-"], Some(r#"{"0": "x"}"#));
+    let err = fails(
+        &h,
+        &["publish", "--type", "Bad Type", "--json", "-"],
+        Some(r#"{"0": "x"}"#),
+    );
     assert!(err.contains("payload type"), "{err}");
-    let err = fails(&h, &["publish", "--type", "tagline/note", "--json", "-"], Some(r#"{"1": "x"}"#));
+    let err = fails(
+        &h,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"1": "x"}"#),
+    );
     assert!(err.contains("tagline/note"), "{err}");
     let err = fails(&h, &["log", "tle1qqqq"], None);
     assert!(err.contains("not a feed key"), "{err}");
@@ -150,7 +211,11 @@ fn errors_are_one_clear_line() {
     assert!(err.contains("magic"), "{err}");
     // A key file readable by others is refused, as ssh does.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(h.join("keys/device.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        h.join("keys/device.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let err = fails(&h, &["id"], None);
     assert!(err.contains("chmod 600"), "{err}");
 }

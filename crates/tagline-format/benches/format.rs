@@ -1,5 +1,11 @@
 //! Micro-benchmarks of the format: `cargo bench -p tagline-format --bench format`.
 //! Signature verification is measured beside the raw ed25519-dalek calls.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failure report"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tagline_format::entry::{Head, SignedHeader, create_entry};
@@ -14,7 +20,15 @@ fn feed(n: u64) -> (SecretKey, Vec<SignedHeader>) {
     for seq in 1..=n {
         let prev = out.last().map(Head::of);
         let target = has_distinct_lipmaa(seq).then(|| out[(lipmaa(seq) - 1) as usize].id());
-        let e = create_entry(&key, prev.as_ref(), target, 1_700_000_000_000 + seq, "tagline/note", note("bench")).unwrap();
+        let e = create_entry(
+            &key,
+            prev.as_ref(),
+            target,
+            1_700_000_000_000 + seq,
+            "tagline/note",
+            note("bench"),
+        )
+        .unwrap();
         out.push(e.signed);
     }
     (key, out)
@@ -26,8 +40,12 @@ fn benches(c: &mut Criterion) {
     let public = key.public();
     let mut g = c.benchmark_group("format");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("decode_signed_header", |b| b.iter(|| SignedHeader::decode(entries[700].as_bytes().to_vec()).unwrap()));
-    g.bench_function("verify_single", |b| b.iter(|| verify(&public, &msgs[3], entries[3].signature()).unwrap()));
+    g.bench_function("decode_signed_header", |b| {
+        b.iter(|| SignedHeader::decode(entries[700].as_bytes().to_vec()).unwrap())
+    });
+    g.bench_function("verify_single", |b| {
+        b.iter(|| verify(&public, &msgs[3], entries[3].signature()).unwrap())
+    });
     g.bench_function("sign_entry", |b| {
         b.iter(|| create_entry(&key, None, None, 1, "tagline/note", note("bench")).unwrap())
     });
@@ -43,7 +61,17 @@ fn benches(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(1024));
     g.bench_function("verify_run_1024", |b| {
-        b.iter(|| verify_run(&public, None, &entries, &mut |_| None, 1_800_000_000_000, [2; 32]).unwrap())
+        b.iter(|| {
+            verify_run(
+                &public,
+                None,
+                &entries,
+                &mut |_| None,
+                1_800_000_000_000,
+                [2; 32],
+            )
+            .unwrap()
+        })
     });
     g.finish();
 }

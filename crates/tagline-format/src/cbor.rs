@@ -22,9 +22,13 @@ pub enum CborError {
     TooLarge { limit: usize, found: usize },
     #[error("CBOR input ends early at byte {offset}: expected {needed} more bytes")]
     Truncated { offset: usize, needed: u64 },
-    #[error("CBOR item ends at byte {end} but the input has {len} bytes: trailing bytes are not allowed")]
+    #[error(
+        "CBOR item ends at byte {end} but the input has {len} bytes: trailing bytes are not allowed"
+    )]
     TrailingBytes { end: usize, len: usize },
-    #[error("CBOR head at byte {offset} uses a longer form than needed for value {value}: shortest form required")]
+    #[error(
+        "CBOR head at byte {offset} uses a longer form than needed for value {value}: shortest form required"
+    )]
     NonShortestInteger { offset: usize, value: u64 },
     #[error("CBOR item at byte {offset} has an indefinite length: definite lengths required")]
     IndefiniteLength { offset: usize },
@@ -36,18 +40,28 @@ pub enum CborError {
     SimpleValue { offset: usize, value: u64 },
     #[error("CBOR head at byte {offset} has reserved additional information {info}")]
     Reserved { offset: usize, info: u8 },
-    #[error("CBOR map key at byte {offset} sorts before or equal to the previous key: keys must be in ascending bytewise order")]
+    #[error(
+        "CBOR map key at byte {offset} sorts before or equal to the previous key: keys must be in ascending bytewise order"
+    )]
     UnsortedKeys { offset: usize },
     #[error("CBOR map key at byte {offset} repeats the previous key")]
     DuplicateKey { offset: usize },
-    #[error("CBOR map key at byte {offset} has major type {major}: only unsigned integers and text strings are allowed")]
+    #[error(
+        "CBOR map key at byte {offset} has major type {major}: only unsigned integers and text strings are allowed"
+    )]
     InvalidKeyType { offset: usize, major: u8 },
     #[error("CBOR text string at byte {offset} is not valid UTF-8")]
     InvalidUtf8 { offset: usize },
     #[error("CBOR nesting at byte {offset} exceeds the depth limit of {limit}")]
     TooDeep { offset: usize, limit: usize },
-    #[error("CBOR collection at byte {offset} has {found} elements, more than the limit of {limit}")]
-    TooManyItems { offset: usize, limit: u64, found: u64 },
+    #[error(
+        "CBOR collection at byte {offset} has {found} elements, more than the limit of {limit}"
+    )]
+    TooManyItems {
+        offset: usize,
+        limit: u64,
+        found: u64,
+    },
     #[error("CBOR parser failed: {0}")]
     Parse(String),
     #[error("CBOR input differs from its canonical re-encoding")]
@@ -100,12 +114,14 @@ impl<'a> Scanner<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], CborError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or(
-            CborError::Truncated {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or(CborError::Truncated {
                 offset: self.pos,
                 needed: (n - self.remaining().min(n)) as u64,
-            },
-        )?;
+            })?;
         let s = self.buf.get(self.pos..end).ok_or(CborError::Truncated {
             offset: self.pos,
             needed: n as u64,
@@ -116,12 +132,15 @@ impl<'a> Scanner<'a> {
 
     fn head(&mut self) -> Result<Head, CborError> {
         let offset = self.pos;
-        let ib = *self.take(1)?.first().ok_or(CborError::Truncated { offset, needed: 1 })?;
+        let ib = *self
+            .take(1)?
+            .first()
+            .ok_or(CborError::Truncated { offset, needed: 1 })?;
         let major = ib >> 5;
         let info = ib & 0x1f;
         let (arg, min) = match info {
             0..=23 => (u64::from(info), 0),
-            24 => (u64::from(self.be(1)?), 24),
+            24 => (self.be(1)?, 24),
             25 => (self.be(2)?, 0x100),
             26 => (self.be(4)?, 0x1_0000),
             27 => (self.be(8)?, 0x1_0000_0000),
@@ -129,7 +148,9 @@ impl<'a> Scanner<'a> {
             _ => {
                 return match major {
                     2..=5 => Err(CborError::IndefiniteLength { offset }),
-                    7 => Err(CborError::Parse(format!("unexpected break at byte {offset}"))),
+                    7 => Err(CborError::Parse(format!(
+                        "unexpected break at byte {offset}"
+                    ))),
                     _ => Err(CborError::Reserved { offset, info }),
                 };
             }
@@ -157,7 +178,10 @@ impl<'a> Scanner<'a> {
                 needed: arg - self.remaining() as u64,
             });
         }
-        usize::try_from(arg).map_err(|_| CborError::Truncated { offset, needed: arg })
+        usize::try_from(arg).map_err(|_| CborError::Truncated {
+            offset,
+            needed: arg,
+        })
     }
 
     fn item(&mut self, depth: usize) -> Result<(), CborError> {
@@ -178,7 +202,10 @@ impl<'a> Scanner<'a> {
             }
             4 | 5 => {
                 if depth >= MAX_DEPTH {
-                    return Err(CborError::TooDeep { offset, limit: MAX_DEPTH });
+                    return Err(CborError::TooDeep {
+                        offset,
+                        limit: MAX_DEPTH,
+                    });
                 }
                 if head.arg > MAX_COLLECTION_LEN {
                     return Err(CborError::TooManyItems {
@@ -187,7 +214,11 @@ impl<'a> Scanner<'a> {
                         found: head.arg,
                     });
                 }
-                let items = if head.major == 5 { head.arg * 2 } else { head.arg };
+                let items = if head.major == 5 {
+                    head.arg * 2
+                } else {
+                    head.arg
+                };
                 // Every item takes at least one byte: refuse impossible counts early.
                 if items > self.remaining() as u64 {
                     return Err(CborError::Truncated {
@@ -233,10 +264,16 @@ impl<'a> Scanner<'a> {
                 }
                 Ok(())
             }
-            6 => Err(CborError::Tag { offset, tag: head.arg }),
+            6 => Err(CborError::Tag {
+                offset,
+                tag: head.arg,
+            }),
             _ => match head.info {
                 20 | 21 => Ok(()),
-                _ => Err(CborError::SimpleValue { offset, value: head.arg }),
+                _ => Err(CborError::SimpleValue {
+                    offset,
+                    value: head.arg,
+                }),
             },
         }
     }
@@ -246,12 +283,18 @@ impl<'a> Scanner<'a> {
 /// `limit` bytes long. Allocates nothing.
 pub fn check_canonical(bytes: &[u8], limit: usize) -> Result<(), CborError> {
     if bytes.len() > limit {
-        return Err(CborError::TooLarge { limit, found: bytes.len() });
+        return Err(CborError::TooLarge {
+            limit,
+            found: bytes.len(),
+        });
     }
     let mut s = Scanner { buf: bytes, pos: 0 };
     s.item(0)?;
     if s.pos != bytes.len() {
-        return Err(CborError::TrailingBytes { end: s.pos, len: bytes.len() });
+        return Err(CborError::TrailingBytes {
+            end: s.pos,
+            len: bytes.len(),
+        });
     }
     Ok(())
 }
@@ -260,8 +303,8 @@ pub fn check_canonical(bytes: &[u8], limit: usize) -> Result<(), CborError> {
 /// comparison with the canonical re-encoding.
 pub fn decode(bytes: &[u8], limit: usize) -> Result<Value, CborError> {
     check_canonical(bytes, limit)?;
-    let value: Value =
-        ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1).map_err(|e| CborError::Parse(e.to_string()))?;
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1)
+        .map_err(|e| CborError::Parse(e.to_string()))?;
     let again = encode(&value)?;
     if again != bytes {
         return Err(CborError::NotCanonical);
@@ -315,13 +358,21 @@ pub struct IntMap {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     #[error("{what}: expected a CBOR map with integer keys, found {found}")]
-    NotAMap { what: &'static str, found: &'static str },
+    NotAMap {
+        what: &'static str,
+        found: &'static str,
+    },
     #[error("{what}: required field {key} is missing")]
     Missing { what: &'static str, key: u64 },
     #[error("{what}: field {key} is not defined in this version")]
     Unexpected { what: &'static str, key: u64 },
     #[error("{what}: field {key} should be {expected}, found {found}")]
-    WrongType { what: &'static str, key: u64, expected: &'static str, found: String },
+    WrongType {
+        what: &'static str,
+        key: u64,
+        expected: &'static str,
+        found: String,
+    },
     #[error("{what}: {detail}")]
     Invalid { what: &'static str, detail: String },
 }
@@ -346,7 +397,10 @@ impl IntMap {
     /// Reads a map whose keys are all unsigned integers.
     pub fn from_value(what: &'static str, v: Value) -> Result<IntMap, FieldError> {
         let Value::Map(pairs) = v else {
-            return Err(FieldError::NotAMap { what, found: kind(&v) });
+            return Err(FieldError::NotAMap {
+                what,
+                found: kind(&v),
+            });
         };
         let mut fields = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
@@ -354,7 +408,10 @@ impl IntMap {
                 Value::Integer(i) => u64::try_from(i).ok(),
                 _ => None,
             }
-            .ok_or(FieldError::NotAMap { what, found: "a map with a non-integer key" })?;
+            .ok_or(FieldError::NotAMap {
+                what,
+                found: "a map with a non-integer key",
+            })?;
             fields.push((key, v));
         }
         Ok(IntMap { fields })
@@ -390,7 +447,11 @@ impl IntMap {
         as_bytes32(what, key, self.req(what, key)?)
     }
 
-    pub fn opt_bytes32(&mut self, what: &'static str, key: u64) -> Result<Option<[u8; 32]>, FieldError> {
+    pub fn opt_bytes32(
+        &mut self,
+        what: &'static str,
+        key: u64,
+    ) -> Result<Option<[u8; 32]>, FieldError> {
         self.take(key).map(|v| as_bytes32(what, key, v)).transpose()
     }
 }
@@ -403,14 +464,24 @@ pub fn as_uint(what: &'static str, key: u64, v: Value) -> Result<u64, FieldError
             expected: "an unsigned integer",
             found: "a negative integer".into(),
         }),
-        other => Err(FieldError::WrongType { what, key, expected: "an unsigned integer", found: kind(&other).into() }),
+        other => Err(FieldError::WrongType {
+            what,
+            key,
+            expected: "an unsigned integer",
+            found: kind(&other).into(),
+        }),
     }
 }
 
 pub fn as_text(what: &'static str, key: u64, v: Value) -> Result<String, FieldError> {
     match v {
         Value::Text(s) => Ok(s),
-        other => Err(FieldError::WrongType { what, key, expected: "a text string", found: kind(&other).into() }),
+        other => Err(FieldError::WrongType {
+            what,
+            key,
+            expected: "a text string",
+            found: kind(&other).into(),
+        }),
     }
 }
 
@@ -425,7 +496,12 @@ pub fn as_bytes32(what: &'static str, key: u64, v: Value) -> Result<[u8; 32], Fi
                 found: format!("a {n}-byte byte string"),
             })
         }
-        other => Err(FieldError::WrongType { what, key, expected: "a 32-byte byte string", found: kind(&other).into() }),
+        other => Err(FieldError::WrongType {
+            what,
+            key,
+            expected: "a 32-byte byte string",
+            found: kind(&other).into(),
+        }),
     }
 }
 
@@ -444,7 +520,23 @@ mod tests {
 
     #[test]
     fn accepts_canonical_items() {
-        for s in ["00", "17", "1818", "190100", "1a00010000", "1b0000000100000000", "20", "40", "60", "80", "a0", "f4", "f5", "a201020363616263", "a20001616100"] {
+        for s in [
+            "00",
+            "17",
+            "1818",
+            "190100",
+            "1a00010000",
+            "1b0000000100000000",
+            "20",
+            "40",
+            "60",
+            "80",
+            "a0",
+            "f4",
+            "f5",
+            "a201020363616263",
+            "a20001616100",
+        ] {
             check_canonical(&h(s), 100).unwrap_or_else(|e| panic!("{s}: {e}"));
         }
     }
@@ -480,7 +572,12 @@ mod tests {
     fn text_keys_sort_by_encoded_bytes() {
         // "b" (6162) sorts before "aa" (626161): shorter first.
         check_canonical(&h("a261620162616102"), 100).unwrap();
-        assert_eq!(check_canonical(&h("a262616102616201"), 100).unwrap_err().code(), "unsorted-keys");
+        assert_eq!(
+            check_canonical(&h("a262616102616201"), 100)
+                .unwrap_err()
+                .code(),
+            "unsorted-keys"
+        );
         // Integer keys sort before text keys.
         check_canonical(&h("a2000161610a"), 100).unwrap();
     }
@@ -492,12 +589,18 @@ mod tests {
         check_canonical(&deep, 100).unwrap();
         let mut deeper = vec![0x81u8; MAX_DEPTH + 1];
         deeper.push(0);
-        assert_eq!(check_canonical(&deeper, 100).unwrap_err().code(), "too-deep");
+        assert_eq!(
+            check_canonical(&deeper, 100).unwrap_err().code(),
+            "too-deep"
+        );
     }
 
     #[test]
     fn size_limit_is_checked_first() {
-        assert_eq!(check_canonical(&[0; 11], 10).unwrap_err().code(), "too-large");
+        assert_eq!(
+            check_canonical(&[0; 11], 10).unwrap_err().code(),
+            "too-large"
+        );
     }
 
     #[test]
@@ -517,13 +620,20 @@ mod tests {
 /// (no intermediate [`Value`] tree): size limit, profile check, parse.
 /// The caller re-encodes its typed value and compares bytes with
 /// [`same_as_reencoding`].
-pub fn decode_typed<T: serde::de::DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CborError> {
+pub fn decode_typed<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CborError> {
     check_canonical(bytes, limit)?;
-    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1).map_err(|e| CborError::Parse(e.to_string()))
+    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1)
+        .map_err(|e| CborError::Parse(e.to_string()))
 }
 
 /// Encodes `value` with ciborium and checks that the result equals `bytes`.
-pub fn same_as_reencoding<T: serde::Serialize + ?Sized>(value: &T, bytes: &[u8]) -> Result<(), CborError> {
+pub fn same_as_reencoding<T: serde::Serialize + ?Sized>(
+    value: &T,
+    bytes: &[u8],
+) -> Result<(), CborError> {
     let mut out = Vec::with_capacity(bytes.len());
     ciborium::ser::into_writer(value, &mut out).map_err(|e| CborError::Encode(e.to_string()))?;
     if out != bytes {

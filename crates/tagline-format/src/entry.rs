@@ -5,7 +5,8 @@ use ciborium::value::Value;
 use crate::cbor::{self, ByteBuf, Bytes, CborError, FieldError, uint};
 use crate::keys::{EntryId, KeyError, PayloadHash, PublicKey, SecretKey};
 use crate::limits::{
-    FORMAT_VERSION, MAX_HEADER_SIZE, MAX_PAYLOAD_SIZE, MAX_PAYLOAD_TYPE_LEN, MAX_SEQ, MAX_SIGNED_HEADER_SIZE,
+    FORMAT_VERSION, MAX_HEADER_SIZE, MAX_PAYLOAD_SIZE, MAX_PAYLOAD_TYPE_LEN, MAX_SEQ,
+    MAX_SIGNED_HEADER_SIZE,
 };
 use crate::lipmaa::{has_distinct_lipmaa, lipmaa};
 use crate::verify::{self, SignatureError};
@@ -37,7 +38,9 @@ pub enum EntryError {
     Field(#[from] FieldError),
     #[error("signed header: expected [header bytes, 64-byte signature], found {0}")]
     SignedHeaderShape(String),
-    #[error("header format version {found} is not supported (this node reads version {FORMAT_VERSION})")]
+    #[error(
+        "header format version {found} is not supported (this node reads version {FORMAT_VERSION})"
+    )]
     UnsupportedVersion { found: u64 },
     #[error("author key: {0}")]
     Key(#[from] KeyError),
@@ -48,8 +51,14 @@ pub enum EntryError {
     #[error("entry {seq}: backlink must be {}, found {}", if *.expected { "present" } else { "absent" }, if *.expected { "none" } else { "one" })]
     BacklinkPresence { seq: u64, expected: bool },
     #[error("entry {seq}: lipmaa link must be {} (lipmaa({seq}) = {target}), found {}", if *.expected { "present" } else { "absent" }, if *.expected { "none" } else { "one" })]
-    LipmaaPresence { seq: u64, target: u64, expected: bool },
-    #[error("payload type {found:?} is invalid: expected 1 to {MAX_PAYLOAD_TYPE_LEN} bytes of [a-z0-9._-] in `namespace/name` form")]
+    LipmaaPresence {
+        seq: u64,
+        target: u64,
+        expected: bool,
+    },
+    #[error(
+        "payload type {found:?} is invalid: expected 1 to {MAX_PAYLOAD_TYPE_LEN} bytes of [a-z0-9._-] in `namespace/name` form"
+    )]
     PayloadType { found: String },
     #[error("payload of {found} bytes exceeds the limit of {MAX_PAYLOAD_SIZE} bytes")]
     PayloadTooLarge { found: u64 },
@@ -58,7 +67,10 @@ pub enum EntryError {
     #[error("payload is {found} bytes but the header says {expected}")]
     PayloadSize { expected: u64, found: u64 },
     #[error("payload hash is {found} but the header says {expected}")]
-    PayloadHash { expected: PayloadHash, found: PayloadHash },
+    PayloadHash {
+        expected: PayloadHash,
+        found: PayloadHash,
+    },
 }
 
 impl EntryError {
@@ -66,7 +78,9 @@ impl EntryError {
     pub fn code(&self) -> &'static str {
         match self {
             EntryError::Cbor(e) => e.code(),
-            EntryError::Field(_) | EntryError::SignedHeaderShape(_) | EntryError::Extensions(_) => "bad-field",
+            EntryError::Field(_) | EntryError::SignedHeaderShape(_) | EntryError::Extensions(_) => {
+                "bad-field"
+            }
             EntryError::UnsupportedVersion { .. } => "unsupported-version",
             EntryError::Key(e) => e.code(),
             EntryError::Signature(e) => e.code(),
@@ -88,9 +102,17 @@ pub fn check_payload_type(t: &str) -> Result<(), EntryError> {
         && t.contains('/')
         && t.split('/').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         });
-    if ok { Ok(()) } else { Err(EntryError::PayloadType { found: t.chars().take(80).collect() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(EntryError::PayloadType {
+            found: t.chars().take(80).collect(),
+        })
+    }
 }
 
 /// The fields of a header (SPEC.md §4.1). The version is implicit: always
@@ -117,15 +139,24 @@ impl Header {
             return Err(EntryError::SeqOutOfRange { found: self.seq });
         }
         if self.backlink.is_some() != (self.seq > 1) {
-            return Err(EntryError::BacklinkPresence { seq: self.seq, expected: self.seq > 1 });
+            return Err(EntryError::BacklinkPresence {
+                seq: self.seq,
+                expected: self.seq > 1,
+            });
         }
         let want_lipmaa = has_distinct_lipmaa(self.seq);
         if self.lipmaa.is_some() != want_lipmaa {
-            return Err(EntryError::LipmaaPresence { seq: self.seq, target: lipmaa(self.seq), expected: want_lipmaa });
+            return Err(EntryError::LipmaaPresence {
+                seq: self.seq,
+                target: lipmaa(self.seq),
+                expected: want_lipmaa,
+            });
         }
         check_payload_type(&self.payload_type)?;
         if self.payload_size > MAX_PAYLOAD_SIZE {
-            return Err(EntryError::PayloadTooLarge { found: self.payload_size });
+            return Err(EntryError::PayloadTooLarge {
+                found: self.payload_size,
+            });
         }
         Ok(())
     }
@@ -134,7 +165,10 @@ impl Header {
     pub fn to_value(&self) -> Value {
         let mut m = vec![
             (uint(key::VERSION), uint(FORMAT_VERSION)),
-            (uint(key::AUTHOR), Value::Bytes(self.author.as_bytes().to_vec())),
+            (
+                uint(key::AUTHOR),
+                Value::Bytes(self.author.as_bytes().to_vec()),
+            ),
             (uint(key::SEQ), uint(self.seq)),
         ];
         if let Some(b) = &self.backlink {
@@ -144,11 +178,21 @@ impl Header {
             m.push((uint(key::LIPMAA), Value::Bytes(l.0.to_vec())));
         }
         m.push((uint(key::TIMESTAMP), uint(self.timestamp)));
-        m.push((uint(key::PAYLOAD_TYPE), Value::Text(self.payload_type.clone())));
+        m.push((
+            uint(key::PAYLOAD_TYPE),
+            Value::Text(self.payload_type.clone()),
+        ));
         m.push((uint(key::PAYLOAD_SIZE), uint(self.payload_size)));
-        m.push((uint(key::PAYLOAD_HASH), Value::Bytes(self.payload_hash.0.to_vec())));
+        m.push((
+            uint(key::PAYLOAD_HASH),
+            Value::Bytes(self.payload_hash.0.to_vec()),
+        ));
         if !self.extensions.is_empty() {
-            let ext = self.extensions.iter().map(|(k, v)| (Value::Text(k.clone()), v.clone())).collect();
+            let ext = self
+                .extensions
+                .iter()
+                .map(|(k, v)| (Value::Text(k.clone()), v.clone()))
+                .collect();
             m.push((uint(key::EXTENSIONS), Value::Map(ext)));
         }
         Value::Map(m)
@@ -169,7 +213,9 @@ impl Header {
         const W: &str = "header";
         let raw: RawHeader = match cbor::decode_typed(bytes, MAX_HEADER_SIZE) {
             Ok(r) => r,
-            Err(CborError::Parse(detail)) => return Err(FieldError::Invalid { what: W, detail }.into()),
+            Err(CborError::Parse(detail)) => {
+                return Err(FieldError::Invalid { what: W, detail }.into());
+            }
             Err(e) => return Err(e.into()),
         };
         if let Some(key) = raw.unknown {
@@ -187,7 +233,10 @@ impl Header {
                 .into_iter()
                 .map(|(k, v)| match k {
                     Value::Text(k) => Ok((k, v)),
-                    other => Err(EntryError::Extensions(format!("a {} key", cbor::kind(&other)))),
+                    other => Err(EntryError::Extensions(format!(
+                        "a {} key",
+                        cbor::kind(&other)
+                    ))),
                 })
                 .collect::<Result<_, _>>()?,
             Some(Value::Map(_)) => return Err(EntryError::Extensions("an empty map".into())),
@@ -212,7 +261,9 @@ impl Header {
     /// Signs this header, producing the signed header.
     pub fn sign(self, key: &SecretKey) -> Result<SignedHeader, EntryError> {
         if key.public() != self.author {
-            return Err(EntryError::SignedHeaderShape("a signing key that is not the author's".into()));
+            return Err(EntryError::SignedHeaderShape(
+                "a signing key that is not the author's".into(),
+            ));
         }
         let header_bytes = self.encode()?;
         let signature = key.sign(&signing_message(&header_bytes));
@@ -220,7 +271,13 @@ impl Header {
         ciborium::ser::into_writer(&(Bytes(&header_bytes), Bytes(&signature)), &mut bytes)
             .map_err(|e| CborError::Encode(e.to_string()))?;
         let id = EntryId::of(&bytes);
-        Ok(SignedHeader { bytes, header_bytes, signature, header: self, id })
+        Ok(SignedHeader {
+            bytes,
+            header_bytes,
+            signature,
+            header: self,
+            id,
+        })
     }
 }
 
@@ -248,19 +305,27 @@ impl SignedHeader {
     /// Decodes the bytes received: size, canonical form, shape, header rules.
     /// The id is the hash of exactly these bytes.
     pub fn decode(bytes: Vec<u8>) -> Result<SignedHeader, EntryError> {
-        let (header_bytes, sig): (ByteBuf, ByteBuf) = match cbor::decode_typed(&bytes, MAX_SIGNED_HEADER_SIZE) {
-            Ok(pair) => pair,
-            Err(CborError::Parse(detail)) => return Err(EntryError::SignedHeaderShape(detail)),
-            Err(e) => return Err(e.into()),
-        };
+        let (header_bytes, sig): (ByteBuf, ByteBuf) =
+            match cbor::decode_typed(&bytes, MAX_SIGNED_HEADER_SIZE) {
+                Ok(pair) => pair,
+                Err(CborError::Parse(detail)) => return Err(EntryError::SignedHeaderShape(detail)),
+                Err(e) => return Err(e.into()),
+            };
         let (header_bytes, sig) = (header_bytes.0, sig.0);
-        let signature = <[u8; 64]>::try_from(sig.as_slice())
-            .map_err(|_| EntryError::SignedHeaderShape(format!("a {}-byte signature", sig.len())))?;
+        let signature = <[u8; 64]>::try_from(sig.as_slice()).map_err(|_| {
+            EntryError::SignedHeaderShape(format!("a {}-byte signature", sig.len()))
+        })?;
         cbor::same_as_reencoding(&(Bytes(&header_bytes), Bytes(&signature)), &bytes)?;
         let header = Header::decode(&header_bytes)?;
         verify::check_signature_encoding(&signature)?;
         let id = EntryId::of(&bytes);
-        Ok(SignedHeader { bytes, header_bytes, signature, header, id })
+        Ok(SignedHeader {
+            bytes,
+            header_bytes,
+            signature,
+            header,
+            id,
+        })
     }
 
     /// Decodes and verifies the signature (single verification).
@@ -271,7 +336,11 @@ impl SignedHeader {
     }
 
     pub fn verify_signature(&self) -> Result<(), EntryError> {
-        Ok(verify::verify(&self.header.author, &self.message(), &self.signature)?)
+        Ok(verify::verify(
+            &self.header.author,
+            &self.message(),
+            &self.signature,
+        )?)
     }
 
     /// The message the signature covers.
@@ -310,11 +379,17 @@ impl SignedHeader {
 pub fn check_payload(header: &Header, payload: &[u8]) -> Result<(), EntryError> {
     let found = payload.len() as u64;
     if found != header.payload_size {
-        return Err(EntryError::PayloadSize { expected: header.payload_size, found });
+        return Err(EntryError::PayloadSize {
+            expected: header.payload_size,
+            found,
+        });
     }
     let hash = PayloadHash::of(payload);
     if hash != header.payload_hash {
-        return Err(EntryError::PayloadHash { expected: header.payload_hash, found: hash });
+        return Err(EntryError::PayloadHash {
+            expected: header.payload_hash,
+            found: hash,
+        });
     }
     cbor::check_canonical(payload, MAX_PAYLOAD_SIZE as usize)?;
     Ok(())
@@ -349,7 +424,11 @@ pub struct Head {
 
 impl Head {
     pub fn of(sh: &SignedHeader) -> Head {
-        Head { seq: sh.seq(), id: sh.id(), timestamp: sh.header().timestamp }
+        Head {
+            seq: sh.seq(),
+            id: sh.id(),
+            timestamp: sh.header().timestamp,
+        }
     }
 }
 
@@ -375,7 +454,11 @@ pub fn create_entry(
         author: key.public(),
         seq,
         backlink: prev.map(|h| h.id),
-        lipmaa: if has_distinct_lipmaa(seq) { lipmaa_target } else { None },
+        lipmaa: if has_distinct_lipmaa(seq) {
+            lipmaa_target
+        } else {
+            None
+        },
         timestamp: prev.map_or(timestamp, |h| timestamp.max(h.timestamp)),
         payload_type: payload_type.to_owned(),
         payload_size: size,
@@ -383,7 +466,10 @@ pub fn create_entry(
         extensions: Vec::new(),
     };
     let signed = header.sign(key)?;
-    Ok(Entry { signed, payload: Some(payload) })
+    Ok(Entry {
+        signed,
+        payload: Some(payload),
+    })
 }
 
 /// The header's fields as read by serde, before the rules are applied.
@@ -403,11 +489,17 @@ struct RawHeader {
     unknown: Option<u64>,
 }
 
-fn bytes32<'de, A: serde::de::MapAccess<'de>>(map: &mut A, field: u64) -> Result<[u8; 32], A::Error> {
+fn bytes32<'de, A: serde::de::MapAccess<'de>>(
+    map: &mut A,
+    field: u64,
+) -> Result<[u8; 32], A::Error> {
     let b: ByteBuf = map.next_value()?;
     let n = b.0.len();
-    <[u8; 32]>::try_from(b.0)
-        .map_err(|_| serde::de::Error::custom(format!("field {field} should be a 32-byte byte string, found {n} bytes")))
+    <[u8; 32]>::try_from(b.0).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "field {field} should be a 32-byte byte string, found {n} bytes"
+        ))
+    })
 }
 
 impl<'de> serde::Deserialize<'de> for RawHeader {
@@ -418,7 +510,10 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a header map with integer keys")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawHeader, A::Error> {
                 let mut h = RawHeader::default();
                 while let Some(k) = map.next_key::<u64>()? {
                     match k {
@@ -450,7 +545,8 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
 impl serde::Serialize for Header {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let n = 7 + usize::from(self.backlink.is_some())
+        let n = 7
+            + usize::from(self.backlink.is_some())
             + usize::from(self.lipmaa.is_some())
             + usize::from(!self.extensions.is_empty());
         let mut m = s.serialize_map(Some(n))?;
@@ -471,7 +567,8 @@ impl serde::Serialize for Header {
             let mut ext = self.extensions.clone();
             // Text keys in canonical order: shorter first, then bytewise.
             ext.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
-            let ext: Vec<(Value, Value)> = ext.into_iter().map(|(k, v)| (Value::Text(k), v)).collect();
+            let ext: Vec<(Value, Value)> =
+                ext.into_iter().map(|(k, v)| (Value::Text(k), v)).collect();
             m.serialize_entry(&key::EXTENSIONS, &Value::Map(ext))?;
         }
         m.end()
@@ -486,7 +583,15 @@ mod tests {
     #[test]
     fn sign_decode_round_trip() {
         let k = SecretKey::from_seed(&[1; 32]);
-        let e = create_entry(&k, None, None, 1_700_000_000_000, "tagline/note", note("hi")).unwrap();
+        let e = create_entry(
+            &k,
+            None,
+            None,
+            1_700_000_000_000,
+            "tagline/note",
+            note("hi"),
+        )
+        .unwrap();
         let d = SignedHeader::decode_verified(e.signed.as_bytes().to_vec()).unwrap();
         assert_eq!(d, e.signed);
         check_payload(d.header(), e.payload.as_deref().unwrap()).unwrap();
@@ -501,7 +606,16 @@ mod tests {
         for ok in ["tagline/note", "a/b", "x-y.z/v1"] {
             check_payload_type(ok).unwrap();
         }
-        for bad in ["", "note", "/a", "a/", "a//b", "Tagline/note", "a b/c", &"a/".repeat(40)] {
+        for bad in [
+            "",
+            "note",
+            "/a",
+            "a/",
+            "a//b",
+            "Tagline/note",
+            "a b/c",
+            &"a/".repeat(40),
+        ] {
             assert!(check_payload_type(bad).is_err(), "{bad}");
         }
     }

@@ -11,16 +11,27 @@ use crate::verify::BatchVerifier;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeedError {
     #[error("entry is by {found}, expected an entry of feed {expected}")]
-    WrongAuthor { expected: PublicKey, found: PublicKey },
+    WrongAuthor { expected: String, found: String },
     #[error("sequence gap: expected seq {expected}, found {found}")]
     SeqGap { expected: u64, found: u64 },
     #[error("entry {seq}: backlink is {found}, expected the id of entry {} ({expected})", seq - 1)]
-    WrongBacklink { seq: u64, expected: EntryId, found: EntryId },
+    WrongBacklink {
+        seq: u64,
+        expected: EntryId,
+        found: EntryId,
+    },
     #[error("entry {seq}: lipmaa link is {found}, expected the id of entry {target} ({expected})")]
-    WrongLipmaa { seq: u64, target: u64, expected: EntryId, found: EntryId },
+    WrongLipmaa {
+        seq: u64,
+        target: u64,
+        expected: EntryId,
+        found: EntryId,
+    },
     #[error("entry {seq}: lipmaa target entry {target} is not available to check the link")]
     LipmaaUnavailable { seq: u64, target: u64 },
-    #[error("entry {seq}: timestamp {found} ms is more than {MAX_FUTURE_SKEW_MS} ms ahead of this node's clock ({now} ms)")]
+    #[error(
+        "entry {seq}: timestamp {found} ms is more than {MAX_FUTURE_SKEW_MS} ms ahead of this node's clock ({now} ms)"
+    )]
     TimestampInFuture { seq: u64, found: u64, now: u64 },
     #[error("entry {seq}: timestamp {found} ms is before the previous entry's {previous} ms")]
     TimestampDecreased { seq: u64, previous: u64, found: u64 },
@@ -60,16 +71,27 @@ pub fn validate_next(
     let h = entry.header();
     let expected_seq = head.map_or(1, |x| x.seq + 1);
     if h.seq != expected_seq {
-        return Err(FeedError::SeqGap { expected: expected_seq, found: h.seq });
+        return Err(FeedError::SeqGap {
+            expected: expected_seq,
+            found: h.seq,
+        });
     }
     if let Some(head) = head {
         // Header::check guarantees a backlink for seq > 1.
         let found = h.backlink.unwrap_or(EntryId([0; 32]));
         if found != head.id {
-            return Err(FeedError::WrongBacklink { seq: h.seq, expected: head.id, found });
+            return Err(FeedError::WrongBacklink {
+                seq: h.seq,
+                expected: head.id,
+                found,
+            });
         }
         if h.timestamp < head.timestamp {
-            return Err(FeedError::TimestampDecreased { seq: h.seq, previous: head.timestamp, found: h.timestamp });
+            return Err(FeedError::TimestampDecreased {
+                seq: h.seq,
+                previous: head.timestamp,
+                found: h.timestamp,
+            });
         }
     }
     if has_distinct_lipmaa(h.seq) {
@@ -77,11 +99,20 @@ pub fn validate_next(
         let expected = lipmaa_target.ok_or(FeedError::LipmaaUnavailable { seq: h.seq, target })?;
         let found = h.lipmaa.unwrap_or(EntryId([0; 32]));
         if found != expected {
-            return Err(FeedError::WrongLipmaa { seq: h.seq, target, expected, found });
+            return Err(FeedError::WrongLipmaa {
+                seq: h.seq,
+                target,
+                expected,
+                found,
+            });
         }
     }
     if h.timestamp > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
-        return Err(FeedError::TimestampInFuture { seq: h.seq, found: h.timestamp, now: now_ms });
+        return Err(FeedError::TimestampInFuture {
+            seq: h.seq,
+            found: h.timestamp,
+            now: now_ms,
+        });
     }
     Ok(())
 }
@@ -104,12 +135,21 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
     for (i, e) in run.iter().enumerate() {
         let e = e.as_ref();
         if e.author() != author {
-            return Err((i, FeedError::WrongAuthor { expected: *author, found: *e.author() }));
+            return Err((
+                i,
+                FeedError::WrongAuthor {
+                    expected: author.to_string(),
+                    found: e.author().to_string(),
+                },
+            ));
         }
         let target = if has_distinct_lipmaa(e.seq()) {
             let t = lipmaa(e.seq());
             if t >= first_seq {
-                usize::try_from(t - first_seq).ok().and_then(|j| run.get(j)).map(|x| x.as_ref().id())
+                usize::try_from(t - first_seq)
+                    .ok()
+                    .and_then(|j| run.get(j))
+                    .map(|x| x.as_ref().id())
             } else {
                 lookup(t)
             }
@@ -127,11 +167,22 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
         for (e, m) in chunk.iter().zip(&msgs) {
             b.push(e.as_ref().author(), m, *e.as_ref().signature());
         }
-        if let Err(results) = b.verify(chunk_seed) {
-            if let Some((j, err)) = results.into_iter().enumerate().find_map(|(j, r)| r.err().map(|e| (j, e))) {
+        if let Err(results) = b.verify(chunk_seed)
+            && let Some((j, err)) = results
+                .into_iter()
+                .enumerate()
+                .find_map(|(j, r)| r.err().map(|e| (j, e)))
+        {
+            {
                 let i = c * VERIFY_BATCH_SIZE + j;
                 let seq = run.get(i).map_or(0, |e| e.as_ref().seq());
-                return Err((i, FeedError::Entry { seq, source: EntryError::Signature(err) }));
+                return Err((
+                    i,
+                    FeedError::Entry {
+                        seq,
+                        source: EntryError::Signature(err),
+                    },
+                ));
             }
         }
         chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
@@ -193,7 +244,10 @@ impl ForkProof {
     /// Canonical encoding: `[bstr a, bstr b]` with `id(a) < id(b)`.
     pub fn encode(&self) -> Vec<u8> {
         use ciborium::value::Value;
-        let v = Value::Array(vec![Value::Bytes(self.a.as_bytes().to_vec()), Value::Bytes(self.b.as_bytes().to_vec())]);
+        let v = Value::Array(vec![
+            Value::Bytes(self.a.as_bytes().to_vec()),
+            Value::Bytes(self.b.as_bytes().to_vec()),
+        ]);
         crate::cbor::encode(&v).unwrap_or_default()
     }
 
@@ -201,9 +255,13 @@ impl ForkProof {
         use ciborium::value::Value;
         let v = crate::cbor::decode(bytes, 2 * crate::limits::MAX_SIGNED_HEADER_SIZE + 8)
             .map_err(|e| ForkProofError::Entry(e.into()))?;
-        let Value::Array(items) = v else { return Err(ForkProofError::Shape) };
+        let Value::Array(items) = v else {
+            return Err(ForkProofError::Shape);
+        };
         let mut it = items.into_iter();
-        let (Some(Value::Bytes(a)), Some(Value::Bytes(b)), None) = (it.next(), it.next(), it.next()) else {
+        let (Some(Value::Bytes(a)), Some(Value::Bytes(b)), None) =
+            (it.next(), it.next(), it.next())
+        else {
             return Err(ForkProofError::Shape);
         };
         let a = SignedHeader::decode(a)?;
@@ -226,8 +284,20 @@ mod tests {
         let mut out: Vec<SignedHeader> = Vec::new();
         for i in 1..=n {
             let prev = out.last().map(Head::of);
-            let target = if has_distinct_lipmaa(i) { Some(out[(lipmaa(i) - 1) as usize].id()) } else { None };
-            let e = create_entry(k, prev.as_ref(), target, 1000 + i, "tagline/note", note(&format!("{i}"))).unwrap();
+            let target = if has_distinct_lipmaa(i) {
+                Some(out[(lipmaa(i) - 1) as usize].id())
+            } else {
+                None
+            };
+            let e = create_entry(
+                k,
+                prev.as_ref(),
+                target,
+                1000 + i,
+                "tagline/note",
+                note(&format!("{i}")),
+            )
+            .unwrap();
             out.push(e.signed);
         }
         out
@@ -242,26 +312,52 @@ mod tests {
         // Resume from a head in the middle; lipmaa lookups reach back.
         let mid = Head::of(&f[99]);
         let ids: Vec<EntryId> = f.iter().map(|e| e.id()).collect();
-        verify_run(&k.public(), Some(mid), &f[100..], &mut |s| ids.get((s - 1) as usize).copied(), 10_000, [0; 32])
-            .unwrap();
+        verify_run(
+            &k.public(),
+            Some(mid),
+            &f[100..],
+            &mut |s| ids.get((s - 1) as usize).copied(),
+            10_000,
+            [0; 32],
+        )
+        .unwrap();
         // A gap.
         let mut gapped = f.clone();
         gapped.remove(70);
-        let (i, e) = verify_run(&k.public(), None, &gapped, &mut |_| None, 10_000, [0; 32]).unwrap_err();
+        let (i, e) =
+            verify_run(&k.public(), None, &gapped, &mut |_| None, 10_000, [0; 32]).unwrap_err();
         assert_eq!((i, e.code()), (70, "seq-gap"));
     }
 
     #[test]
     fn fork_proofs() {
         let k = SecretKey::from_seed(&[4; 32]);
-        let a = create_entry(&k, None, None, 1, "tagline/note", note("a")).unwrap().signed;
-        let b = create_entry(&k, None, None, 1, "tagline/note", note("b")).unwrap().signed;
+        let a = create_entry(&k, None, None, 1, "tagline/note", note("a"))
+            .unwrap()
+            .signed;
+        let b = create_entry(&k, None, None, 1, "tagline/note", note("b"))
+            .unwrap()
+            .signed;
         let p = ForkProof::new(a.clone(), b.clone()).unwrap();
         let q = ForkProof::decode(&p.encode()).unwrap();
         assert_eq!(p, q);
-        assert_eq!(ForkProof::new(a.clone(), a.clone()).unwrap_err(), ForkProofError::SameEntry);
-        let other = create_entry(&SecretKey::from_seed(&[5; 32]), None, None, 1, "tagline/note", note("a")).unwrap();
-        assert_eq!(ForkProof::new(a, other.signed).unwrap_err(), ForkProofError::DifferentAuthors);
+        assert_eq!(
+            ForkProof::new(a.clone(), a.clone()).unwrap_err(),
+            ForkProofError::SameEntry
+        );
+        let other = create_entry(
+            &SecretKey::from_seed(&[5; 32]),
+            None,
+            None,
+            1,
+            "tagline/note",
+            note("a"),
+        )
+        .unwrap();
+        assert_eq!(
+            ForkProof::new(a, other.signed).unwrap_err(),
+            ForkProofError::DifferentAuthors
+        );
     }
 }
 

@@ -8,6 +8,9 @@ use crate::entry::{Head, SignedHeader, check_payload};
 use crate::keys::{EntryId, PublicKey};
 use crate::{cbor, feed, payload, stream};
 
+/// A signed header and its payload, if any.
+type EntryParts = (SignedHeader, Option<Vec<u8>>);
+
 /// Fixed clock for fuzzing: 2030-01-01.
 const FUZZ_NOW_MS: u64 = 1_893_456_000_000;
 
@@ -29,16 +32,24 @@ pub fn entry_decode(data: &[u8]) {
 /// does (without the store): per feed, sorted, chained from seq 1, signatures
 /// batched, payloads checked.
 pub fn import(data: &[u8]) {
-    let Ok(entries) = stream::decode_all(data) else { return };
-    let mut feeds: BTreeMap<PublicKey, Vec<(SignedHeader, Option<Vec<u8>>)>> = BTreeMap::new();
+    let Ok(entries) = stream::decode_all(data) else {
+        return;
+    };
+    let mut feeds: BTreeMap<PublicKey, Vec<EntryParts>> = BTreeMap::new();
     for e in entries {
-        feeds.entry(*e.signed.author()).or_default().push((e.signed, e.payload));
+        feeds
+            .entry(*e.signed.author())
+            .or_default()
+            .push((e.signed, e.payload));
     }
     for (author, mut list) in feeds {
         list.sort_by_key(|(s, _)| s.seq());
         let run: Vec<SignedHeader> = list.iter().map(|(s, _)| s.clone()).collect();
         let ids: Vec<EntryId> = run.iter().map(|s| s.id()).collect();
-        let mut lookup = |seq: u64| ids.get(usize::try_from(seq).unwrap_or(usize::MAX).wrapping_sub(1)).copied();
+        let mut lookup = |seq: u64| {
+            ids.get(usize::try_from(seq).unwrap_or(usize::MAX).wrapping_sub(1))
+                .copied()
+        };
         let head: Option<Head> = None;
         let _ = feed::verify_run(&author, head, &run, &mut lookup, FUZZ_NOW_MS, [0; 32]);
         for (s, p) in &list {

@@ -24,9 +24,16 @@ pub const HRP_SECRET_KEY: &str = "tlsec";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("not a Tagline {expected}: {reason}")]
-    Text { expected: &'static str, reason: String },
+    Text {
+        expected: &'static str,
+        reason: String,
+    },
     #[error("expected a {expected} (prefix `{want}1`), found one with prefix `{found}1`")]
-    WrongType { expected: &'static str, want: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        want: &'static str,
+        found: String,
+    },
     #[error("expected 32 bytes, found {0}")]
     Length(usize),
     #[error("public key is not a canonical point encoding")]
@@ -56,11 +63,17 @@ fn to_text(hrp: &'static str, bytes: &[u8]) -> String {
 }
 
 fn from_text(s: &str, hrp: &'static str, expected: &'static str) -> Result<[u8; 32], KeyError> {
-    let checked = CheckedHrpstring::new::<Bech32m>(s.trim())
-        .map_err(|e| KeyError::Text { expected, reason: e.to_string() })?;
+    let checked = CheckedHrpstring::new::<Bech32m>(s.trim()).map_err(|e| KeyError::Text {
+        expected,
+        reason: e.to_string(),
+    })?;
     let found = checked.hrp().to_lowercase();
     if found != hrp {
-        return Err(KeyError::WrongType { expected, want: hrp, found });
+        return Err(KeyError::WrongType {
+            expected,
+            want: hrp,
+            found,
+        });
     }
     let bytes: Vec<u8> = checked.byte_iter().collect();
     let n = bytes.len();
@@ -78,10 +91,12 @@ pub fn is_canonical_y(bytes: &[u8; 32]) -> bool {
 
 /// An ed25519 public key that passed every check of SPEC.md §3.1: canonical
 /// encoding, a point on the curve, not of small order.
+///
+/// Holds only the 32 bytes (the checks ran when it was made); the curve point
+/// is decompressed again where single verification needs it.
 #[derive(Clone, Copy)]
 pub struct PublicKey {
     bytes: [u8; 32],
-    vk: VerifyingKey,
 }
 
 impl PublicKey {
@@ -96,7 +111,7 @@ impl PublicKey {
         if vk.to_bytes() != *bytes {
             return Err(KeyError::NonCanonicalKey);
         }
-        Ok(PublicKey { bytes: *bytes, vk })
+        Ok(PublicKey { bytes: *bytes })
     }
 
     pub fn from_slice(bytes: &[u8]) -> Result<PublicKey, KeyError> {
@@ -108,8 +123,9 @@ impl PublicKey {
         &self.bytes
     }
 
-    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
-        &self.vk
+    /// The decompressed key (a point decompression).
+    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        VerifyingKey::from_bytes(&self.bytes).map_err(|_| KeyError::InvalidKey)
     }
 
     /// Short form for humans: the first 12 characters after the prefix.
@@ -134,7 +150,13 @@ thread_local! {
 /// are the same with or without it.
 pub fn validated_key(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
     let slot = usize::from(bytes[0] ^ bytes[31]) % KEY_CACHE_SLOTS;
-    let hit = KEY_CACHE.with(|c| c.borrow().get(slot).copied().flatten().filter(|k| k.bytes == *bytes));
+    let hit = KEY_CACHE.with(|c| {
+        c.borrow()
+            .get(slot)
+            .copied()
+            .flatten()
+            .filter(|k| k.bytes == *bytes)
+    });
     if let Some(k) = hit {
         return Ok(k);
     }
@@ -197,11 +219,13 @@ impl SecretKey {
     /// caller supplies the randomness.
     pub fn from_seed(seed: &[u8; 32]) -> SecretKey {
         let sk = SigningKey::from_bytes(seed);
-        let vk = sk.verifying_key();
-        let bytes = vk.to_bytes();
+        let bytes = sk.verifying_key().to_bytes();
         // A key derived by the RFC 8032 procedure is a multiple of the base
         // point, hence canonical and never of small order.
-        SecretKey { sk, public: PublicKey { bytes, vk } }
+        SecretKey {
+            sk,
+            public: PublicKey { bytes },
+        }
     }
 
     pub fn public(&self) -> PublicKey {
@@ -273,8 +297,18 @@ macro_rules! hash_type {
     };
 }
 
-hash_type!(EntryId, HRP_ENTRY_ID, "entry id", "An entry id: blake3 of the signed header bytes.");
-hash_type!(PayloadHash, HRP_PAYLOAD_HASH, "payload hash", "blake3 of a payload's bytes.");
+hash_type!(
+    EntryId,
+    HRP_ENTRY_ID,
+    "entry id",
+    "An entry id: blake3 of the signed header bytes."
+);
+hash_type!(
+    PayloadHash,
+    HRP_PAYLOAD_HASH,
+    "payload hash",
+    "blake3 of a payload's bytes."
+);
 
 impl EntryId {
     /// The id of a signed header: blake3 of exactly the bytes given.
@@ -322,16 +356,27 @@ mod tests {
     fn small_order_and_non_canonical_keys_are_rejected() {
         for p in curve25519_dalek::constants::EIGHT_TORSION {
             let bytes = p.compress().to_bytes();
-            assert_eq!(PublicKey::from_bytes(&bytes).unwrap_err(), KeyError::WeakKey, "{}", hex::encode(bytes));
+            assert_eq!(
+                PublicKey::from_bytes(&bytes).unwrap_err(),
+                KeyError::WeakKey,
+                "{}",
+                hex::encode(bytes)
+            );
         }
         // y = p (non-canonical encoding of y = 0).
         let mut y_eq_p = [0xff; 32];
         y_eq_p[0] = 0xed;
         y_eq_p[31] = 0x7f;
-        assert_eq!(PublicKey::from_bytes(&y_eq_p).unwrap_err(), KeyError::NonCanonicalKey);
+        assert_eq!(
+            PublicKey::from_bytes(&y_eq_p).unwrap_err(),
+            KeyError::NonCanonicalKey
+        );
         // A y with no matching x on the curve.
         let mut off = [0u8; 32];
         off[0] = 2;
-        assert_eq!(PublicKey::from_bytes(&off).unwrap_err(), KeyError::InvalidKey);
+        assert_eq!(
+            PublicKey::from_bytes(&off).unwrap_err(),
+            KeyError::InvalidKey
+        );
     }
 }

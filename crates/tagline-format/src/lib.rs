@@ -22,5 +22,8 @@ pub mod stream;
 pub mod verify;
 
 pub use entry::{Entry, EntryError, Head, Header, SignedHeader, check_payload, create_entry};
-pub use feed::{FeedError, ForkProof, ForkProofError, ValidationError, validate_next, validate_received, verify_run};
+pub use feed::{
+    FeedError, ForkProof, ForkProofError, ValidationError, validate_next, validate_received,
+    verify_run,
+};
 pub use keys::{EntryId, KeyError, PayloadHash, PublicKey, SecretKey};

@@ -140,12 +140,19 @@ mod tests {
 
     #[test]
     fn json_conversion() {
-        let j: serde_json::Value = serde_json::from_str(r#"{"b": [1, -2, true], "0": "x", "a": "y"}"#).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(r#"{"b": [1, -2, true], "0": "x", "a": "y"}"#).unwrap();
         let v = from_json(&j).unwrap();
         let bytes = cbor::encode_canonical(&v, 1000).unwrap();
         let back = to_json(&cbor::decode(&bytes, 1000).unwrap());
         assert_eq!(back, j);
-        assert!(matches!(from_json(&serde_json::json!({"x": 1.5})), Err(PayloadError::JsonFloat(_))));
-        assert!(matches!(from_json(&serde_json::json!([null])), Err(PayloadError::JsonNull)));
+        assert!(matches!(
+            from_json(&serde_json::json!({"x": 1.5})),
+            Err(PayloadError::JsonFloat(_))
+        ));
+        assert!(matches!(
+            from_json(&serde_json::json!([null])),
+            Err(PayloadError::JsonNull)
+        ));
     }
 }

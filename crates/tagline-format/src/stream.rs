@@ -80,17 +80,22 @@ pub fn encode_record(signed_header: &[u8], payload: Option<&[u8]>) -> Vec<u8> {
 /// verified here and the payload is not checked against the header: the
 /// caller batches those.
 pub fn decode_record(body: &[u8], index: u64) -> Result<Entry, StreamError> {
-    let record: Record = cbor::decode_typed(body, MAX_STREAM_RECORD_SIZE).map_err(|source| match source {
-        CborError::Parse(_) => StreamError::Shape { index },
-        source => StreamError::Cbor { index, source },
-    })?;
+    let record: Record =
+        cbor::decode_typed(body, MAX_STREAM_RECORD_SIZE).map_err(|source| match source {
+            CborError::Parse(_) => StreamError::Shape { index },
+            source => StreamError::Cbor { index, source },
+        })?;
     let check = match &record.payload {
         Some(p) => cbor::same_as_reencoding(&(Bytes(&record.signed.0), Bytes(&p.0)), body),
         None => cbor::same_as_reencoding(&(Bytes(&record.signed.0),), body),
     };
     check.map_err(|source| StreamError::Cbor { index, source })?;
-    let signed = SignedHeader::decode(record.signed.0).map_err(|source| StreamError::Entry { index, source })?;
-    Ok(Entry { signed, payload: record.payload.map(|p| p.0) })
+    let signed = SignedHeader::decode(record.signed.0)
+        .map_err(|source| StreamError::Entry { index, source })?;
+    Ok(Entry {
+        signed,
+        payload: record.payload.map(|p| p.0),
+    })
 }
 
 /// A record body: `[signed_header]` or `[signed_header, payload]`.
@@ -107,8 +112,13 @@ impl<'de> serde::Deserialize<'de> for Record {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("[signed header, optional payload]")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
-                let signed: ByteBuf = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Record, A::Error> {
+                let signed: ByteBuf = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
                 let payload: Option<ByteBuf> = seq.next_element()?;
                 if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     return Err(serde::de::Error::invalid_length(3, &self));
@@ -133,7 +143,9 @@ pub fn decode_all(bytes: &[u8]) -> Result<Vec<Entry>, StreamError> {
             .and_then(|p| <[u8; 4]>::try_from(p).ok())
             .ok_or(StreamError::Truncated { index })?;
         let n = record_len(prefix, index)?;
-        let body = bytes.get(pos + 4..pos + 4 + n).ok_or(StreamError::Truncated { index })?;
+        let body = bytes
+            .get(pos + 4..pos + 4 + n)
+            .ok_or(StreamError::Truncated { index })?;
         out.push(decode_record(body, index)?);
         pos += 4 + n;
         index += 1;

@@ -15,7 +15,9 @@
 
 use std::convert::Infallible;
 
-use ed25519_zebra::{Signature as ZSig, VerificationKey as ZKey, VerificationKeyBytes as ZKeyBytes};
+use ed25519_zebra::{
+    Signature as ZSig, VerificationKey as ZKey, VerificationKeyBytes as ZKeyBytes,
+};
 
 use crate::keys::{PublicKey, is_canonical_y};
 
@@ -45,8 +47,8 @@ impl SignatureError {
 
 /// The group order L, little-endian.
 const L: [u8; 32] = [
-    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
 
 /// The canonical encodings of the 8 points of small order (the 8-torsion
@@ -62,6 +64,10 @@ pub const SMALL_ORDER_POINTS: [[u8; 32]; 8] = [
     hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
 ];
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time on constants; a bad index fails the build"
+)]
 const fn hex32(s: &str) -> [u8; 32] {
     const fn nib(c: u8) -> u8 {
         match c {
@@ -122,13 +128,15 @@ pub fn check_signature_encoding(sig: &[u8; 64]) -> Result<(), SignatureError> {
 pub fn verify(key: &PublicKey, msg: &[u8], sig: &[u8; 64]) -> Result<(), SignatureError> {
     check_signature_encoding(sig)?;
     let dsig = ed25519_dalek::Signature::from_bytes(sig);
-    if key.verifying_key().verify_strict(msg, &dsig).is_ok() {
+    let vk = key.verifying_key().map_err(|_| SignatureError::Invalid)?;
+    if vk.verify_strict(msg, &dsig).is_ok() {
         return Ok(());
     }
     // Not valid under the cofactorless equation; the cofactored one decides
     // (differs only for signatures crafted with a torsion component).
     let zkey = ZKey::try_from(*key.as_bytes()).map_err(|_| SignatureError::Invalid)?;
-    zkey.verify(&ZSig::from_bytes(sig), msg).map_err(|_| SignatureError::Invalid)
+    zkey.verify(&ZSig::from_bytes(sig), msg)
+        .map_err(|_| SignatureError::Invalid)
 }
 
 /// A deterministic CSPRNG from a 32-byte seed (blake3 in XOF mode), so callers
@@ -180,7 +188,9 @@ impl<'a> BatchVerifier<'a> {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        BatchVerifier { items: Vec::with_capacity(n) }
+        BatchVerifier {
+            items: Vec::with_capacity(n),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -206,7 +216,11 @@ impl<'a> BatchVerifier<'a> {
                 encoding_ok = false;
                 break;
             }
-            batch.queue((ZKeyBytes::from(*key.as_bytes()), ZSig::from_bytes(sig), *msg));
+            batch.queue((
+                ZKeyBytes::from(*key.as_bytes()),
+                ZSig::from_bytes(sig),
+                *msg,
+            ));
         }
         if encoding_ok {
             let rng = SeededRng(blake3::Hasher::new_keyed(&seed).finalize_xof());
@@ -226,8 +240,10 @@ mod tests {
     #[test]
     fn small_order_list_matches_dalek() {
         let mut ours: Vec<[u8; 32]> = SMALL_ORDER_POINTS.to_vec();
-        let mut theirs: Vec<[u8; 32]> =
-            curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect();
+        let mut theirs: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
         ours.sort();
         theirs.sort();
         assert_eq!(ours, theirs);
@@ -248,7 +264,11 @@ mod tests {
         let keys: Vec<SecretKey> = (0..4u8).map(|i| SecretKey::from_seed(&[i; 32])).collect();
         let pubs: Vec<PublicKey> = keys.iter().map(|k| k.public()).collect();
         let msgs: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 40]).collect();
-        let sigs: Vec<[u8; 64]> = msgs.iter().enumerate().map(|(i, m)| keys[i % 4].sign(m)).collect();
+        let sigs: Vec<[u8; 64]> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| keys[i % 4].sign(m))
+            .collect();
         let mut b = BatchVerifier::new();
         for (i, m) in msgs.iter().enumerate() {
             b.push(&pubs[i % 4], m, sigs[i]);
@@ -278,6 +298,9 @@ mod tests {
             sig[32 + i] = v as u8;
             carry = v >> 8;
         }
-        assert_eq!(verify(&k.public(), b"hello", &sig), Err(SignatureError::NonCanonicalS));
+        assert_eq!(
+            verify(&k.public(), b"hello", &sig),
+            Err(SignatureError::NonCanonicalS)
+        );
     }
 }

@@ -17,17 +17,25 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tagline_format::entry::{check_payload, create_entry};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
-use tagline_format::{Entry, EntryError, EntryId, FeedError, ForkProof, Head, PayloadHash, PublicKey, SecretKey, SignedHeader};
+use tagline_format::{
+    Entry, EntryError, EntryId, FeedError, ForkProof, Head, PayloadHash, PublicKey, SecretKey,
+    SignedHeader,
+};
 
 use crate::tables::{
-    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, META, PAYLOADS, SCHEMA_VERSION, entry_key, id_prefix,
+    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, META, PAYLOADS, SCHEMA_VERSION,
+    entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
 pub const PIPELINE_MIN: usize = 64;
 
-/// Signed entries in flight between the signing thread and the writer.
-pub const PIPELINE_DEPTH: usize = 256;
+/// Chunks of signed entries in flight between the signing thread and the writer.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// Signed entries handed from the signing thread to the writer at a time
+/// (fewer, larger hand-offs: each one may cost a context switch).
+pub const PIPELINE_CHUNK: usize = 32;
 
 /// Builds the next entries of a local feed: knows the head, and the ids that
 /// lipmaa links need (stored ones looked up beforehand, new ones as made).
@@ -46,19 +54,33 @@ impl LocalChain<'_> {
         let target = if has_distinct_lipmaa(seq) {
             let t = lipmaa(seq);
             if t >= self.first_new {
-                usize::try_from(t - self.first_new).ok().and_then(|i| self.batch_ids.get(i)).copied()
+                usize::try_from(t - self.first_new)
+                    .ok()
+                    .and_then(|i| self.batch_ids.get(i))
+                    .copied()
             } else {
                 self.earlier.get(&t).copied()
             }
         } else {
             None
         };
-        let e = create_entry(self.key, self.head.as_ref(), target, self.now_ms, payload_type, payload)?;
+        let e = create_entry(
+            self.key,
+            self.head.as_ref(),
+            target,
+            self.now_ms,
+            payload_type,
+            payload,
+        )?;
         self.head = Some(Head::of(&e.signed));
         self.batch_ids.push(e.signed.id());
         Ok(e)
     }
 }
+
+/// Entries verified per hand-off from the verification thread to the writer
+/// in [`Store::ingest`].
+pub const INGEST_VERIFY_CHUNK: usize = 1024;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "store.redb";
@@ -69,7 +91,9 @@ pub const MAX_RANGE: u64 = 100_000;
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {dir} is in use by another tagline process (its store is locked); stop that process or use another --home")]
+    #[error(
+        "the data directory {dir} is in use by another tagline process (its store is locked); stop that process or use another --home"
+    )]
     Locked { dir: PathBuf },
     #[error("cannot open the store in {dir}: {source}")]
     Open {
@@ -83,7 +107,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("store schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
+    #[error(
+        "store schema version {found} is not supported (this build reads version {SCHEMA_VERSION})"
+    )]
     Schema { found: u32 },
     #[error("storage error: {0}")]
     Storage(String),
@@ -94,7 +120,7 @@ pub enum StoreError {
     #[error("cannot create the entry: {0}")]
     Create(#[from] EntryError),
     #[error("refused the whole batch: {0}")]
-    Rejected(Rejection),
+    Rejected(Box<Rejection>),
 }
 
 macro_rules! storage_from {
@@ -104,7 +130,12 @@ macro_rules! storage_from {
         }
     )*};
 }
-storage_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+storage_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// What the store knows of one feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +170,8 @@ impl FeedMeta {
     }
 
     fn decode(author: &[u8; 32], v: &[u8; FEED_META_LEN]) -> Result<FeedMeta, StoreError> {
-        let author = PublicKey::from_bytes(author).map_err(|e| StoreError::Corrupt(format!("feed key: {e}")))?;
+        let author = PublicKey::from_bytes(author)
+            .map_err(|e| StoreError::Corrupt(format!("feed key: {e}")))?;
         let u = |at: usize| -> u64 {
             let mut b = [0u8; 8];
             b.copy_from_slice(v.get(at..at + 8).unwrap_or(&[0; 8]));
@@ -150,7 +182,11 @@ impl FeedMeta {
         let forked = u(48);
         Ok(FeedMeta {
             author,
-            head: Head { seq: u(0), id: EntryId(id), timestamp: u(40) },
+            head: Head {
+                seq: u(0),
+                id: EntryId(id),
+                timestamp: u(40),
+            },
             forked_at: (forked != 0).then_some(forked),
             confirmed_seq: u(56),
         })
@@ -243,14 +279,29 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`. A second process opening
     /// the same directory gets [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(DB_FILE);
         let db = match Database::create(&path) {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { dir: dir.to_owned() }),
-            Err(source) => return Err(StoreError::Open { dir: dir.to_owned(), source }),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked {
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Open {
+                    dir: dir.to_owned(),
+                    source,
+                });
+            }
         };
-        let store = Store { db, dir: dir.to_owned() };
+        let store = Store {
+            db,
+            dir: dir.to_owned(),
+        };
         store.init_schema()?;
         Ok(store)
     }
@@ -294,7 +345,9 @@ impl Store {
     pub fn feed(&self, author: &PublicKey) -> Result<Option<FeedMeta>, StoreError> {
         let tx = self.read()?;
         let t = tx.open_table(FEEDS)?;
-        t.get(author.as_bytes())?.map(|v| FeedMeta::decode(author.as_bytes(), &v.value())).transpose()
+        t.get(author.as_bytes())?
+            .map(|v| FeedMeta::decode(author.as_bytes(), v.value()))
+            .transpose()
     }
 
     /// Every known feed, in key order.
@@ -304,7 +357,7 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter()? {
             let (k, v) = row?;
-            out.push(FeedMeta::decode(&k.value(), &v.value())?);
+            out.push(FeedMeta::decode(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -316,7 +369,12 @@ impl Store {
     }
 
     /// Entries `from..=to` of a feed (at most [`MAX_RANGE`]), with payloads.
-    pub fn range(&self, author: &PublicKey, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+    pub fn range(
+        &self,
+        author: &PublicKey,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
         let to = to.min(from.saturating_add(MAX_RANGE - 1));
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
@@ -327,7 +385,9 @@ impl Store {
         for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
             let (_, v) = row?;
             let signed = decode_stored(v.value())?;
-            let payload = payloads.get(signed.header().payload_hash.as_bytes())?.map(|p| p.value().to_vec());
+            let payload = payloads
+                .get(signed.header().payload_hash.as_bytes())?
+                .map(|p| p.value().to_vec());
             out.push(StoredEntry { signed, payload });
         }
         Ok(out)
@@ -363,7 +423,10 @@ impl Store {
     /// A payload by its hash.
     pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.read()?;
-        Ok(tx.open_table(PAYLOADS)?.get(hash.as_bytes())?.map(|p| p.value().to_vec()))
+        Ok(tx
+            .open_table(PAYLOADS)?
+            .get(hash.as_bytes())?
+            .map(|p| p.value().to_vec()))
     }
 
     /// Every recorded fork proof.
@@ -394,10 +457,13 @@ impl Store {
         {
             let mut feeds = tx.open_table(FEEDS)?;
             let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = IdIndex { prefix: tx.open_table(ID_INDEX)?, overflow: tx.open_table(ID_OVERFLOW)? };
+            let mut index = IdIndex {
+                prefix: tx.open_table(ID_INDEX)?,
+                overflow: tx.open_table(ID_OVERFLOW)?,
+            };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let meta = match feeds.get(author.as_bytes())? {
-                Some(v) => Some(FeedMeta::decode(author.as_bytes(), &v.value())?),
+                Some(v) => Some(FeedMeta::decode(author.as_bytes(), v.value())?),
                 None => None,
             };
             if let Some(seq) = meta.and_then(|m| m.forked_at) {
@@ -410,14 +476,31 @@ impl Store {
             for seq in first_new..first_new + items.len() as u64 {
                 let t = lipmaa(seq);
                 if has_distinct_lipmaa(seq) && t < first_new && !earlier.contains_key(&t) {
-                    let id = entries.get(&entry_key(author.as_bytes(), t))?.and_then(|v| stored_id(v.value()));
+                    let id = entries
+                        .get(&entry_key(author.as_bytes(), t))?
+                        .and_then(|v| stored_id(v.value()));
                     if let Some(id) = id {
                         earlier.insert(t, id);
                     }
                 }
             }
-            let mut chain = LocalChain { key, head, first_new, earlier, batch_ids: Vec::with_capacity(items.len()), now_ms };
-            let mut store_one = |e: &Entry| put_entry(&mut entries, &mut index, &mut payloads, &e.signed, e.payload.as_deref());
+            let mut chain = LocalChain {
+                key,
+                head,
+                first_new,
+                earlier,
+                batch_ids: Vec::with_capacity(items.len()),
+                now_ms,
+            };
+            let mut store_one = |e: &Entry| {
+                put_entry(
+                    &mut entries,
+                    &mut index,
+                    &mut payloads,
+                    &e.signed,
+                    e.payload.as_deref(),
+                )
+            };
             out = if items.len() < PIPELINE_MIN {
                 let mut out = Vec::with_capacity(items.len());
                 for (t, p) in items {
@@ -429,21 +512,38 @@ impl Store {
             } else {
                 std::thread::scope(|scope| -> Result<Vec<Entry>, StoreError> {
                     let n = items.len();
-                    let (send, recv) = std::sync::mpsc::sync_channel::<Result<Entry, EntryError>>(PIPELINE_DEPTH);
+                    let (send, recv) = std::sync::mpsc::sync_channel::<
+                        Result<Vec<Entry>, EntryError>,
+                    >(PIPELINE_DEPTH);
                     scope.spawn(move || {
+                        let mut chunk = Vec::with_capacity(PIPELINE_CHUNK);
                         for (t, p) in items {
-                            let r = chain.next(&t, p);
-                            let failed = r.is_err();
-                            if send.send(r).is_err() || failed {
+                            match chain.next(&t, p) {
+                                Ok(e) => chunk.push(e),
+                                Err(err) => {
+                                    let _ = send.send(Err(err));
+                                    return;
+                                }
+                            }
+                            if chunk.len() == PIPELINE_CHUNK
+                                && send
+                                    .send(Ok(std::mem::replace(
+                                        &mut chunk,
+                                        Vec::with_capacity(PIPELINE_CHUNK),
+                                    )))
+                                    .is_err()
+                            {
                                 return;
                             }
                         }
+                        let _ = send.send(Ok(chunk));
                     });
                     let mut out = Vec::with_capacity(n);
                     for r in recv {
-                        let e = r?;
-                        store_one(&e)?;
-                        out.push(e);
+                        for e in r? {
+                            store_one(&e)?;
+                            out.push(e);
+                        }
                     }
                     Ok(out)
                 })?
@@ -466,7 +566,13 @@ impl Store {
     /// canonical form, signatures (batched), chains, lipmaa links, timestamps
     /// against `now_ms`, payloads against their headers. All in one write
     /// transaction. `seed` is fresh randomness for batch verification.
-    pub fn ingest(&self, batch: Vec<Entry>, now_ms: u64, seed: [u8; 32], mode: IngestMode) -> Result<IngestReport, StoreError> {
+    pub fn ingest(
+        &self,
+        batch: Vec<Entry>,
+        now_ms: u64,
+        seed: [u8; 32],
+        mode: IngestMode,
+    ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         // Group per feed, in sequence order; identical duplicates collapse.
         let mut per_feed: BTreeMap<PublicKey, Vec<Entry>> = BTreeMap::new();
@@ -477,7 +583,10 @@ impl Store {
         {
             let mut feeds = tx.open_table(FEEDS)?;
             let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = IdIndex { prefix: tx.open_table(ID_INDEX)?, overflow: tx.open_table(ID_OVERFLOW)? };
+            let mut index = IdIndex {
+                prefix: tx.open_table(ID_INDEX)?,
+                overflow: tx.open_table(ID_OVERFLOW)?,
+            };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
             let mut feed_no = 0u64;
@@ -486,12 +595,13 @@ impl Store {
                 list.sort_by_key(|e| e.signed.seq());
                 list.dedup_by(|a, b| a.signed.id() == b.signed.id());
                 let meta = match feeds.get(author.as_bytes())? {
-                    Some(v) => Some(FeedMeta::decode(author.as_bytes(), &v.value())?),
+                    Some(v) => Some(FeedMeta::decode(author.as_bytes(), v.value())?),
                     None => None,
                 };
                 let head_seq = meta.map_or(0, |m| m.head.seq);
                 // Entries at or below the head: duplicates, late payloads, or forks.
-                let (old, new): (Vec<Entry>, Vec<Entry>) = list.into_iter().partition(|e| e.signed.seq() <= head_seq);
+                let (old, new): (Vec<Entry>, Vec<Entry>) =
+                    list.into_iter().partition(|e| e.signed.seq() <= head_seq);
                 let mut forked_at = meta.and_then(|m| m.forked_at);
                 for e in old {
                     let key = entry_key(author.as_bytes(), e.signed.seq());
@@ -500,10 +610,15 @@ impl Store {
                         Some(v) if v.get(..32) == Some(e.signed.id().0.as_slice()) => {
                             report.duplicates += 1;
                             if let Some(p) = &e.payload
-                                && payloads.get(e.signed.header().payload_hash.as_bytes())?.is_none()
+                                && payloads
+                                    .get(e.signed.header().payload_hash.as_bytes())?
+                                    .is_none()
                                 && check_payload(e.signed.header(), p).is_ok()
                             {
-                                payloads.insert(e.signed.header().payload_hash.as_bytes(), p.as_slice())?;
+                                payloads.insert(
+                                    e.signed.header().payload_hash.as_bytes(),
+                                    p.as_slice(),
+                                )?;
                                 report.payloads_added += 1;
                             }
                         }
@@ -517,25 +632,44 @@ impl Store {
                                         report.forks.push(proof);
                                     }
                                     forked_at = Some(forked_at.map_or(seq, |f| f.min(seq)));
-                                    report.rejected.push(Rejection { author, seq, reason: RejectReason::ForkDetected });
+                                    report.rejected.push(Rejection {
+                                        author,
+                                        seq,
+                                        reason: RejectReason::ForkDetected,
+                                    });
                                 }
                                 Err(err) => {
                                     let reason = match err {
-                                        tagline_format::ForkProofError::Entry(e) => RejectReason::Entry(e),
-                                        other => RejectReason::Entry(EntryError::SignedHeaderShape(other.to_string())),
+                                        tagline_format::ForkProofError::Entry(e) => {
+                                            RejectReason::Entry(e)
+                                        }
+                                        other => RejectReason::Entry(
+                                            EntryError::SignedHeaderShape(other.to_string()),
+                                        ),
                                     };
-                                    report.rejected.push(Rejection { author, seq: e.signed.seq(), reason });
+                                    report.rejected.push(Rejection {
+                                        author,
+                                        seq: e.signed.seq(),
+                                        reason,
+                                    });
                                 }
                             }
                         }
                         None => {
-                            return Err(StoreError::Corrupt(format!("feed {author} has head {head_seq} but no entry {}", e.signed.seq())));
+                            return Err(StoreError::Corrupt(format!(
+                                "feed {author} has head {head_seq} but no entry {}",
+                                e.signed.seq()
+                            )));
                         }
                     }
                 }
                 if let Some(f) = forked_at {
                     if let Some(first) = new.first() {
-                        report.rejected.push(Rejection { author, seq: first.signed.seq(), reason: RejectReason::Forked(f) });
+                        report.rejected.push(Rejection {
+                            author,
+                            seq: first.signed.seq(),
+                            reason: RejectReason::Forked(f),
+                        });
                     }
                     if let Some(mut m) = meta {
                         m.forked_at = Some(f);
@@ -547,42 +681,98 @@ impl Store {
                     continue;
                 }
                 // Only a contiguous run from head + 1 can be appended.
-                let run_len = new.iter().enumerate().take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64).count();
+                let run_len = new
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64)
+                    .count();
                 let signed: &[Entry] = new.get(..run_len).unwrap_or_default();
-                let mut lookup_err = None;
-                let mut lookup = |seq: u64| -> Option<EntryId> {
-                    match entries.get(&entry_key(author.as_bytes(), seq)) {
-                        Ok(v) => v.and_then(|v| stored_id(v.value())),
-                        Err(e) => {
-                            lookup_err = Some(e);
-                            None
-                        }
-                    }
-                };
-                let feed_seed = derive_seed(&seed, feed_no);
-                let result = tagline_format::verify_run(&author, meta.map(|m| m.head), signed, &mut lookup, now_ms, feed_seed);
-                if let Some(e) = lookup_err {
-                    return Err(e.into());
-                }
-                let valid = match &result {
-                    Ok(_) => run_len,
-                    Err((i, _)) => *i,
-                };
-                // Payload checks for the valid prefix.
-                let mut accepted = 0usize;
-                let mut payload_err = None;
-                for e in new.iter().take(valid) {
-                    if let Some(p) = &e.payload
-                        && let Err(err) = check_payload(e.signed.header(), p)
+                // Ids of stored entries that lipmaa links of the run point to.
+                let mut earlier = HashMap::new();
+                for e in signed {
+                    let t = lipmaa(e.signed.seq());
+                    if has_distinct_lipmaa(e.signed.seq())
+                        && t <= head_seq
+                        && !earlier.contains_key(&t)
+                        && let Some(id) = entries
+                            .get(&entry_key(author.as_bytes(), t))?
+                            .and_then(|v| stored_id(v.value()))
                     {
-                        payload_err = Some(Rejection { author, seq: e.signed.seq(), reason: err.into() });
-                        break;
+                        earlier.insert(t, id);
                     }
-                    accepted += 1;
                 }
-                for e in new.iter().take(accepted) {
-                    put_entry(&mut entries, &mut index, &mut payloads, &e.signed, e.payload.as_deref())?;
-                }
+                let feed_seed = derive_seed(&seed, feed_no);
+                let start_head = meta.map(|m| m.head);
+                // Verify on a second thread, chunk by chunk; write each verified
+                // chunk here meanwhile (and check its payloads).
+                let (result, accepted, payload_err) =
+                    std::thread::scope(|scope| -> Result<_, StoreError> {
+                        let (send, recv) = std::sync::mpsc::sync_channel::<(usize, usize)>(4);
+                        let verifier = scope.spawn(move || {
+                            let mut head = start_head;
+                            let mut lookup = |t: u64| -> Option<EntryId> {
+                                if t > head_seq {
+                                    usize::try_from(t - head_seq - 1)
+                                        .ok()
+                                        .and_then(|i| signed.get(i))
+                                        .map(|e| e.signed.id())
+                                } else {
+                                    earlier.get(&t).copied()
+                                }
+                            };
+                            let mut start = 0usize;
+                            for (c, chunk) in signed.chunks(INGEST_VERIFY_CHUNK).enumerate() {
+                                let chunk_seed = derive_seed(&feed_seed, c as u64 + 1);
+                                match tagline_format::verify_run(
+                                    &author,
+                                    head,
+                                    chunk,
+                                    &mut lookup,
+                                    now_ms,
+                                    chunk_seed,
+                                ) {
+                                    Ok(h) => head = h,
+                                    Err((i, err)) => {
+                                        let _ = send.send((start, start + i));
+                                        return Err((start + i, err));
+                                    }
+                                }
+                                if send.send((start, start + chunk.len())).is_err() {
+                                    break;
+                                }
+                                start += chunk.len();
+                            }
+                            Ok(head)
+                        });
+                        let mut accepted = 0usize;
+                        let mut payload_err = None;
+                        'chunks: for (from, to) in recv {
+                            for e in signed.get(from..to).unwrap_or_default() {
+                                if let Some(p) = &e.payload
+                                    && let Err(err) = check_payload(e.signed.header(), p)
+                                {
+                                    payload_err = Some(Rejection {
+                                        author,
+                                        seq: e.signed.seq(),
+                                        reason: err.into(),
+                                    });
+                                    break 'chunks;
+                                }
+                                put_entry(
+                                    &mut entries,
+                                    &mut index,
+                                    &mut payloads,
+                                    &e.signed,
+                                    e.payload.as_deref(),
+                                )?;
+                                accepted += 1;
+                            }
+                        }
+                        let result = verifier.join().map_err(|_| {
+                            StoreError::Storage("the verification thread panicked".into())
+                        })?;
+                        Ok((result, accepted, payload_err))
+                    })?;
                 report.appended += accepted as u64;
                 if let Some(last) = new.get(accepted.wrapping_sub(1)).filter(|_| accepted > 0) {
                     let m = FeedMeta {
@@ -597,13 +787,21 @@ impl Store {
                     report.rejected.push(r);
                 } else if let Err((i, err)) = result {
                     let seq = signed.get(i).map_or(0, |e| e.signed.seq());
-                    report.rejected.push(Rejection { author, seq, reason: err.into() });
+                    report.rejected.push(Rejection {
+                        author,
+                        seq,
+                        reason: err.into(),
+                    });
                 } else if let Some(gap) = new.get(run_len) {
                     let expected = head_seq + 1 + run_len as u64;
                     report.rejected.push(Rejection {
                         author,
                         seq: gap.signed.seq(),
-                        reason: FeedError::SeqGap { expected, found: gap.signed.seq() }.into(),
+                        reason: FeedError::SeqGap {
+                            expected,
+                            found: gap.signed.seq(),
+                        }
+                        .into(),
                     });
                 }
             }
@@ -612,7 +810,7 @@ impl Store {
             && let Some(first) = report.rejected.first()
         {
             tx.abort()?;
-            return Err(StoreError::Rejected(first.clone()));
+            return Err(StoreError::Rejected(Box::new(first.clone())));
         }
         tx.commit()?;
         Ok(report)
@@ -623,7 +821,10 @@ impl Store {
         let tx = self.db.begin_write()?;
         {
             let mut feeds = tx.open_table(FEEDS)?;
-            let meta = feeds.get(author.as_bytes())?.map(|v| FeedMeta::decode(author.as_bytes(), &v.value())).transpose()?;
+            let meta = feeds
+                .get(author.as_bytes())?
+                .map(|v| FeedMeta::decode(author.as_bytes(), v.value()))
+                .transpose()?;
             if let Some(mut m) = meta {
                 m.confirmed_seq = m.confirmed_seq.max(seq.min(m.head.seq));
                 feeds.insert(author.as_bytes(), &m.encode())?;
@@ -645,7 +846,7 @@ impl Store {
         let overflow = tx.open_table(ID_OVERFLOW)?;
         for row in feeds.iter()? {
             let (k, v) = row?;
-            let meta = FeedMeta::decode(&k.value(), &v.value())?;
+            let meta = FeedMeta::decode(k.value(), v.value())?;
             report.feeds += 1;
             let author = meta.author;
             let mut head: Option<Head> = None;
@@ -653,17 +854,34 @@ impl Store {
             let mut chunk: Vec<SignedHeader> = Vec::new();
             let lo = entry_key(author.as_bytes(), 0);
             let hi = entry_key(author.as_bytes(), u64::MAX);
-            let flush = |chunk: &mut Vec<SignedHeader>, head: &mut Option<Head>, ids: &mut Vec<EntryId>, report: &mut VerifyReport| {
+            let flush = |chunk: &mut Vec<SignedHeader>,
+                         head: &mut Option<Head>,
+                         ids: &mut Vec<EntryId>,
+                         report: &mut VerifyReport| {
                 if chunk.is_empty() {
                     return;
                 }
                 let known: &[EntryId] = ids;
-                let mut lookup = |s: u64| known.get(usize::try_from(s).unwrap_or(usize::MAX).wrapping_sub(1)).copied();
+                let mut lookup = |s: u64| {
+                    known
+                        .get(usize::try_from(s).unwrap_or(usize::MAX).wrapping_sub(1))
+                        .copied()
+                };
                 // Stored entries were accepted at their time: check the clock only loosely.
-                match tagline_format::verify_run(&author, *head, chunk, &mut lookup, u64::MAX - tagline_format::limits::MAX_FUTURE_SKEW_MS, seed) {
+                match tagline_format::verify_run(
+                    &author,
+                    *head,
+                    chunk,
+                    &mut lookup,
+                    u64::MAX - tagline_format::limits::MAX_FUTURE_SKEW_MS,
+                    seed,
+                ) {
                     Ok(h) => *head = h,
                     Err((i, e)) => {
-                        report.problems.push(format!("feed {author}: entry {}: {e}", chunk.get(i).map_or(0, |x| x.seq())));
+                        report.problems.push(format!(
+                            "feed {author}: entry {}: {e}",
+                            chunk.get(i).map_or(0, |x| x.seq())
+                        ));
                         *head = chunk.last().map(Head::of);
                     }
                 }
@@ -683,16 +901,24 @@ impl Store {
                 report.entries += 1;
                 let id = signed.id();
                 let here = entry_key(author.as_bytes(), signed.seq());
-                let indexed = index.get(&id_prefix(&id.0))?.is_some_and(|p| *p.value() == here)
+                let indexed = index
+                    .get(&id_prefix(&id.0))?
+                    .is_some_and(|p| *p.value() == here)
                     || overflow.get(&id.0)?.is_some_and(|p| *p.value() == here);
                 if !indexed {
-                    report.problems.push(format!("feed {author}: entry {} is missing from the id index", signed.seq()));
+                    report.problems.push(format!(
+                        "feed {author}: entry {} is missing from the id index",
+                        signed.seq()
+                    ));
                 }
                 match payloads.get(signed.header().payload_hash.as_bytes())? {
                     Some(p) => {
                         report.payloads_checked += 1;
                         if let Err(e) = check_payload(signed.header(), p.value()) {
-                            report.problems.push(format!("feed {author}: entry {}: payload: {e}", signed.seq()));
+                            report.problems.push(format!(
+                                "feed {author}: entry {}: payload: {e}",
+                                signed.seq()
+                            ));
                         }
                     }
                     None => report.payloads_missing += 1,
@@ -726,16 +952,23 @@ fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
 
 /// The id stored in front of an [`ENTRIES`] value.
 fn stored_id(v: &[u8]) -> Option<EntryId> {
-    v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()).map(EntryId)
+    v.get(..32)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(EntryId)
 }
 
 /// Decodes an [`ENTRIES`] value and checks the stored id against the bytes.
 fn decode_stored(v: &[u8]) -> Result<SignedHeader, StoreError> {
-    let id = stored_id(v).ok_or_else(|| StoreError::Corrupt("entry row shorter than an id".into()))?;
+    let id =
+        stored_id(v).ok_or_else(|| StoreError::Corrupt("entry row shorter than an id".into()))?;
     let bytes = v.get(32..).unwrap_or_default().to_vec();
-    let signed = SignedHeader::decode(bytes).map_err(|e| StoreError::Corrupt(format!("stored entry: {e}")))?;
+    let signed = SignedHeader::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("stored entry: {e}")))?;
     if signed.id() != id {
-        return Err(StoreError::Corrupt(format!("stored entry id {id} does not match its bytes ({})", signed.id())));
+        return Err(StoreError::Corrupt(format!(
+            "stored entry id {id} does not match its bytes ({})",
+            signed.id()
+        )));
     }
     Ok(signed)
 }

@@ -17,7 +17,8 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 /// Key: author public key (32 bytes).
 /// Value: [`crate::FeedMeta`] in [`FEED_META_LEN`] bytes:
 /// `head_seq u64 ‖ head_id [32] ‖ head_timestamp u64 ‖ forked_at u64 (0 = not forked) ‖ confirmed_seq u64`.
-pub const FEEDS: TableDefinition<&[u8; 32], &[u8; FEED_META_LEN]> = TableDefinition::new("feeds_v1");
+pub const FEEDS: TableDefinition<&[u8; 32], &[u8; FEED_META_LEN]> =
+    TableDefinition::new("feeds_v1");
 
 /// Length of a [`FEEDS`] value.
 pub const FEED_META_LEN: usize = 8 + 32 + 8 + 8 + 8;
@@ -37,7 +38,8 @@ pub const ID_INDEX: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new
 
 /// Full-id index for the rare entries whose 16-byte prefix is already taken in
 /// [`ID_INDEX`]. Key: the full id. Value: `author [32] ‖ seq u64`.
-pub const ID_OVERFLOW: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("id_overflow_v1");
+pub const ID_OVERFLOW: TableDefinition<&[u8; 32], &[u8; 40]> =
+    TableDefinition::new("id_overflow_v1");
 
 /// Payloads by content. Key: blake3 of the payload (32 bytes). Value: payload bytes.
 pub const PAYLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("payloads_v1");

@@ -1,5 +1,11 @@
 //! Integration tests of the redb store: appends, ingest, forks, locking, and
 //! durability under SIGKILL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failure report"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -12,7 +18,9 @@ use tagline_store::{IngestMode, RejectReason, Store, StoreError};
 const NOW: u64 = 1_800_000_000_000;
 
 fn notes(n: usize, tag: &str) -> Vec<(String, Vec<u8>)> {
-    (0..n).map(|i| ("tagline/note".to_string(), note(&format!("{tag} {i}")))).collect()
+    (0..n)
+        .map(|i| ("tagline/note".to_string(), note(&format!("{tag} {i}"))))
+        .collect()
 }
 
 fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
@@ -20,7 +28,10 @@ fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
         .range(&key.public(), 1, u64::MAX)
         .unwrap()
         .into_iter()
-        .map(|e| Entry { signed: e.signed, payload: e.payload })
+        .map(|e| Entry {
+            signed: e.signed,
+            payload: e.payload,
+        })
         .collect()
 }
 
@@ -54,11 +65,18 @@ fn ingest_copies_a_feed_and_is_idempotent() {
     src.append_local(&key, notes(500, "x"), NOW).unwrap();
     let mut entries = all_entries(&src, &key);
     entries.reverse(); // order does not matter
-    let r = dst.ingest(entries.clone(), NOW, [7; 32], IngestMode::AllOrNothing).unwrap();
+    let r = dst
+        .ingest(entries.clone(), NOW, [7; 32], IngestMode::AllOrNothing)
+        .unwrap();
     assert_eq!((r.appended, r.duplicates), (500, 0));
-    let r = dst.ingest(entries, NOW, [8; 32], IngestMode::AllOrNothing).unwrap();
+    let r = dst
+        .ingest(entries, NOW, [8; 32], IngestMode::AllOrNothing)
+        .unwrap();
     assert_eq!((r.appended, r.duplicates), (0, 500));
-    assert_eq!(dst.feed(&key.public()).unwrap(), src.feed(&key.public()).unwrap());
+    assert_eq!(
+        dst.feed(&key.public()).unwrap(),
+        src.feed(&key.public()).unwrap()
+    );
 }
 
 #[test]
@@ -72,10 +90,21 @@ fn tampered_entries_are_refused_and_valid_prefix_kept_in_best_effort() {
     let mut entries = all_entries(&src, &key);
     // Swap entry 6's payload for another valid note: hash mismatch.
     entries[5].payload = Some(note("forged"));
-    let err = dst.ingest(entries.clone(), NOW, [1; 32], IngestMode::AllOrNothing).unwrap_err();
-    assert!(matches!(err, StoreError::Rejected(ref r) if r.seq == 6 && r.reason.code() == "payload-mismatch"), "{err}");
-    assert_eq!(dst.entry_count().unwrap(), 0, "all-or-nothing stored something");
-    let r = dst.ingest(entries, NOW, [1; 32], IngestMode::BestEffort).unwrap();
+    let err = dst
+        .ingest(entries.clone(), NOW, [1; 32], IngestMode::AllOrNothing)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Rejected(ref r) if r.seq == 6 && r.reason.code() == "payload-mismatch"),
+        "{err}"
+    );
+    assert_eq!(
+        dst.entry_count().unwrap(),
+        0,
+        "all-or-nothing stored something"
+    );
+    let r = dst
+        .ingest(entries, NOW, [1; 32], IngestMode::BestEffort)
+        .unwrap();
     assert_eq!(r.appended, 5);
     assert_eq!(r.rejected.len(), 1);
 }
@@ -92,19 +121,47 @@ fn a_fork_is_proven_kept_and_stops_the_feed() {
     // Same key used in two places (a restored backup): both write seq 1..=3.
     one.append_local(&key, notes(3, "one"), NOW).unwrap();
     two.append_local(&key, notes(5, "two"), NOW).unwrap();
-    dst.ingest(all_entries(&one, &key), NOW, [0; 32], IngestMode::BestEffort).unwrap();
-    let r = dst.ingest(all_entries(&two, &key), NOW, [0; 32], IngestMode::BestEffort).unwrap();
+    dst.ingest(
+        all_entries(&one, &key),
+        NOW,
+        [0; 32],
+        IngestMode::BestEffort,
+    )
+    .unwrap();
+    let r = dst
+        .ingest(
+            all_entries(&two, &key),
+            NOW,
+            [0; 32],
+            IngestMode::BestEffort,
+        )
+        .unwrap();
     assert_eq!(r.appended, 0);
     assert_eq!(r.forks.len(), 3);
-    assert!(r.rejected.iter().any(|x| x.reason == RejectReason::ForkDetected));
+    assert!(
+        r.rejected
+            .iter()
+            .any(|x| x.reason == RejectReason::ForkDetected)
+    );
     let meta = dst.feed(&key.public()).unwrap().unwrap();
     assert_eq!(meta.forked_at, Some(1));
     assert_eq!(dst.fork_proofs().unwrap().len(), 3);
     // Later entries of either branch are refused.
     one.append_local(&key, notes(1, "later"), NOW).unwrap();
-    let r = dst.ingest(all_entries(&one, &key), NOW, [0; 32], IngestMode::BestEffort).unwrap();
+    let r = dst
+        .ingest(
+            all_entries(&one, &key),
+            NOW,
+            [0; 32],
+            IngestMode::BestEffort,
+        )
+        .unwrap();
     assert_eq!(r.appended, 0);
-    assert!(r.rejected.iter().any(|x| matches!(x.reason, RejectReason::Forked(1))));
+    assert!(
+        r.rejected
+            .iter()
+            .any(|x| matches!(x.reason, RejectReason::Forked(1)))
+    );
 }
 
 #[test]
@@ -116,8 +173,18 @@ fn future_timestamps_are_refused() {
     let key = SecretKey::from_seed(&[5; 32]);
     let years = 3 * 365 * 24 * 3600 * 1000;
     src.append_local(&key, notes(2, "x"), NOW + years).unwrap();
-    let err = dst.ingest(all_entries(&src, &key), NOW, [0; 32], IngestMode::AllOrNothing).unwrap_err();
-    assert!(matches!(err, StoreError::Rejected(ref r) if r.reason.code() == "future-timestamp"), "{err}");
+    let err = dst
+        .ingest(
+            all_entries(&src, &key),
+            NOW,
+            [0; 32],
+            IngestMode::AllOrNothing,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Rejected(ref r) if r.reason.code() == "future-timestamp"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -126,10 +193,18 @@ fn a_second_open_gets_a_clear_error() {
     let _first = Store::open(dir.path()).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }));
-    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
     // And from another process.
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_open_store", "--include-ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "child_open_store",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env("TAGLINE_CHILD_DIR", dir.path())
         .output()
         .unwrap();
@@ -140,7 +215,9 @@ fn a_second_open_gets_a_clear_error() {
 #[test]
 #[ignore = "run as a child process by a_second_open_gets_a_clear_error"]
 fn child_open_store() {
-    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else { return };
+    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else {
+        return;
+    };
     match Store::open(std::path::Path::new(&dir)) {
         Err(StoreError::Locked { .. }) => println!("CHILD-LOCKED"),
         other => println!("CHILD-UNEXPECTED {other:?}"),
@@ -153,7 +230,9 @@ fn child_open_store() {
 #[test]
 #[ignore = "run as a child process by killed_appender_reopens_consistent"]
 fn child_append_loop() {
-    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else { return };
+    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else {
+        return;
+    };
     let store = Store::open(std::path::Path::new(&dir)).unwrap();
     let key = SecretKey::from_seed(&[9; 32]);
     let mut head = store.feed(&key.public()).unwrap().map_or(0, |m| m.head.seq);
@@ -173,10 +252,19 @@ fn child_append_loop() {
 fn killed_appender_reopens_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::from_seed(&[9; 32]);
-    let rounds: u64 = std::env::var("TAGLINE_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let rounds: u64 = std::env::var("TAGLINE_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_append_loop", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_append_loop",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("TAGLINE_CHILD_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -216,16 +304,31 @@ fn killed_appender_reopens_consistent() {
         child.wait().unwrap();
         reader.join().unwrap();
         lines.extend(rx.try_iter());
-        let acked = lines.iter().filter_map(|l| l.strip_prefix("acked ")).filter_map(|n| n.parse::<u64>().ok()).max();
-        let begun = lines.iter().filter_map(|l| l.strip_prefix("begin ")).filter_map(|n| n.parse::<u64>().ok()).max();
+        let acked = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("acked "))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .max();
+        let begun = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("begin "))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .max();
         let acked = acked.expect("the child acknowledged nothing");
 
         let store = Store::open(dir.path()).unwrap();
         let head = store.feed(&key.public()).unwrap().unwrap().head.seq;
         // Every acknowledged entry is there; an unacknowledged batch is there whole or not at all.
-        assert!(head == acked || Some(head) == begun, "round {round}: head {head}, acked {acked}, begun {begun:?}");
+        assert!(
+            head == acked || Some(head) == begun,
+            "round {round}: head {head}, acked {acked}, begun {begun:?}"
+        );
         let report = store.verify_all([round as u8; 32]).unwrap();
-        assert!(report.problems.is_empty(), "round {round}: {:?}", report.problems);
+        assert!(
+            report.problems.is_empty(),
+            "round {round}: {:?}",
+            report.problems
+        );
         assert_eq!(report.entries, head);
         assert_eq!(store.entry_count().unwrap(), head);
     }

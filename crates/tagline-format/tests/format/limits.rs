@@ -4,7 +4,11 @@ use tagline_format::limits::*;
 
 #[test]
 fn limits_match_spec() {
-    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../protocol/SPEC.md")).unwrap();
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../protocol/SPEC.md"
+    ))
+    .unwrap();
     let row = |name: &str| -> String {
         let line = spec
             .lines()
@@ -14,7 +18,13 @@ fn limits_match_spec() {
     };
     let num = |name: &str| -> u64 {
         let cell = row(name);
-        let digits: String = cell.split_whitespace().next().unwrap().chars().filter(|c| c.is_ascii_digit()).collect();
+        let digits: String = cell
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .chars()
+            .filter(|c| c.is_ascii_digit())
+            .collect();
         digits.parse().unwrap_or_else(|_| panic!("{name}: {cell}"))
     };
     assert_eq!(num("FORMAT_VERSION"), FORMAT_VERSION);
@@ -29,5 +39,8 @@ fn limits_match_spec() {
     assert_eq!(num("VERIFY_BATCH_SIZE"), VERIFY_BATCH_SIZE as u64);
     assert_eq!(row("MAX_SEQ"), "2^53 − 1");
     assert_eq!(MAX_SEQ, (1u64 << 53) - 1);
-    assert_eq!(MAX_STREAM_RECORD_SIZE, MAX_SIGNED_HEADER_SIZE + MAX_PAYLOAD_SIZE as usize + 16);
+    assert_eq!(
+        MAX_STREAM_RECORD_SIZE,
+        MAX_SIGNED_HEADER_SIZE + MAX_PAYLOAD_SIZE as usize + 16
+    );
 }

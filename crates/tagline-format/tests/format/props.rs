@@ -22,33 +22,44 @@ fn arb_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            proptest::collection::btree_map(any::<u32>(), inner.clone(), 0..6)
-                .prop_map(|m| Value::Map(m.into_iter().map(|(k, v)| (cbor::uint(u64::from(k)), v)).collect())),
-            proptest::collection::btree_map("[a-z]{0,6}", inner, 0..6)
-                .prop_map(|m| Value::Map(m.into_iter().map(|(k, v)| (Value::Text(k), v)).collect())),
+            proptest::collection::btree_map(any::<u32>(), inner.clone(), 0..6).prop_map(|m| {
+                Value::Map(
+                    m.into_iter()
+                        .map(|(k, v)| (cbor::uint(u64::from(k)), v))
+                        .collect(),
+                )
+            }),
+            proptest::collection::btree_map("[a-z]{0,6}", inner, 0..6).prop_map(|m| Value::Map(
+                m.into_iter().map(|(k, v)| (Value::Text(k), v)).collect()
+            )),
         ]
     })
 }
 
 /// A feed of `len` entries with arbitrary payloads.
 fn arb_feed() -> impl Strategy<Value = (SecretKey, Vec<(SignedHeader, Vec<u8>)>)> {
-    (any::<[u8; 32]>(), proptest::collection::vec((arb_value(), 0u64..5_000), 1..20)).prop_map(|(seed, items)| {
-        let key = SecretKey::from_seed(&seed);
-        let mut out: Vec<(SignedHeader, Vec<u8>)> = Vec::new();
-        let mut ts = 1_700_000_000_000u64;
-        for (v, dt) in items {
-            let mut v = v;
-            cbor::canonicalize(&mut v).unwrap();
-            let payload = cbor::encode(&v).unwrap();
-            ts += dt;
-            let prev = out.last().map(|(s, _)| Head::of(s));
-            let seq = prev.map_or(1, |h| h.seq + 1);
-            let target = has_distinct_lipmaa(seq).then(|| out[(lipmaa(seq) - 1) as usize].0.id());
-            let e = create_entry(&key, prev.as_ref(), target, ts, "test/any", payload).unwrap();
-            out.push((e.signed, e.payload.unwrap()));
-        }
-        (key, out)
-    })
+    (
+        any::<[u8; 32]>(),
+        proptest::collection::vec((arb_value(), 0u64..5_000), 1..20),
+    )
+        .prop_map(|(seed, items)| {
+            let key = SecretKey::from_seed(&seed);
+            let mut out: Vec<(SignedHeader, Vec<u8>)> = Vec::new();
+            let mut ts = 1_700_000_000_000u64;
+            for (v, dt) in items {
+                let mut v = v;
+                cbor::canonicalize(&mut v).unwrap();
+                let payload = cbor::encode(&v).unwrap();
+                ts += dt;
+                let prev = out.last().map(|(s, _)| Head::of(s));
+                let seq = prev.map_or(1, |h| h.seq + 1);
+                let target =
+                    has_distinct_lipmaa(seq).then(|| out[(lipmaa(seq) - 1) as usize].0.id());
+                let e = create_entry(&key, prev.as_ref(), target, ts, "test/any", payload).unwrap();
+                out.push((e.signed, e.payload.unwrap()));
+            }
+            (key, out)
+        })
 }
 
 proptest! {

@@ -39,7 +39,14 @@ fn make_feed(name: &'static str, n: u8, len: u64) -> Feed {
         let prev = entries.last().map(|(s, _)| Head::of(s));
         let target = has_distinct_lipmaa(seq).then(|| entries[(lipmaa(seq) - 1) as usize].0.id());
         let (ptype, payload) = if seq % 5 == 0 {
-            ("example/other", cbor::encode(&Value::Map(vec![(Value::Text("k".into()), Value::Bytes(vec![1, 2, 3]))])).unwrap())
+            (
+                "example/other",
+                cbor::encode(&Value::Map(vec![(
+                    Value::Text("k".into()),
+                    Value::Bytes(vec![1, 2, 3]),
+                )]))
+                .unwrap(),
+            )
         } else {
             ("tagline/note", note(&format!("{name} entry {seq}")))
         };
@@ -55,7 +62,11 @@ fn feeds() -> Vec<Feed> {
 
 fn sign_raw(key: &SecretKey, header_bytes: &[u8]) -> Vec<u8> {
     let sig = key.sign(&signing_message(header_bytes));
-    cbor::encode(&Value::Array(vec![Value::Bytes(header_bytes.to_vec()), Value::Bytes(sig.to_vec())])).unwrap()
+    cbor::encode(&Value::Array(vec![
+        Value::Bytes(header_bytes.to_vec()),
+        Value::Bytes(sig.to_vec()),
+    ]))
+    .unwrap()
 }
 
 fn pairs(h: &Header) -> Vec<(Value, Value)> {
@@ -97,21 +108,37 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
     let e = |seq: usize| &alice.entries[seq - 1];
     let hdr = |seq: usize| e(seq).0.header().clone();
     let mut out = Vec::new();
-    let mut case = |name, description, context, signed_header: Vec<u8>, payload: Option<Vec<u8>>, error| {
-        out.push(Case { name, description, context, signed_header, payload, now_ms: NOW, error });
-    };
+    let mut case =
+        |name, description, context, signed_header: Vec<u8>, payload: Option<Vec<u8>>, error| {
+            out.push(Case {
+                name,
+                description,
+                context,
+                signed_header,
+                payload,
+                now_ms: NOW,
+                error,
+            });
+        };
 
     // Signature and key.
     let mut bad_sig = e(3).0.as_bytes().to_vec();
     let n = bad_sig.len();
     bad_sig[n - 20] ^= 0x01; // inside S, stays canonical
-    case("bad-signature", "entry 3 with one bit of its signature's S flipped", ("alice", 2), bad_sig, None, "bad-signature");
+    case(
+        "bad-signature",
+        "entry 3 with one bit of its signature's S flipped",
+        ("alice", 2),
+        bad_sig,
+        None,
+        "bad-signature",
+    );
 
     let mut s_plus_l = e(3).0.as_bytes().to_vec();
     {
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let n = s_plus_l.len();
         let s = &mut s_plus_l[n - 32..];
@@ -122,7 +149,14 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
             carry = v >> 8;
         }
     }
-    case("non-canonical-s", "entry 3 with S replaced by S + L (verifies under lax rules)", ("alice", 2), s_plus_l, None, "non-canonical-s");
+    case(
+        "non-canonical-s",
+        "entry 3 with S replaced by S + L (verifies under lax rules)",
+        ("alice", 2),
+        s_plus_l,
+        None,
+        "non-canonical-s",
+    );
 
     let mut small_r = e(3).0.as_bytes().to_vec();
     let n = small_r.len();
@@ -131,7 +165,14 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
         id[0] = 1;
         id
     });
-    case("small-order-r", "entry 3 with R replaced by the identity point", ("alice", 2), small_r, None, "small-order-r");
+    case(
+        "small-order-r",
+        "entry 3 with R replaced by the identity point",
+        ("alice", 2),
+        small_r,
+        None,
+        "small-order-r",
+    );
 
     {
         // A small-order author key (the identity point) with R = identity, S = 0:
@@ -143,8 +184,19 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
         let hb = enc(p);
         let mut sig = [0u8; 64];
         sig[0] = 1;
-        let sh = cbor::encode(&Value::Array(vec![Value::Bytes(hb), Value::Bytes(sig.to_vec())])).unwrap();
-        case("weak-key", "first entry by the small-order key 0100…00 with signature R = identity, S = 0", ("alice", 0), sh, None, "weak-key");
+        let sh = cbor::encode(&Value::Array(vec![
+            Value::Bytes(hb),
+            Value::Bytes(sig.to_vec()),
+        ]))
+        .unwrap();
+        case(
+            "weak-key",
+            "first entry by the small-order key 0100…00 with signature R = identity, S = 0",
+            ("alice", 0),
+            sh,
+            None,
+            "weak-key",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
@@ -153,52 +205,115 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
         y_eq_p[31] = 0x7f;
         set(&mut p, 1, Some(Value::Bytes(y_eq_p.to_vec())));
         let sh = sign_raw(k, &enc(p));
-        case("non-canonical-key", "author key encodes y = p (not reduced)", ("alice", 0), sh, None, "non-canonical-key");
+        case(
+            "non-canonical-key",
+            "author key encodes y = p (not reduced)",
+            ("alice", 0),
+            sh,
+            None,
+            "non-canonical-key",
+        );
     }
 
     // Chain.
-    case("seq-gap", "entry 5 offered after entries 1..=3", ("alice", 3), e(5).0.as_bytes().to_vec(), None, "seq-gap");
+    case(
+        "seq-gap",
+        "entry 5 offered after entries 1..=3",
+        ("alice", 3),
+        e(5).0.as_bytes().to_vec(),
+        None,
+        "seq-gap",
+    );
     {
         let mut h = hdr(4);
         h.backlink = Some(e(2).0.id());
         let sh = sign_raw(k, &h.encode().unwrap());
-        case("wrong-backlink", "entry 4 whose backlink names entry 2", ("alice", 3), sh, None, "wrong-backlink");
+        case(
+            "wrong-backlink",
+            "entry 4 whose backlink names entry 2",
+            ("alice", 3),
+            sh,
+            None,
+            "wrong-backlink",
+        );
     }
     {
         let mut h = hdr(4);
         h.lipmaa = Some(e(2).0.id());
         let sh = sign_raw(k, &h.encode().unwrap());
-        case("wrong-lipmaa", "entry 4 whose lipmaa link names entry 2 instead of lipmaa(4) = 1", ("alice", 3), sh, None, "wrong-lipmaa");
+        case(
+            "wrong-lipmaa",
+            "entry 4 whose lipmaa link names entry 2 instead of lipmaa(4) = 1",
+            ("alice", 3),
+            sh,
+            None,
+            "wrong-lipmaa",
+        );
     }
     {
         let mut p = pairs(&hdr(4));
         set(&mut p, 4, None);
         let sh = sign_raw(k, &enc(p));
-        case("lipmaa-missing", "entry 4 without the lipmaa link it must carry", ("alice", 3), sh, None, "lipmaa-presence");
+        case(
+            "lipmaa-missing",
+            "entry 4 without the lipmaa link it must carry",
+            ("alice", 3),
+            sh,
+            None,
+            "lipmaa-presence",
+        );
     }
     {
         let mut p = pairs(&hdr(3));
         set(&mut p, 4, Some(Value::Bytes(e(1).0.id().0.to_vec())));
         let sh = sign_raw(k, &enc(p));
-        case("lipmaa-redundant", "entry 3 with a lipmaa link although lipmaa(3) = 2 is the backlink", ("alice", 2), sh, None, "lipmaa-presence");
+        case(
+            "lipmaa-redundant",
+            "entry 3 with a lipmaa link although lipmaa(3) = 2 is the backlink",
+            ("alice", 2),
+            sh,
+            None,
+            "lipmaa-presence",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         set(&mut p, 3, Some(Value::Bytes(vec![0; 32])));
         let sh = sign_raw(k, &enc(p));
-        case("backlink-on-first", "entry 1 with a backlink", ("alice", 0), sh, None, "backlink-presence");
+        case(
+            "backlink-on-first",
+            "entry 1 with a backlink",
+            ("alice", 0),
+            sh,
+            None,
+            "backlink-presence",
+        );
     }
     {
         let mut h = hdr(3);
         h.timestamp = NOW + 3 * 365 * 24 * 3600 * 1000;
         let sh = sign_raw(k, &h.encode().unwrap());
-        case("future-timestamp", "entry 3 dated three years after the receiver's clock", ("alice", 2), sh, None, "future-timestamp");
+        case(
+            "future-timestamp",
+            "entry 3 dated three years after the receiver's clock",
+            ("alice", 2),
+            sh,
+            None,
+            "future-timestamp",
+        );
     }
     {
         let mut h = hdr(3);
         h.timestamp = T0;
         let sh = sign_raw(k, &h.encode().unwrap());
-        case("timestamp-decreased", "entry 3 dated before entry 2", ("alice", 2), sh, None, "timestamp-decreased");
+        case(
+            "timestamp-decreased",
+            "entry 3 dated before entry 2",
+            ("alice", 2),
+            sh,
+            None,
+            "timestamp-decreased",
+        );
     }
     case(
         "payload-mismatch",
@@ -215,7 +330,14 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
         h.payload_hash = PayloadHash::of(&payload);
         h.payload_type = "example/float".into();
         let sh = sign_raw(k, &h.encode().unwrap());
-        case("payload-float", "a payload that is a float (hash and size match)", ("alice", 0), sh, Some(payload), "float");
+        case(
+            "payload-float",
+            "a payload that is a float (hash and size match)",
+            ("alice", 0),
+            sh,
+            Some(payload),
+            "float",
+        );
     }
 
     // Canonical CBOR of the header (each signed, so only the profile rejects it).
@@ -223,69 +345,160 @@ fn invalid_cases(f: &[Feed]) -> Vec<Case> {
     assert_eq!(&h1[..3], &[0xa7, 0x00, 0x01]);
     let mut nonshort = vec![0xa7, 0x00, 0x18, 0x01];
     nonshort.extend_from_slice(&h1[3..]);
-    case("non-shortest-integer", "header with version 1 encoded as 0x18 0x01", ("alice", 0), sign_raw(k, &nonshort), None, "non-shortest-integer");
+    case(
+        "non-shortest-integer",
+        "header with version 1 encoded as 0x18 0x01",
+        ("alice", 0),
+        sign_raw(k, &nonshort),
+        None,
+        "non-shortest-integer",
+    );
     let mut indef = vec![0xbf];
     indef.extend_from_slice(&h1[1..]);
     indef.push(0xff);
-    case("indefinite-length", "header map with indefinite length", ("alice", 0), sign_raw(k, &indef), None, "indefinite-length");
+    case(
+        "indefinite-length",
+        "header map with indefinite length",
+        ("alice", 0),
+        sign_raw(k, &indef),
+        None,
+        "indefinite-length",
+    );
     {
         let mut p = pairs(&hdr(1));
         p.swap(0, 1);
-        case("unsorted-keys", "header with keys 1 before 0", ("alice", 0), sign_raw(k, &enc(p)), None, "unsorted-keys");
+        case(
+            "unsorted-keys",
+            "header with keys 1 before 0",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "unsorted-keys",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         p.insert(1, (uint(0), uint(1)));
-        case("duplicate-key", "header with key 0 twice", ("alice", 0), sign_raw(k, &enc(p)), None, "duplicate-key");
+        case(
+            "duplicate-key",
+            "header with key 0 twice",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "duplicate-key",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         set(&mut p, 5, Some(Value::Float(1.5)));
-        case("float", "header with a float timestamp", ("alice", 0), sign_raw(k, &enc(p)), None, "float");
+        case(
+            "float",
+            "header with a float timestamp",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "float",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         let author = p[1].1.clone();
         p[1].1 = Value::Tag(24, Box::new(author));
-        case("tag", "header whose author is wrapped in tag 24", ("alice", 0), sign_raw(k, &enc(p)), None, "tag");
+        case(
+            "tag",
+            "header whose author is wrapped in tag 24",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "tag",
+        );
     }
     {
         let mut sh = e(1).0.as_bytes().to_vec();
         sh.push(0x00);
-        case("trailing-bytes", "signed header followed by one extra byte", ("alice", 0), sh, None, "trailing-bytes");
+        case(
+            "trailing-bytes",
+            "signed header followed by one extra byte",
+            ("alice", 0),
+            sh,
+            None,
+            "trailing-bytes",
+        );
     }
     {
         let mut h = hdr(1);
         h.extensions = vec![("x-big".into(), Value::Bytes(vec![0; 1100]))];
         let hb = cbor::encode(&h.to_value()).unwrap();
-        case("oversize", "header of more than 1024 bytes (a large extension)", ("alice", 0), sign_raw(k, &hb), None, "too-large");
+        case(
+            "oversize",
+            "header of more than 1024 bytes (a large extension)",
+            ("alice", 0),
+            sign_raw(k, &hb),
+            None,
+            "too-large",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         set(&mut p, 0, Some(uint(2)));
-        case("unsupported-version", "header format version 2", ("alice", 0), sign_raw(k, &enc(p)), None, "unsupported-version");
+        case(
+            "unsupported-version",
+            "header format version 2",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "unsupported-version",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         set(&mut p, 8, None);
-        case("missing-field", "header without its payload hash", ("alice", 0), sign_raw(k, &enc(p)), None, "bad-field");
+        case(
+            "missing-field",
+            "header without its payload hash",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "bad-field",
+        );
     }
     {
         let mut p = pairs(&hdr(1));
         set(&mut p, 10, Some(uint(0)));
-        case("unknown-field", "header with field 10, which version 1 does not define", ("alice", 0), sign_raw(k, &enc(p)), None, "bad-field");
+        case(
+            "unknown-field",
+            "header with field 10, which version 1 does not define",
+            ("alice", 0),
+            sign_raw(k, &enc(p)),
+            None,
+            "bad-field",
+        );
     }
     {
         let mut h = hdr(1);
         h.payload_type = "Tagline/Note".into();
         let hb = cbor::encode(&h.to_value()).unwrap();
-        case("bad-payload-type", "payload type with capital letters", ("alice", 0), sign_raw(k, &hb), None, "bad-payload-type");
+        case(
+            "bad-payload-type",
+            "payload type with capital letters",
+            ("alice", 0),
+            sign_raw(k, &hb),
+            None,
+            "bad-payload-type",
+        );
     }
     {
         let mut h = hdr(1);
         h.payload_size = tagline_format::limits::MAX_PAYLOAD_SIZE + 1;
         let hb = cbor::encode(&h.to_value()).unwrap();
-        case("payload-too-large", "header announcing a payload one byte over the limit", ("alice", 0), sign_raw(k, &hb), None, "payload-too-large");
+        case(
+            "payload-too-large",
+            "header announcing a payload one byte over the limit",
+            ("alice", 0),
+            sign_raw(k, &hb),
+            None,
+            "payload-too-large",
+        );
     }
     out
 }
@@ -354,22 +567,36 @@ fn cbor_json() -> J {
         ("6161", "text \"a\""),
         ("820102", "[1, 2]"),
         ("a201020304", "{1: 2, 3: 4}"),
-        ("a20001616101", "{0: 1, \"a\": 1}: integer keys sort before text keys"),
-        ("a261620162616102", "{\"b\": 1, \"aa\": 2}: shorter text keys first"),
+        (
+            "a20001616101",
+            "{0: 1, \"a\": 1}: integer keys sort before text keys",
+        ),
+        (
+            "a261620162616102",
+            "{\"b\": 1, \"aa\": 2}: shorter text keys first",
+        ),
         ("f4", "false"),
         ("f5", "true"),
     ];
     let invalid = [
         ("1817", "non-shortest-integer", "23 in two bytes"),
         ("190017", "non-shortest-integer", "23 in three bytes"),
-        ("5800", "non-shortest-integer", "empty byte string with a one-byte length"),
+        (
+            "5800",
+            "non-shortest-integer",
+            "empty byte string with a one-byte length",
+        ),
         ("5f4100ff", "indefinite-length", "indefinite byte string"),
         ("9f01ff", "indefinite-length", "indefinite array"),
         ("bf0102ff", "indefinite-length", "indefinite map"),
         ("f93c00", "float", "half-precision 1.0"),
         ("fa3f800000", "float", "single-precision 1.0"),
         ("fb3ff8000000000000", "float", "double-precision 1.5"),
-        ("c074323031332d30332d32315432303a30343a30305a", "tag", "tag 0 date string"),
+        (
+            "c074323031332d30332d32315432303a30343a30305a",
+            "tag",
+            "tag 0 date string",
+        ),
         ("d81840", "tag", "tag 24"),
         ("f6", "simple-value", "null"),
         ("f7", "simple-value", "undefined"),
@@ -380,7 +607,11 @@ fn cbor_json() -> J {
         ("5a00010000", "truncated", "declares 65,536 bytes, has none"),
         ("62c328", "invalid-utf8", "text string with invalid UTF-8"),
         ("1c", "malformed", "reserved additional information 28"),
-        ("818181818181818181818181818181818100", "too-deep", "17 nested arrays"),
+        (
+            "818181818181818181818181818181818100",
+            "too-deep",
+            "17 nested arrays",
+        ),
         ("9a00010001", "too-many-items", "array of 65,537 elements"),
     ];
     json!({
@@ -411,8 +642,14 @@ fn write_or_compare(name: &str, value: &J) {
         std::fs::create_dir_all(vectors_dir()).unwrap();
         std::fs::write(&path, &text).unwrap();
     }
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with TAGLINE_WRITE_VECTORS=1)", path.display()));
-    assert_eq!(on_disk, text, "{} differs from what this implementation produces", path.display());
+    let on_disk = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with TAGLINE_WRITE_VECTORS=1)", path.display()));
+    assert_eq!(
+        on_disk,
+        text,
+        "{} differs from what this implementation produces",
+        path.display()
+    );
 }
 
 #[test]
@@ -439,8 +676,18 @@ fn valid_vectors_verify_and_reproduce() {
     for feed in v["feeds"].as_array().unwrap() {
         let seed: [u8; 32] = unhex(&feed["seed"]).try_into().unwrap();
         let key = SecretKey::from_seed(&seed);
-        assert_eq!(hex(key.public().as_bytes()), feed["public_key"].as_str().unwrap());
-        assert_eq!(feed["public_key_text"].as_str().unwrap().parse::<PublicKey>().unwrap(), key.public());
+        assert_eq!(
+            hex(key.public().as_bytes()),
+            feed["public_key"].as_str().unwrap()
+        );
+        assert_eq!(
+            feed["public_key_text"]
+                .as_str()
+                .unwrap()
+                .parse::<PublicKey>()
+                .unwrap(),
+            key.public()
+        );
         let mut head: Option<Head> = None;
         let mut ids: Vec<EntryId> = Vec::new();
         for e in feed["entries"].as_array().unwrap() {
@@ -448,10 +695,15 @@ fn valid_vectors_verify_and_reproduce() {
             let payload = unhex(&e["payload"]);
             let seq = e["seq"].as_u64().unwrap();
             let target = has_distinct_lipmaa(seq).then(|| ids[(lipmaa(seq) - 1) as usize]);
-            let sh = validate_received(head.as_ref(), target, &sh_bytes, Some(&payload), NOW).unwrap();
+            let sh =
+                validate_received(head.as_ref(), target, &sh_bytes, Some(&payload), NOW).unwrap();
             // Every valid signature also passes ed25519-dalek's verify_strict.
             let vk = ed25519_dalek::VerifyingKey::from_bytes(key.public().as_bytes()).unwrap();
-            vk.verify_strict(&sh.message(), &ed25519_dalek::Signature::from_bytes(sh.signature())).unwrap();
+            vk.verify_strict(
+                &sh.message(),
+                &ed25519_dalek::Signature::from_bytes(sh.signature()),
+            )
+            .unwrap();
             assert_eq!(hex(sh.header_bytes()), e["header"].as_str().unwrap());
             assert_eq!(hex(sh.signature()), e["signature"].as_str().unwrap());
             assert_eq!(hex(&sh.id().0), e["id"].as_str().unwrap());
@@ -479,7 +731,12 @@ fn invalid_vectors_fail_with_their_code() {
     let v = load("entries-invalid.json");
     let mut seen = std::collections::BTreeSet::new();
     for c in v["cases"].as_array().unwrap() {
-        let feed = valid["feeds"].as_array().unwrap().iter().find(|f| f["name"] == c["context_feed"]).unwrap();
+        let feed = valid["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == c["context_feed"])
+            .unwrap();
         let n = c["context_len"].as_u64().unwrap() as usize;
         let context: Vec<SignedHeader> = feed["entries"].as_array().unwrap()[..n]
             .iter()
@@ -490,15 +747,44 @@ fn invalid_vectors_fail_with_their_code() {
         let payload = c["payload"].as_str().map(|p| ::hex::decode(p).unwrap());
         // The lipmaa target for the claimed seq, if the context holds it.
         let claimed_seq = head.map_or(1, |h| h.seq + 1);
-        let target = has_distinct_lipmaa(claimed_seq).then(|| context.get((lipmaa(claimed_seq) - 1) as usize).map(|e| e.id())).flatten();
-        let err = validate_received(head.as_ref(), target, &sh, payload.as_deref(), c["now_ms"].as_u64().unwrap())
-            .expect_err(c["name"].as_str().unwrap());
-        assert_eq!(err.code(), c["error"].as_str().unwrap(), "case {}: {err}", c["name"]);
+        let target = has_distinct_lipmaa(claimed_seq)
+            .then(|| {
+                context
+                    .get((lipmaa(claimed_seq) - 1) as usize)
+                    .map(|e| e.id())
+            })
+            .flatten();
+        let err = validate_received(
+            head.as_ref(),
+            target,
+            &sh,
+            payload.as_deref(),
+            c["now_ms"].as_u64().unwrap(),
+        )
+        .expect_err(c["name"].as_str().unwrap());
+        assert_eq!(
+            err.code(),
+            c["error"].as_str().unwrap(),
+            "case {}: {err}",
+            c["name"]
+        );
         seen.insert(err.code());
     }
     for needed in [
-        "bad-signature", "wrong-backlink", "wrong-lipmaa", "seq-gap", "non-shortest-integer", "indefinite-length",
-        "unsorted-keys", "duplicate-key", "float", "tag", "trailing-bytes", "too-large", "weak-key", "non-canonical-s",
+        "bad-signature",
+        "wrong-backlink",
+        "wrong-lipmaa",
+        "seq-gap",
+        "non-shortest-integer",
+        "indefinite-length",
+        "unsorted-keys",
+        "duplicate-key",
+        "float",
+        "tag",
+        "trailing-bytes",
+        "too-large",
+        "weak-key",
+        "non-canonical-s",
         "future-timestamp",
     ] {
         assert!(seen.contains(needed), "no invalid vector for {needed}");
@@ -515,7 +801,12 @@ fn cbor_vectors() {
     for c in v["invalid"].as_array().unwrap() {
         let b = unhex(&c["hex"]);
         let err = cbor::decode(&b, b.len()).unwrap_err();
-        assert_eq!(err.code(), c["error"].as_str().unwrap(), "{}: {err}", c["description"]);
+        assert_eq!(
+            err.code(),
+            c["error"].as_str().unwrap(),
+            "{}: {err}",
+            c["description"]
+        );
     }
 }
 
@@ -549,7 +840,11 @@ fn seed_fuzz_corpus(f: &[Feed]) {
     std::fs::create_dir_all(&im).unwrap();
     for feed in f {
         for (s, p) in &feed.entries {
-            std::fs::write(ed.join(format!("valid-{}-{}", feed.name, s.seq())), s.as_bytes()).unwrap();
+            std::fs::write(
+                ed.join(format!("valid-{}-{}", feed.name, s.seq())),
+                s.as_bytes(),
+            )
+            .unwrap();
             std::fs::write(ed.join(format!("payload-{}-{}", feed.name, s.seq())), p).unwrap();
         }
         let mut stream = tagline_format::stream::STREAM_MAGIC.to_vec();
@@ -561,10 +856,18 @@ fn seed_fuzz_corpus(f: &[Feed]) {
         for (s, _) in feed.entries.iter().rev() {
             headers_only.extend(tagline_format::stream::encode_record(s.as_bytes(), None));
         }
-        std::fs::write(im.join(format!("stream-{}-reversed-no-payloads", feed.name)), &headers_only).unwrap();
+        std::fs::write(
+            im.join(format!("stream-{}-reversed-no-payloads", feed.name)),
+            &headers_only,
+        )
+        .unwrap();
         let mut truncated = stream.clone();
         truncated.truncate(stream.len() - 7);
-        std::fs::write(im.join(format!("stream-{}-truncated", feed.name)), &truncated).unwrap();
+        std::fs::write(
+            im.join(format!("stream-{}-truncated", feed.name)),
+            &truncated,
+        )
+        .unwrap();
         let mut flipped = stream.clone();
         let n = flipped.len();
         flipped[n / 2] ^= 0x10;
