@@ -56,13 +56,15 @@ impl KeyError {
     }
 }
 
-fn to_text(hrp: &'static str, bytes: &[u8]) -> String {
+/// The bech32m text form of 32 bytes under `hrp`.
+pub fn text_form(hrp: &'static str, bytes: &[u8]) -> String {
     let hrp = Hrp::parse_unchecked(hrp);
     // Encoding 32 bytes under a short valid HRP cannot exceed bech32's length limit.
     bech32::encode_lower::<Bech32m>(hrp, bytes).unwrap_or_default()
 }
 
-fn from_text(s: &str, hrp: &'static str, expected: &'static str) -> Result<[u8; 32], KeyError> {
+/// Parses a bech32m text form, checking its checksum and prefix.
+pub fn parse_text_form(s: &str, hrp: &'static str, expected: &'static str) -> Result<[u8; 32], KeyError> {
     let checked = CheckedHrpstring::new::<Bech32m>(s.trim()).map_err(|e| KeyError::Text {
         expected,
         reason: e.to_string(),
@@ -193,7 +195,7 @@ impl std::hash::Hash for PublicKey {
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&to_text(HRP_PUBLIC_KEY, &self.bytes))
+        f.write_str(&text_form(HRP_PUBLIC_KEY, &self.bytes))
     }
 }
 impl fmt::Debug for PublicKey {
@@ -204,7 +206,7 @@ impl fmt::Debug for PublicKey {
 impl FromStr for PublicKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PublicKey::from_bytes(&from_text(s, HRP_PUBLIC_KEY, "public key")?)
+        PublicKey::from_bytes(&parse_text_form(s, HRP_PUBLIC_KEY, "public key")?)
     }
 }
 
@@ -244,11 +246,11 @@ impl SecretKey {
 
     /// The key file form: `tlsec1…`. Keep it secret.
     pub fn to_text(&self) -> Zeroizing<String> {
-        Zeroizing::new(to_text(HRP_SECRET_KEY, &*self.seed()))
+        Zeroizing::new(text_form(HRP_SECRET_KEY, &*self.seed()))
     }
 
     pub fn from_text(s: &str) -> Result<SecretKey, KeyError> {
-        let seed = Zeroizing::new(from_text(s, HRP_SECRET_KEY, "secret key")?);
+        let seed = Zeroizing::new(parse_text_form(s, HRP_SECRET_KEY, "secret key")?);
         Ok(SecretKey::from_seed(&seed))
     }
 }
@@ -280,7 +282,7 @@ macro_rules! hash_type {
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&to_text($hrp, &self.0))
+                f.write_str(&text_form($hrp, &self.0))
             }
         }
         impl fmt::Debug for $name {
@@ -291,7 +293,7 @@ macro_rules! hash_type {
         impl FromStr for $name {
             type Err = KeyError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                from_text(s, $hrp, $what).map($name)
+                parse_text_form(s, $hrp, $what).map($name)
             }
         }
     };

@@ -14,6 +14,7 @@ pub mod entry;
 pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod lipmaa;

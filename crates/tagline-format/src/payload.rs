@@ -50,6 +50,9 @@ pub fn decode_note(bytes: &[u8]) -> Result<String, PayloadError> {
 pub fn check_known(payload_type: &str, bytes: &[u8]) -> Result<(), PayloadError> {
     match payload_type {
         NOTE_TYPE => decode_note(bytes).map(|_| ()),
+        t if crate::identity::IdentityPayload::is_identity_type(t) => {
+            crate::identity::IdentityPayload::decode(t, bytes).map(|_| ())
+        }
         _ => Ok(()),
     }
 }
