@@ -87,25 +87,63 @@ impl FromStr for IdentityId {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdentityPayload {
     Genesis,
-    Continue { identity: IdentityId },
-    Profile { name: String },
-    Email { address: String, claimed: bool },
-    DeviceAdd { device: PublicKey, from_seq: u64 },
-    DeviceRevoke { device: PublicKey, last_valid_seq: u64 },
-    Rotate { new_root: PublicKey, countersignature: [u8; 64] },
-    Join { identity: IdentityId },
-    EmailProof { identity: IdentityId, address: String, method: String, detail: String },
+    Continue {
+        identity: IdentityId,
+    },
+    Profile {
+        name: String,
+    },
+    Email {
+        address: String,
+        claimed: bool,
+    },
+    DeviceAdd {
+        device: PublicKey,
+        from_seq: u64,
+    },
+    DeviceRevoke {
+        device: PublicKey,
+        last_valid_seq: u64,
+    },
+    Rotate {
+        new_root: PublicKey,
+        countersignature: [u8; 64],
+    },
+    Join {
+        identity: IdentityId,
+    },
+    EmailProof {
+        identity: IdentityId,
+        address: String,
+        method: String,
+        detail: String,
+    },
 }
 
 fn key_field(m: &mut IntMap, what: &'static str, k: u64) -> Result<PublicKey, PayloadError> {
     let b = m.bytes32(what, k)?;
-    PublicKey::from_bytes(&b).map_err(|e| FieldError::Invalid { what, detail: format!("field {k}: {e}") }.into())
+    PublicKey::from_bytes(&b).map_err(|e| {
+        FieldError::Invalid {
+            what,
+            detail: format!("field {k}: {e}"),
+        }
+        .into()
+    })
 }
 
-fn bounded_text(m: &mut IntMap, what: &'static str, k: u64, max: usize) -> Result<String, PayloadError> {
+fn bounded_text(
+    m: &mut IntMap,
+    what: &'static str,
+    k: u64,
+    max: usize,
+) -> Result<String, PayloadError> {
     let t = m.text(what, k)?;
     if t.len() > max {
-        return Err(FieldError::Invalid { what, detail: format!("field {k} is {} bytes, more than {max}", t.len()) }.into());
+        return Err(FieldError::Invalid {
+            what,
+            detail: format!("field {k} is {} bytes, more than {max}", t.len()),
+        }
+        .into());
     }
     Ok(t)
 }
@@ -121,7 +159,9 @@ pub fn normalize_email(address: &str) -> Option<String> {
         && !domain.contains('@')
         && domain.contains('.')
         && a.len() <= MAX_EMAIL_LEN
-        && !a.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c.is_control());
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c.is_control());
     ok.then(|| a.to_lowercase())
 }
 
@@ -167,16 +207,35 @@ impl IdentityPayload {
             }
             IdentityPayload::Profile { name } => vec![(uint(0), Value::Text(name.clone()))],
             IdentityPayload::Email { address, claimed } => {
-                vec![(uint(0), Value::Text(address.clone())), (uint(1), Value::Bool(*claimed))]
+                vec![
+                    (uint(0), Value::Text(address.clone())),
+                    (uint(1), Value::Bool(*claimed)),
+                ]
             }
-            IdentityPayload::DeviceAdd { device, from_seq } => vec![(uint(0), b(device)), (uint(1), uint(*from_seq))],
-            IdentityPayload::DeviceRevoke { device, last_valid_seq } => {
+            IdentityPayload::DeviceAdd { device, from_seq } => {
+                vec![(uint(0), b(device)), (uint(1), uint(*from_seq))]
+            }
+            IdentityPayload::DeviceRevoke {
+                device,
+                last_valid_seq,
+            } => {
                 vec![(uint(0), b(device)), (uint(1), uint(*last_valid_seq))]
             }
-            IdentityPayload::Rotate { new_root, countersignature } => {
-                vec![(uint(0), b(new_root)), (uint(1), Value::Bytes(countersignature.to_vec()))]
+            IdentityPayload::Rotate {
+                new_root,
+                countersignature,
+            } => {
+                vec![
+                    (uint(0), b(new_root)),
+                    (uint(1), Value::Bytes(countersignature.to_vec())),
+                ]
             }
-            IdentityPayload::EmailProof { identity, address, method, detail } => vec![
+            IdentityPayload::EmailProof {
+                identity,
+                address,
+                method,
+                detail,
+            } => vec![
                 (uint(0), b(&identity.0)),
                 (uint(1), Value::Text(address.clone())),
                 (uint(2), Value::Text(method.clone())),
@@ -187,7 +246,10 @@ impl IdentityPayload {
     }
 
     /// Decodes a payload of one of these types. `Ok(None)` for other types.
-    pub fn decode(payload_type: &str, bytes: &[u8]) -> Result<Option<IdentityPayload>, PayloadError> {
+    pub fn decode(
+        payload_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<IdentityPayload>, PayloadError> {
         if !Self::is_identity_type(payload_type) {
             return Ok(None);
         }
@@ -206,49 +268,76 @@ impl IdentityPayload {
         let mut m = IntMap::from_value(what, v)?;
         let p = match what {
             GENESIS_TYPE => IdentityPayload::Genesis,
-            CONTINUE_TYPE => IdentityPayload::Continue { identity: IdentityId(key_field(&mut m, what, 0)?) },
-            JOIN_TYPE => IdentityPayload::Join { identity: IdentityId(key_field(&mut m, what, 0)?) },
-            PROFILE_TYPE => IdentityPayload::Profile { name: bounded_text(&mut m, what, 0, MAX_NAME_LEN)? },
+            CONTINUE_TYPE => IdentityPayload::Continue {
+                identity: IdentityId(key_field(&mut m, what, 0)?),
+            },
+            JOIN_TYPE => IdentityPayload::Join {
+                identity: IdentityId(key_field(&mut m, what, 0)?),
+            },
+            PROFILE_TYPE => IdentityPayload::Profile {
+                name: bounded_text(&mut m, what, 0, MAX_NAME_LEN)?,
+            },
             EMAIL_TYPE => {
                 let address = bounded_text(&mut m, what, 0, MAX_EMAIL_LEN)?;
                 let claimed = match m.req(what, 1)? {
                     Value::Bool(b) => b,
                     other => {
-                        return Err(FieldError::WrongType { what, key: 1, expected: "a boolean", found: cbor::kind(&other).into() }
-                            .into());
+                        return Err(FieldError::WrongType {
+                            what,
+                            key: 1,
+                            expected: "a boolean",
+                            found: cbor::kind(&other).into(),
+                        }
+                        .into());
                     }
                 };
-                let address = normalize_email(&address)
-                    .ok_or(FieldError::Invalid { what, detail: format!("{address:?} is not an email address") })?;
+                let address = normalize_email(&address).ok_or(FieldError::Invalid {
+                    what,
+                    detail: format!("{address:?} is not an email address"),
+                })?;
                 IdentityPayload::Email { address, claimed }
             }
-            DEVICE_ADD_TYPE => {
-                IdentityPayload::DeviceAdd { device: key_field(&mut m, what, 0)?, from_seq: m.uint(what, 1)?.max(1) }
-            }
-            DEVICE_REVOKE_TYPE => {
-                IdentityPayload::DeviceRevoke { device: key_field(&mut m, what, 0)?, last_valid_seq: m.uint(what, 1)? }
-            }
+            DEVICE_ADD_TYPE => IdentityPayload::DeviceAdd {
+                device: key_field(&mut m, what, 0)?,
+                from_seq: m.uint(what, 1)?.max(1),
+            },
+            DEVICE_REVOKE_TYPE => IdentityPayload::DeviceRevoke {
+                device: key_field(&mut m, what, 0)?,
+                last_valid_seq: m.uint(what, 1)?,
+            },
             ROTATE_TYPE => {
                 let new_root = key_field(&mut m, what, 0)?;
                 let sig = match m.req(what, 1)? {
-                    Value::Bytes(b) => <[u8; 64]>::try_from(b.as_slice()).map_err(|_| FieldError::WrongType {
-                        what,
-                        key: 1,
-                        expected: "a 64-byte signature",
-                        found: format!("{} bytes", b.len()),
-                    })?,
+                    Value::Bytes(b) => {
+                        <[u8; 64]>::try_from(b.as_slice()).map_err(|_| FieldError::WrongType {
+                            what,
+                            key: 1,
+                            expected: "a 64-byte signature",
+                            found: format!("{} bytes", b.len()),
+                        })?
+                    }
                     other => {
-                        return Err(FieldError::WrongType { what, key: 1, expected: "a byte string", found: cbor::kind(&other).into() }
-                            .into());
+                        return Err(FieldError::WrongType {
+                            what,
+                            key: 1,
+                            expected: "a byte string",
+                            found: cbor::kind(&other).into(),
+                        }
+                        .into());
                     }
                 };
-                IdentityPayload::Rotate { new_root, countersignature: sig }
+                IdentityPayload::Rotate {
+                    new_root,
+                    countersignature: sig,
+                }
             }
             _ => {
                 let identity = IdentityId(key_field(&mut m, what, 0)?);
                 let address = bounded_text(&mut m, what, 1, MAX_EMAIL_LEN)?;
-                let address = normalize_email(&address)
-                    .ok_or(FieldError::Invalid { what, detail: format!("{address:?} is not an email address") })?;
+                let address = normalize_email(&address).ok_or(FieldError::Invalid {
+                    what,
+                    detail: format!("{address:?} is not an email address"),
+                })?;
                 IdentityPayload::EmailProof {
                     identity,
                     address,
@@ -263,7 +352,11 @@ impl IdentityPayload {
 }
 
 /// The message a new root signs to accept a rotation.
-pub fn rotation_message(identity: &IdentityId, old_root: &PublicKey, new_root: &PublicKey) -> Vec<u8> {
+pub fn rotation_message(
+    identity: &IdentityId,
+    old_root: &PublicKey,
+    new_root: &PublicKey,
+) -> Vec<u8> {
     let mut m = ROTATE_CONTEXT.to_vec();
     m.extend_from_slice(identity.0.as_bytes());
     m.extend_from_slice(old_root.as_bytes());
@@ -272,9 +365,16 @@ pub fn rotation_message(identity: &IdentityId, old_root: &PublicKey, new_root: &
 }
 
 /// Builds a rotation payload: `new_root` countersigns.
-pub fn rotation(identity: &IdentityId, old_root: &PublicKey, new_root: &SecretKey) -> IdentityPayload {
+pub fn rotation(
+    identity: &IdentityId,
+    old_root: &PublicKey,
+    new_root: &SecretKey,
+) -> IdentityPayload {
     let sig = new_root.sign(&rotation_message(identity, old_root, &new_root.public()));
-    IdentityPayload::Rotate { new_root: new_root.public(), countersignature: sig }
+    IdentityPayload::Rotate {
+        new_root: new_root.public(),
+        countersignature: sig,
+    }
 }
 
 /// The challenge token for proving control of `address`: the user sends a mail
@@ -303,19 +403,49 @@ mod tests {
             IdentityPayload::Genesis,
             IdentityPayload::Continue { identity: id },
             IdentityPayload::Profile { name: "Ada".into() },
-            IdentityPayload::Email { address: "ada@example.org".into(), claimed: true },
-            IdentityPayload::DeviceAdd { device: b.public(), from_seq: 1 },
-            IdentityPayload::DeviceRevoke { device: b.public(), last_valid_seq: 7 },
+            IdentityPayload::Email {
+                address: "ada@example.org".into(),
+                claimed: true,
+            },
+            IdentityPayload::DeviceAdd {
+                device: b.public(),
+                from_seq: 1,
+            },
+            IdentityPayload::DeviceRevoke {
+                device: b.public(),
+                last_valid_seq: 7,
+            },
             rotation(&id, &a.public(), &b),
             IdentityPayload::Join { identity: id },
-            IdentityPayload::EmailProof { identity: id, address: "ada@example.org".into(), method: "dkim".into(), detail: "d=example.org".into() },
+            IdentityPayload::EmailProof {
+                identity: id,
+                address: "ada@example.org".into(),
+                method: "dkim".into(),
+                detail: "d=example.org".into(),
+            },
         ];
         for p in all {
             let bytes = p.encode();
-            assert_eq!(IdentityPayload::decode(p.type_name(), &bytes).unwrap(), Some(p.clone()));
+            assert_eq!(
+                IdentityPayload::decode(p.type_name(), &bytes).unwrap(),
+                Some(p.clone())
+            );
         }
-        assert_eq!(IdentityPayload::decode("tagline/note", b"\xa0").unwrap(), None);
-        assert!(IdentityPayload::decode(EMAIL_TYPE, &IdentityPayload::Email { address: "nope".into(), claimed: true }.encode()).is_err());
+        assert_eq!(
+            IdentityPayload::decode("tagline/note", b"\xa0").unwrap(),
+            None
+        );
+        assert!(
+            IdentityPayload::decode(
+                EMAIL_TYPE,
+                &IdentityPayload::Email {
+                    address: "nope".into(),
+                    claimed: true
+                }
+                .encode()
+            )
+            .is_err()
+        );
         let text = id.to_string();
         assert!(text.starts_with("tli1"));
         assert_eq!(text.parse::<IdentityId>().unwrap(), id);
@@ -324,11 +454,19 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(normalize_email(" Ada@Example.ORG ").as_deref(), Some("ada@example.org"));
-        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "<a@b.c>", "a@b@c.d"] {
+        assert_eq!(
+            normalize_email(" Ada@Example.ORG ").as_deref(),
+            Some("ada@example.org")
+        );
+        for bad in [
+            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "<a@b.c>", "a@b@c.d",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad}");
         }
         let id = IdentityId(SecretKey::from_seed(&[1; 32]).public());
-        assert_eq!(email_challenge(&id, "Ada@example.org"), email_challenge(&id, "ada@example.org"));
+        assert_eq!(
+            email_challenge(&id, "Ada@example.org"),
+            email_challenge(&id, "ada@example.org")
+        );
     }
 }

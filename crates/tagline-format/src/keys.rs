@@ -64,7 +64,11 @@ pub fn text_form(hrp: &'static str, bytes: &[u8]) -> String {
 }
 
 /// Parses a bech32m text form, checking its checksum and prefix.
-pub fn parse_text_form(s: &str, hrp: &'static str, expected: &'static str) -> Result<[u8; 32], KeyError> {
+pub fn parse_text_form(
+    s: &str,
+    hrp: &'static str,
+    expected: &'static str,
+) -> Result<[u8; 32], KeyError> {
     let checked = CheckedHrpstring::new::<Bech32m>(s.trim()).map_err(|e| KeyError::Text {
         expected,
         reason: e.to_string(),

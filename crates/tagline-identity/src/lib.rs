@@ -179,11 +179,23 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
         let Some(p) = i.payload else { continue };
         match IdentityPayload::decode(&h.payload_type, p) {
             Ok(Some(payload)) => {
-                feeds.entry(h.author).or_default().insert(h.seq, Decoded { author: h.author, seq: h.seq, payload });
+                feeds.entry(h.author).or_default().insert(
+                    h.seq,
+                    Decoded {
+                        author: h.author,
+                        seq: h.seq,
+                        payload,
+                    },
+                );
             }
             Ok(None) => {}
             Err(e) => {
-                bad.insert(Problem { kind: ProblemKind::BadPayload, author: h.author, seq: h.seq, message: e.to_string() });
+                bad.insert(Problem {
+                    kind: ProblemKind::BadPayload,
+                    author: h.author,
+                    seq: h.seq,
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -215,12 +227,20 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
     let mut consumed: BTreeSet<(PublicKey, u64)> = BTreeSet::new();
 
     for (genesis, entries) in &feeds {
-        let Some(first) = entries.get(&1) else { continue };
+        let Some(first) = entries.get(&1) else {
+            continue;
+        };
         if first.payload != IdentityPayload::Genesis {
             continue;
         }
         let id = IdentityId(*genesis);
-        let mut ident = Identity { id, roots: Vec::new(), name: None, emails: Vec::new(), devices: Vec::new() };
+        let mut ident = Identity {
+            id,
+            roots: Vec::new(),
+            name: None,
+            emails: Vec::new(),
+            devices: Vec::new(),
+        };
         let mut claimed: BTreeMap<String, bool> = BTreeMap::new();
         let mut root = *genesis;
         let mut start_seq = 1u64;
@@ -234,51 +254,62 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
             for d in root_entries.values().filter(|d| d.seq >= start_seq) {
                 consumed.insert((root, d.seq));
                 match &d.payload {
-                    IdentityPayload::Genesis | IdentityPayload::Continue { .. } if d.seq == start_seq => {}
+                    IdentityPayload::Genesis | IdentityPayload::Continue { .. }
+                        if d.seq == start_seq => {}
                     IdentityPayload::Profile { name } => ident.name = Some(name.clone()),
-                    IdentityPayload::Email { address, claimed: c } => {
+                    IdentityPayload::Email {
+                        address,
+                        claimed: c,
+                    } => {
                         claimed.insert(address.clone(), *c);
                     }
-                    IdentityPayload::DeviceAdd { device, from_seq } => {
-                        match joined.get(device) {
-                            Some((other, _)) if *other != id => {
-                                bad.insert(Problem {
-                                    kind: ProblemKind::DeviceClaimed,
-                                    author: root,
-                                    seq: d.seq,
-                                    message: format!("device {device} belongs to identity {other}"),
-                                });
-                            }
-                            j => {
-                                if let Some(dev) = ident.devices.iter_mut().find(|x| x.key == *device) {
-                                    dev.from_seq = dev.from_seq.min(*from_seq);
-                                } else {
-                                    ident.devices.push(Device {
-                                        key: *device,
-                                        from_seq: *from_seq,
-                                        last_valid_seq: None,
-                                        joined: j.is_some(),
-                                    });
-                                }
-                            }
+                    IdentityPayload::DeviceAdd { device, from_seq } => match joined.get(device) {
+                        Some((other, _)) if *other != id => {
+                            bad.insert(Problem {
+                                kind: ProblemKind::DeviceClaimed,
+                                author: root,
+                                seq: d.seq,
+                                message: format!("device {device} belongs to identity {other}"),
+                            });
                         }
-                    }
-                    IdentityPayload::DeviceRevoke { device, last_valid_seq } => {
-                        match ident.devices.iter_mut().find(|x| x.key == *device) {
-                            Some(dev) => {
-                                dev.last_valid_seq = Some(dev.last_valid_seq.map_or(*last_valid_seq, |l| l.min(*last_valid_seq)));
-                            }
-                            None => {
-                                bad.insert(Problem {
-                                    kind: ProblemKind::RevokeUnknownDevice,
-                                    author: root,
-                                    seq: d.seq,
-                                    message: format!("device {device} was never added to this identity"),
+                        j => {
+                            if let Some(dev) = ident.devices.iter_mut().find(|x| x.key == *device) {
+                                dev.from_seq = dev.from_seq.min(*from_seq);
+                            } else {
+                                ident.devices.push(Device {
+                                    key: *device,
+                                    from_seq: *from_seq,
+                                    last_valid_seq: None,
+                                    joined: j.is_some(),
                                 });
                             }
                         }
-                    }
-                    IdentityPayload::Rotate { new_root, countersignature } => {
+                    },
+                    IdentityPayload::DeviceRevoke {
+                        device,
+                        last_valid_seq,
+                    } => match ident.devices.iter_mut().find(|x| x.key == *device) {
+                        Some(dev) => {
+                            dev.last_valid_seq = Some(
+                                dev.last_valid_seq
+                                    .map_or(*last_valid_seq, |l| l.min(*last_valid_seq)),
+                            );
+                        }
+                        None => {
+                            bad.insert(Problem {
+                                kind: ProblemKind::RevokeUnknownDevice,
+                                author: root,
+                                seq: d.seq,
+                                message: format!(
+                                    "device {device} was never added to this identity"
+                                ),
+                            });
+                        }
+                    },
+                    IdentityPayload::Rotate {
+                        new_root,
+                        countersignature,
+                    } => {
                         let msg = rotation_message(&id, &root, new_root);
                         if verify::verify(new_root, &msg, countersignature).is_err() {
                             bad.insert(Problem {
@@ -287,7 +318,9 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
                                 seq: d.seq,
                                 message: format!("the new root {new_root} did not countersign"),
                             });
-                        } else if ident.roots.iter().any(|(k, _)| k == new_root) || *new_root == root {
+                        } else if ident.roots.iter().any(|(k, _)| k == new_root)
+                            || *new_root == root
+                        {
                             bad.insert(Problem {
                                 kind: ProblemKind::RotationLoop,
                                 author: root,
@@ -306,7 +339,10 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
                             kind: ProblemKind::BadContinue,
                             author: root,
                             seq: d.seq,
-                            message: format!("{} is out of place in an identity feed", d.payload.type_name()),
+                            message: format!(
+                                "{} is out of place in an identity feed",
+                                d.payload.type_name()
+                            ),
                         });
                     }
                 }
@@ -341,7 +377,10 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
         ident.emails = claimed
             .into_iter()
             .filter(|(_, c)| *c)
-            .map(|(address, _)| Email { address, proofs: Vec::new() })
+            .map(|(address, _)| Email {
+                address,
+                proofs: Vec::new(),
+            })
             .collect();
         ident.devices.sort_by(|a, b| a.key.cmp(&b.key));
         reg.identities.insert(id, ident);
@@ -351,15 +390,25 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
     // authorisations and the like.
     for (author, entries) in &feeds {
         for d in entries.values() {
-            let root_kind = !matches!(d.payload, IdentityPayload::Join { .. } | IdentityPayload::EmailProof { .. });
+            let root_kind = !matches!(
+                d.payload,
+                IdentityPayload::Join { .. } | IdentityPayload::EmailProof { .. }
+            );
             let is_genesis_of_own = d.seq == 1 && matches!(d.payload, IdentityPayload::Genesis);
             let is_continue = d.seq == 1 && matches!(d.payload, IdentityPayload::Continue { .. });
-            if root_kind && !is_genesis_of_own && !is_continue && !consumed.contains(&(*author, d.seq)) {
+            if root_kind
+                && !is_genesis_of_own
+                && !is_continue
+                && !consumed.contains(&(*author, d.seq))
+            {
                 bad.insert(Problem {
                     kind: ProblemKind::NotRoot,
                     author: *author,
                     seq: d.seq,
-                    message: format!("{} by a key that is not the identity's current root", d.payload.type_name()),
+                    message: format!(
+                        "{} by a key that is not the identity's current root",
+                        d.payload.type_name()
+                    ),
                 });
             }
         }
@@ -368,7 +417,12 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
     // Email proofs, from any feed.
     for entries in feeds.values() {
         for d in entries.values() {
-            if let IdentityPayload::EmailProof { identity, address, method, detail } = &d.payload
+            if let IdentityPayload::EmailProof {
+                identity,
+                address,
+                method,
+                detail,
+            } = &d.payload
                 && let Some(ident) = reg.identities.get_mut(identity)
                 && let Some(e) = ident.emails.iter_mut().find(|e| e.address == *address)
             {
@@ -384,7 +438,9 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
         }
         for dev in &ident.devices {
             if dev.joined {
-                reg.counting.entry(dev.key).or_insert((ident.id, dev.from_seq, dev.last_valid_seq));
+                reg.counting
+                    .entry(dev.key)
+                    .or_insert((ident.id, dev.from_seq, dev.last_valid_seq));
             }
         }
     }

@@ -1,0 +1,366 @@
+//! Identity resolution: scenarios and order-independence.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+use proptest::prelude::*;
+use tagline_format::entry::{Entry, Head, create_entry};
+use tagline_format::identity::{IdentityId, IdentityPayload, rotation};
+use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
+use tagline_format::payload::note;
+use tagline_format::{PublicKey, SecretKey};
+use tagline_identity::{Input, ProblemKind, Registry, resolve};
+
+struct Feed {
+    key: SecretKey,
+    entries: Vec<Entry>,
+}
+
+impl Feed {
+    fn new(n: u8) -> Feed {
+        Feed {
+            key: SecretKey::from_seed(&[n; 32]),
+            entries: Vec::new(),
+        }
+    }
+    fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+    fn push(&mut self, t: &str, payload: Vec<u8>) -> u64 {
+        let prev = self.entries.last().map(|e| Head::of(&e.signed));
+        let seq = prev.map_or(1, |h| h.seq + 1);
+        let target =
+            has_distinct_lipmaa(seq).then(|| self.entries[(lipmaa(seq) - 1) as usize].signed.id());
+        let e = create_entry(
+            &self.key,
+            prev.as_ref(),
+            target,
+            1_700_000_000_000 + seq,
+            t,
+            payload,
+        )
+        .unwrap();
+        self.entries.push(e);
+        seq
+    }
+    fn id(&mut self, p: IdentityPayload) -> u64 {
+        self.push(p.type_name(), p.encode())
+    }
+    fn note(&mut self) -> u64 {
+        self.push("tagline/note", note("work"))
+    }
+}
+
+fn run(feeds: &[&Feed]) -> Registry {
+    let inputs: Vec<Input<'_>> = feeds
+        .iter()
+        .flat_map(|f| f.entries.iter())
+        .map(|e| Input {
+            signed: &e.signed,
+            payload: e.payload.as_deref(),
+        })
+        .collect();
+    resolve(&inputs)
+}
+
+fn kinds(r: &Registry) -> Vec<ProblemKind> {
+    r.problems.iter().map(|p| p.kind).collect()
+}
+
+/// Root R with devices D1 and D2, both joined; each publishes notes.
+fn two_devices() -> (Feed, Feed, Feed) {
+    let mut r = Feed::new(1);
+    let mut d1 = Feed::new(2);
+    let mut d2 = Feed::new(3);
+    let id = IdentityId(r.public());
+    r.id(IdentityPayload::Genesis);
+    r.id(IdentityPayload::Profile {
+        name: "Ada Lovelace".into(),
+    });
+    r.id(IdentityPayload::Email {
+        address: "ada@example.org".into(),
+        claimed: true,
+    });
+    r.id(IdentityPayload::Email {
+        address: "ada@old.example".into(),
+        claimed: true,
+    });
+    r.id(IdentityPayload::Email {
+        address: "ada@old.example".into(),
+        claimed: false,
+    });
+    r.id(IdentityPayload::DeviceAdd {
+        device: d1.public(),
+        from_seq: 1,
+    });
+    r.id(IdentityPayload::DeviceAdd {
+        device: d2.public(),
+        from_seq: 1,
+    });
+    d1.id(IdentityPayload::Join { identity: id });
+    d2.id(IdentityPayload::Join { identity: id });
+    for _ in 0..5 {
+        d1.note();
+        d2.note();
+    }
+    (r, d1, d2)
+}
+
+#[test]
+fn two_devices_publish_for_one_identity() {
+    let (r, d1, d2) = two_devices();
+    let reg = run(&[&r, &d1, &d2]);
+    assert!(reg.problems.is_empty(), "{:?}", reg.problems);
+    let id = IdentityId(r.public());
+    let ident = &reg.identities[&id];
+    assert_eq!(ident.name.as_deref(), Some("Ada Lovelace"));
+    assert_eq!(
+        ident
+            .emails
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect::<Vec<_>>(),
+        ["ada@example.org"]
+    );
+    assert!(!ident.emails[0].verified());
+    assert_eq!(ident.devices.len(), 2);
+    for seq in 1..=6 {
+        assert_eq!(reg.identity_of(&d1.public(), seq), Some(id));
+        assert_eq!(reg.identity_of(&d2.public(), seq), Some(id));
+    }
+}
+
+#[test]
+fn a_device_counts_only_once_it_joined() {
+    let (r, _, d2) = two_devices();
+    let mut d3 = Feed::new(9);
+    d3.note();
+    let mut r = r;
+    r.id(IdentityPayload::DeviceAdd {
+        device: d3.public(),
+        from_seq: 1,
+    });
+    let reg = run(&[&r, &d2, &d3]);
+    assert_eq!(reg.identity_of(&d3.public(), 1), None);
+    let dev = reg.identities[&IdentityId(r.public())]
+        .devices
+        .iter()
+        .find(|d| d.key == d3.public())
+        .cloned()
+        .unwrap();
+    assert!(!dev.joined);
+}
+
+#[test]
+fn revoked_device_entries_after_n_count_for_nobody() {
+    let (mut r, d1, d2) = two_devices();
+    r.id(IdentityPayload::DeviceRevoke {
+        device: d1.public(),
+        last_valid_seq: 3,
+    });
+    let reg = run(&[&r, &d1, &d2]);
+    let id = IdentityId(r.public());
+    assert_eq!(reg.identity_of(&d1.public(), 3), Some(id));
+    assert_eq!(reg.identity_of(&d1.public(), 4), None);
+    assert_eq!(reg.identity_of(&d2.public(), 6), Some(id));
+}
+
+#[test]
+fn forged_authorisation_by_a_non_root_key_is_rejected() {
+    let (r, mut d1, d2) = two_devices();
+    let mut evil = Feed::new(7);
+    evil.note();
+    // A device (not the root) tries to authorise another key.
+    d1.id(IdentityPayload::DeviceAdd {
+        device: evil.public(),
+        from_seq: 1,
+    });
+    let reg = run(&[&r, &d1, &d2, &evil]);
+    assert_eq!(kinds(&reg), [ProblemKind::NotRoot]);
+    assert_eq!(reg.identity_of(&evil.public(), 1), None);
+    // Nothing else lost.
+    assert_eq!(
+        reg.identity_of(&d1.public(), 2),
+        Some(IdentityId(r.public()))
+    );
+}
+
+#[test]
+fn a_device_claimed_by_two_identities_counts_for_the_one_it_joined() {
+    let (r, d1, d2) = two_devices();
+    let mut mallory = Feed::new(8);
+    mallory.id(IdentityPayload::Genesis);
+    mallory.id(IdentityPayload::DeviceAdd {
+        device: d1.public(),
+        from_seq: 1,
+    });
+    let reg = run(&[&r, &d1, &d2, &mallory]);
+    assert_eq!(kinds(&reg), [ProblemKind::DeviceClaimed]);
+    assert_eq!(
+        reg.identity_of(&d1.public(), 2),
+        Some(IdentityId(r.public()))
+    );
+}
+
+#[test]
+fn rotation_chain_hands_over_and_old_root_stops_counting() {
+    let (mut r, d1, d2) = two_devices();
+    let id = IdentityId(r.public());
+    let mut r2 = Feed::new(20);
+    let mut r3 = Feed::new(21);
+    let rot = r.id(rotation(&id, &r.public(), &r2.key));
+    // The old root keeps writing after its rotation: ignored and reported.
+    r.id(IdentityPayload::Profile {
+        name: "Not me".into(),
+    });
+    r2.id(IdentityPayload::Continue { identity: id });
+    r2.id(IdentityPayload::Profile {
+        name: "Ada K.".into(),
+    });
+    r2.id(rotation(&id, &r2.public(), &r3.key));
+    r3.id(IdentityPayload::Continue { identity: id });
+    r3.id(IdentityPayload::DeviceRevoke {
+        device: d2.public(),
+        last_valid_seq: 2,
+    });
+    let reg = run(&[&r, &r2, &r3, &d1, &d2]);
+    let ident = &reg.identities[&id];
+    assert_eq!(
+        ident.roots.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [r.public(), r2.public(), r3.public()]
+    );
+    assert_eq!(ident.roots[0].1, Some(rot));
+    assert_eq!(ident.name.as_deref(), Some("Ada K."));
+    assert_eq!(kinds(&reg), [ProblemKind::NotRoot]);
+    assert_eq!(reg.identity_of(&d2.public(), 3), None);
+    assert_eq!(reg.identity_of(&d1.public(), 3), Some(id));
+    assert_eq!(reg.identity_of(&r.public(), rot + 1), None);
+}
+
+#[test]
+fn rotation_without_countersignature_is_rejected() {
+    let (mut r, d1, d2) = two_devices();
+    let id = IdentityId(r.public());
+    let r2 = Feed::new(20);
+    let other = SecretKey::from_seed(&[99; 32]);
+    // Signed by the wrong key.
+    let bad = match rotation(&id, &r.public(), &other) {
+        IdentityPayload::Rotate {
+            countersignature, ..
+        } => IdentityPayload::Rotate {
+            new_root: r2.public(),
+            countersignature,
+        },
+        _ => unreachable!(),
+    };
+    r.id(bad);
+    r.id(IdentityPayload::Profile {
+        name: "Still Ada".into(),
+    });
+    let reg = run(&[&r, &r2, &d1, &d2]);
+    assert_eq!(kinds(&reg), [ProblemKind::RotationNotCountersigned]);
+    let ident = &reg.identities[&id];
+    assert_eq!(ident.roots, vec![(r.public(), None)]);
+    assert_eq!(ident.name.as_deref(), Some("Still Ada"));
+}
+
+#[test]
+fn rotation_loop_is_rejected() {
+    let (mut r, d1, d2) = two_devices();
+    let id = IdentityId(r.public());
+    let mut r2 = Feed::new(20);
+    r.id(rotation(&id, &r.public(), &r2.key));
+    r2.id(IdentityPayload::Continue { identity: id });
+    r2.id(rotation(&id, &r2.public(), &r.key));
+    r2.id(IdentityPayload::Profile {
+        name: "After loop".into(),
+    });
+    let reg = run(&[&r, &r2, &d1, &d2]);
+    assert_eq!(kinds(&reg), [ProblemKind::RotationLoop]);
+    assert_eq!(reg.identities[&id].current_root(), Some(&r2.public()));
+    assert_eq!(reg.identities[&id].name.as_deref(), Some("After loop"));
+}
+
+#[test]
+fn revocation_of_unknown_device_is_rejected() {
+    let (mut r, d1, d2) = two_devices();
+    let stranger = Feed::new(30);
+    r.id(IdentityPayload::DeviceRevoke {
+        device: stranger.public(),
+        last_valid_seq: 0,
+    });
+    let reg = run(&[&r, &d1, &d2]);
+    assert_eq!(kinds(&reg), [ProblemKind::RevokeUnknownDevice]);
+    assert_eq!(reg.identities[&IdentityId(r.public())].devices.len(), 2);
+}
+
+#[test]
+fn email_proofs_verify_claimed_addresses() {
+    let (r, d1, d2) = two_devices();
+    let id = IdentityId(r.public());
+    let mut bridge = Feed::new(40);
+    bridge.id(IdentityPayload::EmailProof {
+        identity: id,
+        address: "ada@example.org".into(),
+        method: "dkim".into(),
+        detail: "d=example.org".into(),
+    });
+    // A proof for an address that is not claimed changes nothing.
+    bridge.id(IdentityPayload::EmailProof {
+        identity: id,
+        address: "x@example.org".into(),
+        method: "dkim".into(),
+        detail: "".into(),
+    });
+    let reg = run(&[&r, &d1, &d2, &bridge]);
+    let e = &reg.identities[&id].emails[0];
+    assert!(e.verified());
+    assert_eq!(e.proofs[0].0, bridge.public());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The same entry set in any order, with duplicates, gives the same registry.
+    #[test]
+    fn any_arrival_order_gives_the_same_result(order in Just(()).prop_perturb(|_, mut rng| {
+        let mut v: Vec<usize> = (0..200).collect();
+        for i in (1..v.len()).rev() {
+            let j = (rng.next_u32() as usize) % (i + 1);
+            v.swap(i, j);
+        }
+        v
+    }), dup in 0usize..40, cut in 0usize..200) {
+        let (mut r, d1, d2) = two_devices();
+        r.id(IdentityPayload::DeviceRevoke { device: d1.public(), last_valid_seq: 4 });
+        let mut mallory = Feed::new(8);
+        mallory.id(IdentityPayload::Genesis);
+        mallory.id(IdentityPayload::DeviceAdd { device: d2.public(), from_seq: 1 });
+        let all: Vec<&Entry> = [&r, &d1, &d2, &mallory].iter().flat_map(|f| f.entries.iter()).collect();
+        let reference = run(&[&r, &d1, &d2, &mallory]);
+        let mut shuffled: Vec<&Entry> = order.iter().filter(|i| **i < all.len()).map(|i| all[*i]).collect();
+        for i in 0..dup {
+            shuffled.push(all[i % all.len()]);
+        }
+        let inputs: Vec<Input<'_>> = shuffled.iter().map(|e| Input { signed: &e.signed, payload: e.payload.as_deref() }).collect();
+        let got = resolve(&inputs);
+        prop_assert_eq!(&got, &reference);
+        // The revoked device's late entries count for nobody.
+        for seq in 5..=6 {
+            prop_assert_eq!(got.identity_of(&d1.public(), seq), None);
+        }
+        // A subset never makes an entry count for a different identity.
+        let subset: Vec<Input<'_>> = inputs.iter().take(cut).cloned().collect();
+        let partial = resolve(&subset);
+        for f in [&d1, &d2] {
+            for seq in 1..=6 {
+                if let Some(id) = partial.identity_of(&f.public(), seq) {
+                    prop_assert_eq!(Some(id), reference.identity_of(&f.public(), seq));
+                }
+            }
+        }
+    }
+}
