@@ -16,6 +16,10 @@ pub const DEFAULT_DIR_NAME: &str = "tagline";
 pub const KEYS_DIR: &str = "keys";
 /// The device key file (mode 0600): one line, `tlsec1…`.
 pub const DEVICE_KEY_FILE: &str = "device.key";
+/// The identity's root key file (mode 0600), absent when kept offline.
+pub const ROOT_KEY_FILE: &str = "root.key";
+/// The identity this node's device belongs to: one line, `tli1…` (public).
+pub const IDENTITY_FILE: &str = "identity";
 
 /// Resolves the data directory: `--home`, then `TAGLINE_HOME` (clap fills
 /// both into `flag`), then the platform data directory.
@@ -66,44 +70,98 @@ pub fn init(home: &Path) -> Result<SecretKey> {
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict permissions of {}", keys.display()))?;
     let key = SecretKey::from_seed(&random32()?);
+    write_key_file(&kp, &key)?;
+    Store::open(home)?;
+    Ok(key)
+}
+
+/// Writes a secret key file with mode 0600, refusing to overwrite.
+pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&kp)
-        .with_context(|| format!("cannot create {}", kp.display()))?;
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(f, "{}", key.to_text().as_str())
-        .with_context(|| format!("cannot write {}", kp.display()))?;
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.sync_all()
-        .with_context(|| format!("cannot sync {}", kp.display()))?;
-    Store::open(home)?;
-    Ok(key)
+        .with_context(|| format!("cannot sync {}", path.display()))?;
+    Ok(())
+}
+
+/// Replaces a key file atomically (write a temporary file, rename over).
+pub fn replace_key_file(path: &Path, key: &SecretKey) -> Result<()> {
+    let tmp = path.with_extension("key.new");
+    let _ = fs::remove_file(&tmp);
+    write_key_file(&tmp, key)?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+pub fn root_key_path(home: &Path) -> PathBuf {
+    home.join(KEYS_DIR).join(ROOT_KEY_FILE)
+}
+
+/// Reads a secret key file, refusing one that other users can read.
+pub fn read_key_file(path: &Path, what: &str) -> Result<SecretKey> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = zeroizing_read(path)?;
+    SecretKey::from_text(text.trim())
+        .with_context(|| format!("key file {} is damaged", path.display()))
+}
+
+/// Loads the identity root key: `--root-key FILE`, else `keys/root.key`.
+pub fn load_root(home: &Path, flag: Option<&Path>) -> Result<SecretKey> {
+    let path = flag
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root_key_path(home));
+    if !path.exists() {
+        bail!(
+            "this needs the identity's root key, which is not in {} (kept offline?); pass --root-key FILE",
+            path.display()
+        );
+    }
+    read_key_file(&path, "root key")
+}
+
+/// The identity this home's device belongs to, if known.
+pub fn identity(home: &Path) -> Result<Option<tagline_format::identity::IdentityId>> {
+    let p = home.join(IDENTITY_FILE);
+    match fs::read_to_string(&p) {
+        Ok(t) => Ok(Some(
+            t.trim()
+                .parse()
+                .with_context(|| format!("{} is damaged", p.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
+
+pub fn set_identity(home: &Path, id: &tagline_format::identity::IdentityId) -> Result<()> {
+    let p = home.join(IDENTITY_FILE);
+    fs::write(&p, format!("{id}\n")).with_context(|| format!("cannot write {}", p.display()))
 }
 
 /// Loads the device key, refusing a key file other users can read.
 pub fn load_key(home: &Path) -> Result<SecretKey> {
     let kp = key_path(home);
-    let meta = match fs::metadata(&kp) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "no device key in {} (run `tagline init` first, or pass --home)",
-                home.display()
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", kp.display())),
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if !kp.exists() {
         bail!(
-            "key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}`",
-            kp.display(),
-            kp.display()
+            "no device key in {} (run `tagline init` first, or pass --home)",
+            home.display()
         );
     }
-    let text = zeroizing_read(&kp)?;
-    SecretKey::from_text(text.trim())
-        .with_context(|| format!("key file {} is damaged", kp.display()))
+    read_key_file(&kp, "device key")
 }
 
 fn zeroizing_read(p: &Path) -> Result<String> {

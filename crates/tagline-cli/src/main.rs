@@ -3,7 +3,9 @@
 //! Errors reach the user as one line on stderr (`tagline: error: …`) and a
 //! non-zero exit status; `--json` outputs are documented in docs/json.md.
 
+mod guard;
 mod home;
+mod ident;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -33,14 +35,87 @@ struct Cli {
     #[arg(long, global = true, env = "TAGLINE_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
+    /// Append even if another copy of this data directory wrote further
+    /// (risks forking your feed; see docs/identities.md)
+    #[arg(long = "i-know-this-is-the-only-copy", global = true)]
+    force: bool,
+
+    /// The identity root key file, when it is not in the data directory
+    #[arg(long, global = true, value_name = "FILE")]
+    root_key: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
+enum IdentityCmd {
+    /// Show an identity (yours by default): name, roots, emails, devices
+    Show {
+        /// Identity id (tli1…)
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set your display name
+    SetName { name: String },
+    /// Claim an email address and print the challenge that verifies it
+    AddEmail { address: String },
+    /// Withdraw an email address
+    RemoveEmail { address: String },
+    /// Replace the root key by a new one (the new root countersigns)
+    Rotate,
+    /// Write the root key to FILE (mode 0600), to keep it offline
+    ExportRoot { file: PathBuf },
+    /// Delete the root key from the data directory (after export-root)
+    ForgetRoot,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCmd {
+    /// Authorise a device key (printed by `tagline device request` on that machine)
+    Add {
+        key: String,
+        /// First sequence number of the device's feed that counts
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// List your identity's devices
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: its entries after SEQ count for nobody
+    Revoke {
+        key: String,
+        #[arg(long, value_name = "SEQ")]
+        after: u64,
+    },
+    /// On a new machine (`init --no-identity`): join IDENTITY and print the key to authorise
+    Request { identity: String },
+    /// Revoke this machine's device key and continue with a new one (after a fork)
+    Replace {
+        /// Last seq of the old device that counts [default: before the fork point, or its head]
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
-    /// Create the data directory, a device key and the store
-    Init,
+    /// Create the data directory, an identity (root key) and a first device
+    Init {
+        /// Only a device key: for a second machine of an existing identity
+        /// (then `tagline device request IDENTITY`)
+        #[arg(long)]
+        no_identity: bool,
+    },
+    /// Your identity: name, email addresses, root key
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// The devices (machines) of your identity
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// Show this node's feed key
     Id {
         /// Machine-readable output
@@ -115,26 +190,46 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let home = home::resolve(cli.home)?;
+    let opts = ident::AppendOpts {
+        force: cli.force,
+        root_key: cli.root_key.as_deref(),
+    };
     match cli.command {
-        Command::Init => {
-            let key = home::init(&home)?;
-            println!("initialised {}", home.display());
-            println!("feed {}", key.public());
-            Ok(())
-        }
+        Command::Init { no_identity } => ident::init(&home, no_identity),
+        Command::Identity(cmd) => match cmd {
+            IdentityCmd::Show { id, json } => ident::show(&home, id.as_deref(), json),
+            IdentityCmd::SetName { name } => ident::set_name(&home, &name, opts),
+            IdentityCmd::AddEmail { address } => ident::add_email(&home, &address, opts),
+            IdentityCmd::RemoveEmail { address } => ident::remove_email(&home, &address, opts),
+            IdentityCmd::Rotate => ident::rotate(&home, opts),
+            IdentityCmd::ExportRoot { file } => ident::export_root(&home, &file, opts),
+            IdentityCmd::ForgetRoot => ident::forget_root(&home),
+        },
+        Command::Device(cmd) => match cmd {
+            DeviceCmd::Add { key, from } => ident::device_add(&home, &key, from, opts),
+            DeviceCmd::List { json } => ident::device_list(&home, json),
+            DeviceCmd::Revoke { key, after } => ident::device_revoke(&home, &key, after, opts),
+            DeviceCmd::Request { identity } => ident::device_request(&home, &identity, opts.force),
+            DeviceCmd::Replace { after } => ident::device_replace(&home, after, opts),
+        },
         Command::Id { json } => {
             let key = home::load_key(&home)?;
+            let identity = home::identity(&home)?;
             if json {
                 println!(
                     "{}",
-                    json!({ "feed": key.public().to_string(), "home": home.display().to_string() })
+                    json!({
+                        "feed": key.public().to_string(),
+                        "identity": identity.map(|i| i.to_string()),
+                        "home": home.display().to_string(),
+                    })
                 );
             } else {
                 println!("{}", key.public());
             }
             Ok(())
         }
-        Command::Publish { payload_type, json } => publish(&home, &payload_type, &json),
+        Command::Publish { payload_type, json } => publish(&home, &payload_type, &json, opts.force),
         Command::Log { feed, json, limit } => log(&home, feed.as_deref(), json, limit),
         Command::Verify { json } => verify(&home, json),
         Command::Export { feed, output } => export(&home, feed.as_deref(), output),
@@ -157,7 +252,7 @@ fn read_input(arg: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str) -> Result<()> {
+fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str, force: bool) -> Result<()> {
     tagline_format::entry::check_payload_type(payload_type)?;
     let key = home::load_key(home)?;
     let raw = read_input(json_arg)?;
@@ -179,8 +274,13 @@ fn publish(home: &std::path::Path, payload_type: &str, json_arg: &str) -> Result
     payload::check_known(payload_type, &bytes)
         .with_context(|| format!("not a valid {payload_type} payload"))?;
     let store = home::open_store(home)?;
-    let entries =
-        store.append_local(&key, vec![(payload_type.to_owned(), bytes)], home::now_ms())?;
+    let entries = ident::append_own(
+        home,
+        &store,
+        &key,
+        vec![(payload_type.to_owned(), bytes)],
+        force,
+    )?;
     for e in entries {
         println!("{} {}", e.signed.seq(), e.signed.id());
     }
@@ -432,7 +532,12 @@ fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
                 )
                 .map_err(|e| match e {
                     StoreError::Rejected(r) => anyhow::anyhow!(
-                        "refusing {name}: {r}{}",
+                        "refusing {name}: {r}{}{}",
+                        if r.reason.code() == "fork" {
+                            " (the fork proof is kept: see `tagline verify`)"
+                        } else {
+                            ""
+                        },
                         if appended > 0 {
                             format!(" ({appended} earlier entries were imported)")
                         } else {

@@ -14,6 +14,7 @@ fn tagline(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagline"))
         .args(args)
         .env("TAGLINE_HOME", home)
+        .env("TAGLINE_STATE_DIR", home.parent().unwrap().join("state"))
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,7 +65,10 @@ fn init_publish_log_export_import_verify() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
     let out = ok(&a, &["init"], None);
-    assert!(out.contains("feed tlk1"), "{out}");
+    assert!(
+        out.contains("device   tlk1") && out.contains("identity tli1"),
+        "{out}"
+    );
     // The key file is private.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(a.join("keys/device.key"))
@@ -85,7 +89,8 @@ fn init_publish_log_export_import_verify() {
             &["publish", "--type", "tagline/note", "--json", "-"],
             Some(&format!(r#"{{"0": "note {i}"}}"#)),
         );
-        assert!(out.starts_with(&format!("{} tle1", i + 1)), "{out}");
+        // seq 1 of the device feed is its join entry (written by init).
+        assert!(out.starts_with(&format!("{} tle1", i + 2)), "{out}");
     }
     let file = tmp.path().join("payload.json");
     std::fs::write(&file, r#"{"context": "build", "ok": true}"#).unwrap();
@@ -107,17 +112,18 @@ fn init_publish_log_export_import_verify() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 6);
-    assert_eq!(lines[5]["seq"], 6);
-    assert_eq!(lines[5]["type"], "example/ci");
-    assert_eq!(lines[5]["payload"]["context"], "build");
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["type"], "tagline/device/join");
+    assert_eq!(lines[6]["seq"], 7);
+    assert_eq!(lines[6]["type"], "example/ci");
+    assert_eq!(lines[6]["payload"]["context"], "build");
     assert_eq!(lines[1]["backlink"], lines[0]["id"]);
 
     let export = tmp.path().join("a.feed");
     ok(&a, &["export", "-o", export.to_str().unwrap()], None);
     ok(&b, &["init"], None);
     let out = ok(&b, &["import", export.to_str().unwrap()], None);
-    assert!(out.contains("imported 6 entries"), "{out}");
+    assert!(out.contains("imported 7 entries"), "{out}");
     let again: serde_json::Value = serde_json::from_str(&ok(
         &b,
         &["import", "--json", export.to_str().unwrap()],
@@ -125,11 +131,12 @@ fn init_publish_log_export_import_verify() {
     ))
     .unwrap();
     assert_eq!(again["imported"], 0);
-    assert_eq!(again["already_present"], 6);
+    assert_eq!(again["already_present"], 7);
     let log_b = ok(&b, &["log", &feed, "--json"], None);
     assert_eq!(log_b, ok(&a, &["log", "--json"], None));
     let v: serde_json::Value = serde_json::from_str(&ok(&b, &["verify", "--json"], None)).unwrap();
-    assert_eq!(v["entries"], 6); // a's 6 entries; b has none of its own
+    // a's 7 device-feed entries, plus b's own 3 (root: genesis, device-add; device: join).
+    assert_eq!(v["entries"], 10);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
 }
 
@@ -163,7 +170,7 @@ fn tampered_export_is_refused_with_a_clear_message() {
     }
     assert!(refused > 10);
     let v: serde_json::Value = serde_json::from_str(&ok(&c, &["verify", "--json"], None)).unwrap();
-    assert_eq!(v["entries"], 0);
+    assert_eq!(v["entries"], 3, "only c's own identity entries");
     // A signature error names the entry.
     let mut bad = good.clone();
     let n = bad.len();
@@ -175,7 +182,7 @@ fn tampered_export_is_refused_with_a_clear_message() {
     let path = tmp.path().join("badsig.feed");
     std::fs::write(&path, &bad).unwrap();
     let err = fails(&c, &["import", path.to_str().unwrap()], None);
-    assert!(err.contains("seq 3") && err.contains("signature"), "{err}");
+    assert!(err.contains("seq 4") && err.contains("signature"), "{err}");
 }
 
 #[test]
@@ -225,4 +232,261 @@ fn completions_are_generated() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ok(tmp.path(), &["completions", "bash"], None);
     assert!(out.contains("tagline") && out.contains("publish"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn json_of(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[test]
+fn identity_with_two_devices_rotation_and_offline_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let out = ok(&a, &["init"], None);
+    assert!(out.contains("identity tli1"), "{out}");
+    let id = json_of(&ok(&a, &["id", "--json"], None))["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&a, &["identity", "set-name", "Ada Lovelace"], None);
+    let out = ok(&a, &["identity", "add-email", "Ada@Example.org"], None);
+    assert!(out.contains("tagline-email-proof-"), "{out}");
+
+    // A second machine joins.
+    ok(&b, &["init", "--no-identity"], None);
+    let out = ok(&b, &["device", "request", &id], None);
+    let b_dev = json_of(&ok(&b, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        out.contains(&format!("tagline device add {b_dev}")),
+        "{out}"
+    );
+    ok(&a, &["device", "add", &b_dev], None);
+    ok(
+        &b,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "from b"}"#),
+    );
+
+    // Exchange feeds by export/import: b's device feed to a, a's identity feed to b.
+    let b_feed = tmp.path().join("b.feed");
+    ok(
+        &b,
+        &["export", &b_dev, "-o", b_feed.to_str().unwrap()],
+        None,
+    );
+    ok(&a, &["import", b_feed.to_str().unwrap()], None);
+    let root = json_of(&ok(&a, &["identity", "show", "--json"], None))["roots"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root_feed = tmp.path().join("root.feed");
+    ok(
+        &a,
+        &["export", &root, "-o", root_feed.to_str().unwrap()],
+        None,
+    );
+    ok(&b, &["import", root_feed.to_str().unwrap()], None);
+    let a_dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_feed = tmp.path().join("a.feed");
+    ok(
+        &a,
+        &["export", &a_dev, "-o", a_feed.to_str().unwrap()],
+        None,
+    );
+    ok(&b, &["import", a_feed.to_str().unwrap()], None);
+
+    for home in [&a, &b] {
+        let show = json_of(&ok(home, &["identity", "show", "--json"], None));
+        assert_eq!(show["name"], "Ada Lovelace");
+        assert_eq!(show["emails"][0]["address"], "ada@example.org");
+        assert_eq!(show["emails"][0]["verified"], false);
+        let devices = show["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 2, "{show}");
+        assert!(devices.iter().all(|d| d["joined"] == true), "{show}");
+        assert_eq!(
+            devices.iter().filter(|d| d["this_device"] == true).count(),
+            1
+        );
+    }
+
+    // Revoke b's device after its seq 1: the note at seq 2 counts for nobody.
+    ok(&a, &["device", "revoke", &b_dev, "--after", "1"], None);
+    let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
+    let bd = show["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == b_dev.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(bd["last_valid_seq"], 1);
+    let err = fails(
+        &a,
+        &[
+            "device",
+            "revoke",
+            "tlk1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+            "--after",
+            "1",
+        ],
+        None,
+    );
+    assert!(err.contains("device key"), "{err}");
+
+    // The root key kept offline.
+    let offline = tmp.path().join("root.offline");
+    ok(
+        &a,
+        &["identity", "export-root", offline.to_str().unwrap()],
+        None,
+    );
+    ok(&a, &["identity", "forget-root"], None);
+    let err = fails(&a, &["identity", "set-name", "X"], None);
+    assert!(err.contains("--root-key"), "{err}");
+    ok(
+        &a,
+        &[
+            "identity",
+            "set-name",
+            "Ada L.",
+            "--root-key",
+            offline.to_str().unwrap(),
+        ],
+        None,
+    );
+
+    // Rotation: the new root countersigns; the identity keeps its id.
+    std::fs::copy(&offline, a.join("keys/root.key")).unwrap();
+    ok(&a, &["identity", "rotate"], None);
+    let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
+    assert_eq!(show["id"], id.as_str());
+    assert_eq!(show["roots"].as_array().unwrap().len(), 2);
+    assert_eq!(show["roots"][0]["key"], root.as_str());
+    assert!(show["roots"][0]["last_seq"].is_u64());
+    // The old root no longer works.
+    let err = fails(
+        &a,
+        &[
+            "identity",
+            "set-name",
+            "Old root",
+            "--root-key",
+            offline.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(err.contains("not the current root"), "{err}");
+    ok(&a, &["identity", "set-name", "Ada, rotated"], None);
+    assert_eq!(
+        json_of(&ok(&a, &["identity", "show", "--json"], None))["name"],
+        "Ada, rotated"
+    );
+}
+
+#[test]
+fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let copy = tmp.path().join("a-copy");
+    ok(&a, &["init"], None);
+    let dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    copy_dir(&a, &copy);
+
+    // The copy appends first; then the original is refused.
+    ok(
+        &copy,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "on the copy"}"#),
+    );
+    let err = fails(
+        &a,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "on the original"}"#),
+    );
+    assert!(
+        err.contains("--i-know-this-is-the-only-copy") && err.contains("fork"),
+        "{err}"
+    );
+
+    // Forced: the feed forks. Importing the copy's feed yields a fork proof.
+    ok(
+        &a,
+        &[
+            "publish",
+            "--i-know-this-is-the-only-copy",
+            "--type",
+            "tagline/note",
+            "--json",
+            "-",
+        ],
+        Some(r#"{"0": "forced"}"#),
+    );
+    let copy_feed = tmp.path().join("copy.feed");
+    ok(
+        &copy,
+        &["export", &dev, "-o", copy_feed.to_str().unwrap()],
+        None,
+    );
+    let err = fails(&a, &["import", copy_feed.to_str().unwrap()], None);
+    assert!(err.contains("fork"), "{err}");
+    let v = json_of(&ok(&a, &["verify", "--json"], None));
+    assert_eq!(v["forks"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["forks"][0]["seq"], 2);
+
+    // The forked device can write no more; replacing it revokes it at the fork point.
+    let err = fails(
+        &a,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "x"}"#),
+    );
+    assert!(err.contains("device replace"), "{err}");
+    ok(&a, &["device", "replace"], None);
+    let out = ok(
+        &a,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "new device"}"#),
+    );
+    assert!(out.starts_with("2 tle1"), "{out}");
+    let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
+    let old = show["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == dev.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(old["last_valid_seq"], 1);
+    let new = show["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["this_device"] == true)
+        .unwrap()
+        .clone();
+    assert_ne!(new["key"], dev.as_str());
+    assert_eq!(new["last_valid_seq"], serde_json::Value::Null);
+    ok(&a, &["verify"], None);
 }

@@ -382,7 +382,7 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
                 proofs: Vec::new(),
             })
             .collect();
-        ident.devices.sort_by(|a, b| a.key.cmp(&b.key));
+        ident.devices.sort_by_key(|d| d.key);
         reg.identities.insert(id, ident);
     }
 

@@ -23,8 +23,8 @@ use tagline_format::{
 };
 
 use crate::tables::{
-    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, META, PAYLOADS, SCHEMA_VERSION,
-    entry_key, id_prefix,
+    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_ENTRIES, META, PAYLOADS,
+    SCHEMA_VERSION, entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
@@ -330,6 +330,7 @@ impl Store {
             tx.open_table(ENTRIES)?;
             tx.open_table(ID_INDEX)?;
             tx.open_table(ID_OVERFLOW)?;
+            tx.open_table(IDENTITY_ENTRIES)?;
             tx.open_table(PAYLOADS)?;
             tx.open_table(FORKS)?;
         }
@@ -420,6 +421,26 @@ impl Store {
         Ok(None)
     }
 
+    /// Every stored entry of an identity payload type, with payloads.
+    pub fn identity_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        let tx = self.read()?;
+        let index = tx.open_table(IDENTITY_ENTRIES)?;
+        let entries = tx.open_table(ENTRIES)?;
+        let payloads = tx.open_table(PAYLOADS)?;
+        let mut out = Vec::new();
+        for row in index.iter()? {
+            let (k, _) = row?;
+            if let Some(v) = entries.get(k.value())? {
+                let signed = decode_stored(v.value())?;
+                let payload = payloads
+                    .get(signed.header().payload_hash.as_bytes())?
+                    .map(|p| p.value().to_vec());
+                out.push(StoredEntry { signed, payload });
+            }
+        }
+        Ok(out)
+    }
+
     /// A payload by its hash.
     pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.read()?;
@@ -460,6 +481,7 @@ impl Store {
             let mut index = IdIndex {
                 prefix: tx.open_table(ID_INDEX)?,
                 overflow: tx.open_table(ID_OVERFLOW)?,
+                identity: tx.open_table(IDENTITY_ENTRIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let meta = match feeds.get(author.as_bytes())? {
@@ -586,6 +608,7 @@ impl Store {
             let mut index = IdIndex {
                 prefix: tx.open_table(ID_INDEX)?,
                 overflow: tx.open_table(ID_OVERFLOW)?,
+                identity: tx.open_table(IDENTITY_ENTRIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
@@ -810,10 +833,40 @@ impl Store {
             && let Some(first) = report.rejected.first()
         {
             tx.abort()?;
+            // The batch is refused, but a fork proof is evidence worth keeping.
+            self.keep_fork_proofs(&report.forks)?;
             return Err(StoreError::Rejected(Box::new(first.clone())));
         }
         tx.commit()?;
         Ok(report)
+    }
+
+    /// Records fork proofs and marks their feeds forked, in one transaction.
+    fn keep_fork_proofs(&self, proofs: &[ForkProof]) -> Result<(), StoreError> {
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut forks = tx.open_table(FORKS)?;
+            let mut feeds = tx.open_table(FEEDS)?;
+            for p in proofs {
+                let key = entry_key(p.author().as_bytes(), p.seq());
+                if forks.get(&key)?.is_none() {
+                    forks.insert(&key, p.encode().as_slice())?;
+                }
+                let meta = feeds
+                    .get(p.author().as_bytes())?
+                    .map(|v| FeedMeta::decode(p.author().as_bytes(), v.value()))
+                    .transpose()?;
+                if let Some(mut m) = meta {
+                    m.forked_at = Some(m.forked_at.map_or(p.seq(), |f| f.min(p.seq())));
+                    feeds.insert(p.author().as_bytes(), &m.encode())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Marks `author`'s feed as confirmed up to `seq` (restore safety).
@@ -977,6 +1030,7 @@ fn decode_stored(v: &[u8]) -> Result<SignedHeader, StoreError> {
 struct IdIndex<'t> {
     prefix: redb::Table<'t, &'static [u8; 16], &'static [u8; 40]>,
     overflow: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    identity: redb::Table<'t, &'static [u8; 40], ()>,
 }
 
 impl IdIndex<'_> {
@@ -1006,6 +1060,9 @@ fn put_entry(
     row.extend_from_slice(signed.as_bytes());
     entries.insert(&key, row.as_slice())?;
     index.insert(&id, &key)?;
+    if tagline_format::identity::IdentityPayload::is_identity_type(&signed.header().payload_type) {
+        index.identity.insert(&key, ())?;
+    }
     if let Some(p) = payload {
         payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
     }

@@ -73,3 +73,9 @@ pub fn id_prefix(id: &[u8; 32]) -> [u8; 16] {
     p.copy_from_slice(id.get(..16).unwrap_or(&[0; 16]));
     p
 }
+
+/// Entries of identity payload types (`tagline/identity/*`, `tagline/device/*`),
+/// so identities resolve without scanning every feed.
+/// Key: `author [32] ‖ seq u64`. Value: empty.
+pub const IDENTITY_ENTRIES: TableDefinition<&[u8; 40], ()> =
+    TableDefinition::new("identity_entries_v1");
