@@ -367,3 +367,197 @@ proptest! {
         }
     }
 }
+
+// ---- protocol/vectors/identities.json ----
+
+struct Scenario {
+    name: &'static str,
+    description: &'static str,
+    feeds: Vec<Feed>,
+    /// (feed index, seq) pairs to report what they count for.
+    probes: Vec<(usize, u64)>,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    {
+        let mut r = Feed::new(101);
+        let mut d1 = Feed::new(102);
+        let mut d2 = Feed::new(103);
+        let id = IdentityId(r.public());
+        r.id(IdentityPayload::Genesis);
+        r.id(IdentityPayload::DeviceAdd { device: d1.public(), from_seq: 1 });
+        r.id(IdentityPayload::DeviceAdd { device: d2.public(), from_seq: 1 });
+        d1.id(IdentityPayload::Join { identity: id });
+        d2.id(IdentityPayload::Join { identity: id });
+        d1.note();
+        d2.note();
+        d1.note();
+        d1.note();
+        r.id(IdentityPayload::DeviceRevoke { device: d1.public(), last_valid_seq: 3 });
+        out.push(Scenario {
+            name: "revoked-device",
+            description: "root adds D1 and D2; D1 is revoked after its seq 3; D1's entry 4 counts for nobody, D2 is unaffected",
+            feeds: vec![r, d1, d2],
+            probes: vec![(1, 2), (1, 3), (1, 4), (2, 2)],
+        });
+    }
+    {
+        let mut r = Feed::new(111);
+        let mut r2 = Feed::new(112);
+        let mut r3 = Feed::new(113);
+        let mut d = Feed::new(114);
+        let id = IdentityId(r.public());
+        r.id(IdentityPayload::Genesis);
+        r.id(IdentityPayload::Profile { name: "First".into() });
+        r.id(rotation(&id, &r.public(), &r2.key));
+        r.id(IdentityPayload::Profile { name: "Written by the old root after rotating".into() });
+        r2.id(IdentityPayload::Continue { identity: id });
+        r2.id(rotation(&id, &r2.public(), &r3.key));
+        r3.id(IdentityPayload::Continue { identity: id });
+        r3.id(IdentityPayload::Profile { name: "Third root".into() });
+        r3.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        d.id(IdentityPayload::Join { identity: id });
+        d.note();
+        out.push(Scenario {
+            name: "rotation-chain",
+            description: "root R rotates to R2, R2 to R3 (each countersigned, each new root's feed starts with continue); R's entry after its rotation is refused (not-root); R3 authorises a device",
+            feeds: vec![r, r2, r3, d],
+            probes: vec![(0, 3), (0, 4), (3, 2)],
+        });
+    }
+    {
+        let mut r = Feed::new(121);
+        let mut d = Feed::new(122);
+        let mut e = Feed::new(123);
+        let id = IdentityId(r.public());
+        r.id(IdentityPayload::Genesis);
+        r.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        d.id(IdentityPayload::Join { identity: id });
+        // A device (not the root) tries to authorise E, which joined.
+        d.id(IdentityPayload::DeviceAdd { device: e.public(), from_seq: 1 });
+        e.id(IdentityPayload::Join { identity: id });
+        e.note();
+        out.push(Scenario {
+            name: "forged-authorisation",
+            description: "a device key (not the root) writes a device-add for E; E joined the identity but is not authorised, so E counts for nobody (not-root)",
+            feeds: vec![r, d, e],
+            probes: vec![(1, 1), (2, 2)],
+        });
+    }
+    {
+        let mut r = Feed::new(131);
+        let mut r2 = Feed::new(132);
+        let other = SecretKey::from_seed(&[133; 32]);
+        let id = IdentityId(r.public());
+        r.id(IdentityPayload::Genesis);
+        let sig = match rotation(&id, &r.public(), &other) {
+            IdentityPayload::Rotate { countersignature, .. } => countersignature,
+            _ => unreachable!(),
+        };
+        r.id(IdentityPayload::Rotate { new_root: r2.public(), countersignature: sig });
+        r2.id(IdentityPayload::Continue { identity: id });
+        out.push(Scenario {
+            name: "rotation-not-countersigned",
+            description: "a rotation to R2 countersigned by another key is refused; R stays the root",
+            feeds: vec![r, r2],
+            probes: vec![(0, 2), (1, 1)],
+        });
+    }
+    {
+        let mut x = Feed::new(141);
+        let mut y = Feed::new(142);
+        let mut d = Feed::new(143);
+        x.id(IdentityPayload::Genesis);
+        x.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        y.id(IdentityPayload::Genesis);
+        y.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        d.id(IdentityPayload::Join { identity: IdentityId(x.public()) });
+        d.note();
+        out.push(Scenario {
+            name: "device-claimed-twice",
+            description: "identities X and Y both authorise D; D joined X, so it counts for X and Y's claim is refused (device-claimed)",
+            feeds: vec![x, y, d],
+            probes: vec![(2, 2)],
+        });
+    }
+    out
+}
+
+fn scenario_json(s: &Scenario) -> serde_json::Value {
+    let reg = run(&s.feeds.iter().collect::<Vec<_>>());
+    let feeds: Vec<serde_json::Value> = s
+        .feeds
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "key": f.public().to_string(),
+                "entries": f.entries.iter().map(|e| serde_json::json!({
+                    "seq": e.signed.seq(),
+                    "type": e.signed.header().payload_type,
+                    "signed_header": hex::encode(e.signed.as_bytes()),
+                    "payload": hex::encode(e.payload.as_deref().unwrap()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": s.name,
+        "description": s.description,
+        "feeds": feeds,
+        "expected": {
+            "identities": reg.identities.values().map(|i| serde_json::json!({
+                "id": i.id.to_string(),
+                "name": i.name,
+                "roots": i.roots.iter().map(|(k, last)| serde_json::json!({"key": k.to_string(), "last_seq": last})).collect::<Vec<_>>(),
+                "devices": i.devices.iter().map(|d| serde_json::json!({"key": d.key.to_string(), "from_seq": d.from_seq, "last_valid_seq": d.last_valid_seq, "joined": d.joined})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "problems": reg.problems.iter().map(|p| serde_json::json!({"code": p.kind.code(), "feed": p.author.to_string(), "seq": p.seq})).collect::<Vec<_>>(),
+            "counts_for": s.probes.iter().map(|(f, seq)| serde_json::json!({
+                "feed": s.feeds[*f].public().to_string(),
+                "seq": seq,
+                "identity": reg.identity_of(&s.feeds[*f].public(), *seq).map(|i| i.to_string()),
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+#[test]
+fn identity_vectors() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/vectors/identities.json");
+    let doc = serde_json::json!({
+        "description": "Identity resolution (SPEC.md §12). For each scenario: the feeds (signed headers and payloads, in hex), and what a node holding exactly these entries MUST compute: identities, problems (codes), and which identity chosen entries count for (null: nobody). Entries may be processed in any order.",
+        "scenarios": scenarios().iter().map(scenario_json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("TAGLINE_WRITE_VECTORS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(on_disk, text, "{} differs (TAGLINE_WRITE_VECTORS=1 regenerates)", path.display());
+
+    // And check the file on its own terms: decode every entry, resolve, compare.
+    let v: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
+    for sc in v["scenarios"].as_array().unwrap() {
+        let mut held = Vec::new();
+        for f in sc["feeds"].as_array().unwrap() {
+            for e in f["entries"].as_array().unwrap() {
+                let sh = tagline_format::SignedHeader::decode_verified(hex::decode(e["signed_header"].as_str().unwrap()).unwrap()).unwrap();
+                let p = hex::decode(e["payload"].as_str().unwrap()).unwrap();
+                tagline_format::check_payload(sh.header(), &p).unwrap();
+                held.push((sh, p));
+            }
+        }
+        held.reverse();
+        let inputs: Vec<Input<'_>> = held.iter().map(|(s, p)| Input { signed: s, payload: Some(p) }).collect();
+        let reg = resolve(&inputs);
+        let codes: Vec<&str> = reg.problems.iter().map(|p| p.kind.code()).collect();
+        let want: Vec<&str> = sc["expected"]["problems"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap()).collect();
+        assert_eq!(codes, want, "{}", sc["name"]);
+        for probe in sc["expected"]["counts_for"].as_array().unwrap() {
+            let feed: PublicKey = probe["feed"].as_str().unwrap().parse().unwrap();
+            let got = reg.identity_of(&feed, probe["seq"].as_u64().unwrap()).map(|i| i.to_string());
+            assert_eq!(got.as_deref(), probe["identity"].as_str(), "{} {probe}", sc["name"]);
+        }
+    }
+}
