@@ -332,9 +332,10 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
                             break;
                         }
                     }
+                    // Joins are read in step 1, proofs in step 4 (a lead's root may attest).
+                    IdentityPayload::Join { .. } | IdentityPayload::EmailProof { .. } => {}
                     _ => {
-                        // A join, a proof, or a genesis/continue in the wrong place: not
-                        // something a root feed says about its identity.
+                        // A genesis or continue anywhere but entry 1.
                         bad.insert(Problem {
                             kind: ProblemKind::BadContinue,
                             author: root,

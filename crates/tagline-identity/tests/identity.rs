@@ -386,15 +386,24 @@ fn scenarios() -> Vec<Scenario> {
         let mut d2 = Feed::new(103);
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
-        r.id(IdentityPayload::DeviceAdd { device: d1.public(), from_seq: 1 });
-        r.id(IdentityPayload::DeviceAdd { device: d2.public(), from_seq: 1 });
+        r.id(IdentityPayload::DeviceAdd {
+            device: d1.public(),
+            from_seq: 1,
+        });
+        r.id(IdentityPayload::DeviceAdd {
+            device: d2.public(),
+            from_seq: 1,
+        });
         d1.id(IdentityPayload::Join { identity: id });
         d2.id(IdentityPayload::Join { identity: id });
         d1.note();
         d2.note();
         d1.note();
         d1.note();
-        r.id(IdentityPayload::DeviceRevoke { device: d1.public(), last_valid_seq: 3 });
+        r.id(IdentityPayload::DeviceRevoke {
+            device: d1.public(),
+            last_valid_seq: 3,
+        });
         out.push(Scenario {
             name: "revoked-device",
             description: "root adds D1 and D2; D1 is revoked after its seq 3; D1's entry 4 counts for nobody, D2 is unaffected",
@@ -409,14 +418,23 @@ fn scenarios() -> Vec<Scenario> {
         let mut d = Feed::new(114);
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
-        r.id(IdentityPayload::Profile { name: "First".into() });
+        r.id(IdentityPayload::Profile {
+            name: "First".into(),
+        });
         r.id(rotation(&id, &r.public(), &r2.key));
-        r.id(IdentityPayload::Profile { name: "Written by the old root after rotating".into() });
+        r.id(IdentityPayload::Profile {
+            name: "Written by the old root after rotating".into(),
+        });
         r2.id(IdentityPayload::Continue { identity: id });
         r2.id(rotation(&id, &r2.public(), &r3.key));
         r3.id(IdentityPayload::Continue { identity: id });
-        r3.id(IdentityPayload::Profile { name: "Third root".into() });
-        r3.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        r3.id(IdentityPayload::Profile {
+            name: "Third root".into(),
+        });
+        r3.id(IdentityPayload::DeviceAdd {
+            device: d.public(),
+            from_seq: 1,
+        });
         d.id(IdentityPayload::Join { identity: id });
         d.note();
         out.push(Scenario {
@@ -432,10 +450,16 @@ fn scenarios() -> Vec<Scenario> {
         let mut e = Feed::new(123);
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
-        r.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        r.id(IdentityPayload::DeviceAdd {
+            device: d.public(),
+            from_seq: 1,
+        });
         d.id(IdentityPayload::Join { identity: id });
         // A device (not the root) tries to authorise E, which joined.
-        d.id(IdentityPayload::DeviceAdd { device: e.public(), from_seq: 1 });
+        d.id(IdentityPayload::DeviceAdd {
+            device: e.public(),
+            from_seq: 1,
+        });
         e.id(IdentityPayload::Join { identity: id });
         e.note();
         out.push(Scenario {
@@ -452,10 +476,15 @@ fn scenarios() -> Vec<Scenario> {
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
         let sig = match rotation(&id, &r.public(), &other) {
-            IdentityPayload::Rotate { countersignature, .. } => countersignature,
+            IdentityPayload::Rotate {
+                countersignature, ..
+            } => countersignature,
             _ => unreachable!(),
         };
-        r.id(IdentityPayload::Rotate { new_root: r2.public(), countersignature: sig });
+        r.id(IdentityPayload::Rotate {
+            new_root: r2.public(),
+            countersignature: sig,
+        });
         r2.id(IdentityPayload::Continue { identity: id });
         out.push(Scenario {
             name: "rotation-not-countersigned",
@@ -469,10 +498,18 @@ fn scenarios() -> Vec<Scenario> {
         let mut y = Feed::new(142);
         let mut d = Feed::new(143);
         x.id(IdentityPayload::Genesis);
-        x.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
+        x.id(IdentityPayload::DeviceAdd {
+            device: d.public(),
+            from_seq: 1,
+        });
         y.id(IdentityPayload::Genesis);
-        y.id(IdentityPayload::DeviceAdd { device: d.public(), from_seq: 1 });
-        d.id(IdentityPayload::Join { identity: IdentityId(x.public()) });
+        y.id(IdentityPayload::DeviceAdd {
+            device: d.public(),
+            from_seq: 1,
+        });
+        d.id(IdentityPayload::Join {
+            identity: IdentityId(x.public()),
+        });
         d.note();
         out.push(Scenario {
             name: "device-claimed-twice",
@@ -524,7 +561,8 @@ fn scenario_json(s: &Scenario) -> serde_json::Value {
 
 #[test]
 fn identity_vectors() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/vectors/identities.json");
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../protocol/vectors/identities.json");
     let doc = serde_json::json!({
         "description": "Identity resolution (SPEC.md §12). For each scenario: the feeds (signed headers and payloads, in hex), and what a node holding exactly these entries MUST compute: identities, problems (codes), and which identity chosen entries count for (null: nobody). Entries may be processed in any order.",
         "scenarios": scenarios().iter().map(scenario_json).collect::<Vec<_>>(),
@@ -534,7 +572,12 @@ fn identity_vectors() {
         std::fs::write(&path, &text).unwrap();
     }
     let on_disk = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(on_disk, text, "{} differs (TAGLINE_WRITE_VECTORS=1 regenerates)", path.display());
+    assert_eq!(
+        on_disk,
+        text,
+        "{} differs (TAGLINE_WRITE_VECTORS=1 regenerates)",
+        path.display()
+    );
 
     // And check the file on its own terms: decode every entry, resolve, compare.
     let v: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
@@ -542,22 +585,43 @@ fn identity_vectors() {
         let mut held = Vec::new();
         for f in sc["feeds"].as_array().unwrap() {
             for e in f["entries"].as_array().unwrap() {
-                let sh = tagline_format::SignedHeader::decode_verified(hex::decode(e["signed_header"].as_str().unwrap()).unwrap()).unwrap();
+                let sh = tagline_format::SignedHeader::decode_verified(
+                    hex::decode(e["signed_header"].as_str().unwrap()).unwrap(),
+                )
+                .unwrap();
                 let p = hex::decode(e["payload"].as_str().unwrap()).unwrap();
                 tagline_format::check_payload(sh.header(), &p).unwrap();
                 held.push((sh, p));
             }
         }
         held.reverse();
-        let inputs: Vec<Input<'_>> = held.iter().map(|(s, p)| Input { signed: s, payload: Some(p) }).collect();
+        let inputs: Vec<Input<'_>> = held
+            .iter()
+            .map(|(s, p)| Input {
+                signed: s,
+                payload: Some(p),
+            })
+            .collect();
         let reg = resolve(&inputs);
         let codes: Vec<&str> = reg.problems.iter().map(|p| p.kind.code()).collect();
-        let want: Vec<&str> = sc["expected"]["problems"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap()).collect();
+        let want: Vec<&str> = sc["expected"]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap())
+            .collect();
         assert_eq!(codes, want, "{}", sc["name"]);
         for probe in sc["expected"]["counts_for"].as_array().unwrap() {
             let feed: PublicKey = probe["feed"].as_str().unwrap().parse().unwrap();
-            let got = reg.identity_of(&feed, probe["seq"].as_u64().unwrap()).map(|i| i.to_string());
-            assert_eq!(got.as_deref(), probe["identity"].as_str(), "{} {probe}", sc["name"]);
+            let got = reg
+                .identity_of(&feed, probe["seq"].as_u64().unwrap())
+                .map(|i| i.to_string());
+            assert_eq!(
+                got.as_deref(),
+                probe["identity"].as_str(),
+                "{} {probe}",
+                sc["name"]
+            );
         }
     }
 }
