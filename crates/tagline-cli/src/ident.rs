@@ -182,6 +182,29 @@ pub fn add_email(home_dir: &Path, address: &str, opts: AppendOpts<'_>) -> Result
     Ok(())
 }
 
+/// Attests, from this device's feed, that `identity` controls `address`
+/// (method `attestation`). Whether the attestation counts is the project
+/// policy's decision (e.g. only the project lead's).
+pub fn vouch(home_dir: &Path, identity: &str, address: &str, force: bool) -> Result<()> {
+    let id: IdentityId = identity
+        .parse()
+        .with_context(|| format!("{identity:?} is not an identity id"))?;
+    let addr =
+        normalize_email(address).with_context(|| format!("{address:?} is not an email address"))?;
+    let device = home::load_key(home_dir)?;
+    let store = home::open_store(home_dir)?;
+    let detail = format!("attested by device {}", device.public());
+    let p = IdentityPayload::EmailProof {
+        identity: id,
+        address: addr.clone(),
+        method: "attestation".into(),
+        detail,
+    };
+    append_own(home_dir, &store, &device, vec![item(&p)], force)?;
+    println!("attested that {id} controls {addr}");
+    Ok(())
+}
+
 pub fn remove_email(home_dir: &Path, address: &str, opts: AppendOpts<'_>) -> Result<()> {
     let addr =
         normalize_email(address).with_context(|| format!("{address:?} is not an email address"))?;

@@ -63,6 +63,8 @@ enum IdentityCmd {
     AddEmail { address: String },
     /// Withdraw an email address
     RemoveEmail { address: String },
+    /// Attest that IDENTITY controls ADDRESS (as a project lead would)
+    Vouch { identity: String, address: String },
     /// Replace the root key by a new one (the new root countersigns)
     Rotate,
     /// Write the root key to FILE (mode 0600), to keep it offline
@@ -201,6 +203,9 @@ fn run(cli: Cli) -> Result<()> {
             IdentityCmd::SetName { name } => ident::set_name(&home, &name, opts),
             IdentityCmd::AddEmail { address } => ident::add_email(&home, &address, opts),
             IdentityCmd::RemoveEmail { address } => ident::remove_email(&home, &address, opts),
+            IdentityCmd::Vouch { identity, address } => {
+                ident::vouch(&home, &identity, &address, opts.force)
+            }
             IdentityCmd::Rotate => ident::rotate(&home, opts),
             IdentityCmd::ExportRoot { file } => ident::export_root(&home, &file, opts),
             IdentityCmd::ForgetRoot => ident::forget_root(&home),

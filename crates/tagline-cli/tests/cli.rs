@@ -315,6 +315,47 @@ fn identity_with_two_devices_rotation_and_offline_root() {
     );
     ok(&b, &["import", a_feed.to_str().unwrap()], None);
 
+    // A second address, vouched for by b (as a project lead would): verified.
+    ok(
+        &a,
+        &["identity", "add-email", "ada@lists.example.org"],
+        None,
+    );
+    ok(
+        &b,
+        &["identity", "vouch", &id, "ada@lists.example.org"],
+        None,
+    );
+    let vouch_feed = tmp.path().join("vouch.feed");
+    ok(
+        &b,
+        &["export", &b_dev, "-o", vouch_feed.to_str().unwrap()],
+        None,
+    );
+    ok(&a, &["import", vouch_feed.to_str().unwrap()], None);
+    let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
+    let emails = show["emails"].as_array().unwrap();
+    let vouched = emails
+        .iter()
+        .find(|e| e["address"] == "ada@lists.example.org")
+        .unwrap();
+    assert_eq!(vouched["verified"], true, "{show}");
+    assert_eq!(vouched["proofs"][0]["by"], b_dev.as_str());
+    let human = ok(&a, &["identity", "show"], None);
+    assert!(
+        human.contains("ada@example.org  claimed, not verified"),
+        "{human}"
+    );
+    assert!(
+        human.contains("ada@lists.example.org  verified (attestation by"),
+        "{human}"
+    );
+    ok(
+        &a,
+        &["identity", "remove-email", "ada@lists.example.org"],
+        None,
+    );
+
     for home in [&a, &b] {
         let show = json_of(&ok(home, &["identity", "show", "--json"], None));
         assert_eq!(show["name"], "Ada Lovelace");
