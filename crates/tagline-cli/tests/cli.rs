@@ -531,3 +531,43 @@ fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
     assert_eq!(new["last_valid_seq"], serde_json::Value::Null);
     ok(&a, &["verify"], None);
 }
+
+#[test]
+fn importing_the_newer_copy_resolves_the_guard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let copy = tmp.path().join("a-copy");
+    ok(&a, &["init"], None);
+    let dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    copy_dir(&a, &copy);
+    ok(
+        &copy,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "on the copy"}"#),
+    );
+    fails(
+        &a,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "refused"}"#),
+    );
+    let f = tmp.path().join("copy.feed");
+    ok(&copy, &["export", &dev, "-o", f.to_str().unwrap()], None);
+    ok(&a, &["import", f.to_str().unwrap()], None);
+    let out = ok(
+        &a,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "after catching up"}"#),
+    );
+    assert!(out.starts_with("3 tle1"), "{out}");
+    // Now the copy is behind, and is refused in turn.
+    let err = fails(
+        &copy,
+        &["publish", "--type", "tagline/note", "--json", "-"],
+        Some(r#"{"0": "stale"}"#),
+    );
+    assert!(err.contains("would fork"), "{err}");
+    ok(&a, &["verify"], None);
+}
