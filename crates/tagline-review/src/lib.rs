@@ -1,0 +1,4 @@
+//! The review model and rules engine (in progress): this version holds the
+//! MAINTAINERS parser and matcher. Pure: no I/O.
+
+pub mod maintainers;
