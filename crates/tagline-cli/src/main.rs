@@ -6,6 +6,7 @@
 mod guard;
 mod home;
 mod ident;
+mod maint;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -166,6 +167,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who must see a change: maintainers, reviewers and lists from MAINTAINERS
+    /// (as `get_maintainer.pl --nogit --nogit-fallback --nokeywords`)
+    Maintainers {
+        /// The MAINTAINERS file [default: ./MAINTAINERS]; .mailmap and
+        /// .get_maintainer.ignore are read beside it
+        #[arg(long, value_name = "MAINTAINERS")]
+        file: Option<PathBuf>,
+        /// Print the matching sections instead
+        #[arg(long)]
+        sections: bool,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+        /// Also match K: keywords against the patch (get_maintainer.pl's default)
+        #[arg(long)]
+        keywords: bool,
+        /// The inputs are paths in the tree, not patch files
+        #[arg(short = 'f', long = "paths")]
+        paths: bool,
+        /// Patch files (or paths with -f)
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -190,6 +214,24 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "tagline", &mut io::stdout());
         return Ok(());
+    }
+    if let Command::Maintainers {
+        file,
+        sections,
+        json,
+        keywords,
+        paths,
+        inputs,
+    } = cli.command
+    {
+        return maint::run(maint::Args {
+            file,
+            sections,
+            json,
+            keywords,
+            paths,
+            inputs,
+        });
     }
     let home = home::resolve(cli.home)?;
     let opts = ident::AppendOpts {
@@ -239,6 +281,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { json } => verify(&home, json),
         Command::Export { feed, output } => export(&home, feed.as_deref(), output),
         Command::Import { file, json } => import(&home, &file, json),
+        Command::Maintainers {
+            file,
+            sections,
+            json,
+            keywords,
+            paths,
+            inputs,
+        } => maint::run(maint::Args {
+            file,
+            sections,
+            json,
+            keywords,
+            paths,
+            inputs,
+        }),
         Command::Completions { .. } => Ok(()),
     }
 }

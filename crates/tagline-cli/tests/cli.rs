@@ -571,3 +571,70 @@ fn importing_the_newer_copy_resolves_the_guard() {
     assert!(err.contains("would fork"), "{err}");
     ok(&a, &["verify"], None);
 }
+
+#[test]
+fn maintainers_prints_what_get_maintainer_prints() {
+    // A real Xen patch from the corpus, compared with get_maintainer.pl's output.
+    let xen = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/xen");
+    assert!(xen.is_dir(), "corpus missing at {}", xen.display());
+    let expected = std::fs::read_to_string(xen.join("expected/history-patches-dev.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(expected.lines().next().unwrap()).unwrap();
+    let patch = xen.join(first["patch_file"].as_str().unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_tagline"))
+        .args(["maintainers", "--keywords", "--file"])
+        .arg(xen.join("MAINTAINERS"))
+        .arg(&patch)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let theirs: Vec<String> = first["get_maintainer"]["roles"]["stdout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ours, theirs);
+
+    // --json and --sections on a small tree of our own; a missing file is one clear error.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("drivers/foo")).unwrap();
+    std::fs::write(
+        tmp.path().join("MAINTAINERS"),
+        "FOO\nM:\tAda <ada@example.org>\nL:\tfoo@lists.example.org\nS:\tMaintained\nF:\tdrivers/foo\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tagline"))
+            .current_dir(tmp.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["maintainers", "--json", "-f", "drivers/foo/a.c"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["email"], "Ada <ada@example.org>");
+    assert_eq!(v[0]["role"], "maintainer:FOO");
+    assert_eq!(v[1]["role"], "open list:FOO");
+    let out = run(&["maintainers", "--sections", "-f", "drivers/foo/a.c"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("F:\tdrivers/foo/"),
+        "a directory pattern gains its slash"
+    );
+    let out = run(&["maintainers", "--file", "nope/MAINTAINERS", "-f", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("tagline: error: cannot read nope/MAINTAINERS")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}

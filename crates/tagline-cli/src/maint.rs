@@ -1,0 +1,110 @@
+//! `tagline maintainers`: who must see a change, as get_maintainer.pl says.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use tagline_review::maintainers::{
+    Context, Flavor, Mailmap, Maintainers, files_of_patch, who, who_for_patch,
+};
+
+/// Arguments of `tagline maintainers`.
+#[derive(Debug)]
+pub struct Args {
+    pub file: Option<PathBuf>,
+    pub sections: bool,
+    pub json: bool,
+    pub keywords: bool,
+    pub paths: bool,
+    pub inputs: Vec<String>,
+}
+
+/// Xen's MAINTAINERS carries `V: xen-maintainers-N` under THE REST; its
+/// get_maintainer.pl differs from Linux's (docs/maintainers.md).
+fn flavor_of(text: &str) -> Flavor {
+    if text
+        .lines()
+        .any(|l| l.starts_with("V:") && l.contains("xen-maintainers-"))
+    {
+        Flavor::xen()
+    } else {
+        Flavor::linux()
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let file = a.file.unwrap_or_else(|| PathBuf::from("MAINTAINERS"));
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "cannot read {} (run in the tree's top directory or pass --file)",
+            file.display()
+        )
+    })?;
+    let root: PathBuf = file
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let flavor = flavor_of(&text);
+    let m = Maintainers::parse(&text, &flavor, &|p| root.join(p).is_dir());
+    let ctx = Context {
+        mailmap: std::fs::read_to_string(root.join(".mailmap"))
+            .map(|t| Mailmap::parse(&t))
+            .unwrap_or_default(),
+        ignore: std::fs::read_to_string(root.join(".get_maintainer.ignore"))
+            .map(|t| Context::parse_ignore(&t))
+            .unwrap_or_default(),
+    };
+    if a.inputs.is_empty() {
+        bail!("give paths with -f, or patch files");
+    }
+    let (files, recipients) = if a.paths {
+        let files: Vec<String> = a
+            .inputs
+            .iter()
+            .map(|p| p.trim_start_matches("./").to_string())
+            .collect();
+        let r = who(&m, &files, &flavor, &ctx);
+        (files, r)
+    } else {
+        let mut text = String::new();
+        for p in &a.inputs {
+            text.push_str(
+                &std::fs::read_to_string(p).with_context(|| format!("cannot read patch {p}"))?,
+            );
+            text.push('\n');
+        }
+        let files = files_of_patch(&text);
+        if files.is_empty() {
+            bail!(
+                "{} does not look like a patch (no ---/+++ lines); use -f for paths",
+                a.inputs.join(" ")
+            );
+        }
+        let r = who_for_patch(&m, &text, a.keywords, &flavor, &ctx);
+        (files, r)
+    };
+    if a.sections {
+        let out = m.sections_output(&files);
+        if a.json {
+            println!("{}", json!(out));
+        } else {
+            for l in out {
+                println!("{l}");
+            }
+        }
+        return Ok(());
+    }
+    if a.json {
+        let v: Vec<serde_json::Value> = recipients
+            .iter()
+            .map(|r| json!({"email": r.email, "role": r.role}))
+            .collect();
+        println!("{}", json!(v));
+    } else {
+        for r in recipients {
+            println!("{r}");
+        }
+    }
+    Ok(())
+}
