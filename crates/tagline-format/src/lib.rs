@@ -19,6 +19,7 @@ pub mod keys;
 pub mod limits;
 pub mod lipmaa;
 pub mod payload;
+pub mod review;
 pub mod stream;
 pub mod verify;
 

@@ -895,3 +895,130 @@ fn fuzz_corpus_seeding() {
         }
     }
 }
+
+fn review_payloads() -> Vec<(&'static str, tagline_format::review::ReviewPayload)> {
+    use tagline_format::identity::IdentityId;
+    use tagline_format::review::*;
+    let id = IdentityId(SecretKey::from_seed(&seed(1)).public());
+    let e = |n: u8| EntryId([n; 32]);
+    vec![
+        (
+            "project",
+            ReviewPayload::Project(Project {
+                name: "example".into(),
+                repositories: vec!["https://git.example.org/example.git".into()],
+                branch: "main".into(),
+                policy: "[ci]\nrequired = [\"test\"]\n[review]\nmin_reviewed_by = 2\n".into(),
+                maintainers: vec![id],
+                committers: vec![],
+                reviewers: vec![],
+                maintainers_file: true,
+                bridges: vec![],
+                ci: vec![CiRole {
+                    identity: id,
+                    contexts: vec!["test".into()],
+                }],
+                gates: vec![id],
+                lists: vec!["dev@lists.example.org".into()],
+                amends: None,
+            }),
+        ),
+        (
+            "revision",
+            ReviewPayload::Revision(Revision {
+                project: e(1),
+                series: None,
+                version: 1,
+                base_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                cover: Some(Cover {
+                    subject: "[PATCH 0/1] Fix a thing".into(),
+                    body: "Why.\n".into(),
+                }),
+                changelog: None,
+                patches: vec![Patch {
+                    subject: "x: fix a thing".into(),
+                    message: "Longer text.\n\nSigned-off-by: Ada <ada@example.org>\n".into(),
+                    author: "Ada <ada@example.org>".into(),
+                    diff: "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n"
+                        .into(),
+                    patch_id: "89abcdef0123456789abcdef0123456789abcdef".into(),
+                }],
+                change_id: None,
+            }),
+        ),
+        (
+            "review",
+            ReviewPayload::Review(Review {
+                revision: e(2),
+                patch: Some(1),
+                trailers: vec![("Reviewed-by".into(), "Bob <bob@example.org>".into())],
+                comment: Some("Looks right.".into()),
+                inline: vec![InlineComment {
+                    file: "x.c".into(),
+                    side: Side::New,
+                    start_line: 1,
+                    end_line: 1,
+                    text: "nit".into(),
+                }],
+                retracts: None,
+            }),
+        ),
+        (
+            "ci",
+            ReviewPayload::Ci(CiResult {
+                revision: e(2),
+                context: "test".into(),
+                status: CiStatus::Pass,
+                summary: "all 12 tests passed".into(),
+                log_excerpt: None,
+                log_hash: Some([7; 32]),
+                runner: Some("ci-1".into()),
+                duration_ms: Some(61_000),
+                url: None,
+            }),
+        ),
+        (
+            "merge",
+            ReviewPayload::Merge(Merge {
+                revision: e(2),
+                commits: vec!["fedcba9876543210fedcba9876543210fedcba98".into()],
+                branch: "main".into(),
+                cites: vec![e(3), e(4)],
+            }),
+        ),
+        (
+            "tag",
+            ReviewPayload::Tag(Tag {
+                target: e(2),
+                label: "RFC".into(),
+                add: true,
+            }),
+        ),
+        ("withdraw", ReviewPayload::Withdraw(e(2))),
+    ]
+}
+
+#[test]
+fn review_payload_vectors() {
+    let cases: Vec<J> = review_payloads()
+        .into_iter()
+        .map(|(name, p)| {
+            let bytes = p.encode();
+            let v = cbor::decode(&bytes, bytes.len()).unwrap();
+            json!({"name": name, "type": p.type_name(), "payload": hex(&bytes), "fields": tagline_format::payload::to_json(&v)})
+        })
+        .collect();
+    let doc = json!({
+        "description": "Review payload types (SPEC.md §13): for each, the canonical payload bytes and the same map as JSON (integer keys as strings, byte strings as {\"$bytes\": hex}). Decoders MUST accept these and re-encode them to the same bytes.",
+        "payloads": cases,
+    });
+    write_or_compare("review-payloads.json", &doc);
+    let on_disk = load("review-payloads.json");
+    for c in on_disk["payloads"].as_array().unwrap() {
+        let bytes = unhex(&c["payload"]);
+        let p = tagline_format::review::ReviewPayload::decode(c["type"].as_str().unwrap(), &bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.encode(), bytes, "{}", c["name"]);
+    }
+}
