@@ -2,3 +2,4 @@
 //! MAINTAINERS parser and matcher. Pure: no I/O.
 
 pub mod maintainers;
+pub mod trailers;

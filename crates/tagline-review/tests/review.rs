@@ -222,3 +222,114 @@ fn xen_maintainers_agree_with_get_maintainer() {
         "agreement below target"
     );
 }
+
+#[test]
+fn trailers_agree_with_git_interpret_trailers() {
+    let root = corpus().join("xen");
+    let text = std::fs::read_to_string(root.join("expected/history-patches-dev.jsonl")).unwrap();
+    let (mut total, mut same) = (0, 0);
+    let mut misses = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let patch = std::fs::read_to_string(root.join(v["patch_file"].as_str().unwrap())).unwrap();
+        let ours: Vec<String> = tagline_review::trailers::parse(&patch)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let theirs = lines(&v["trailers_git_interpret_trailers_parse"]);
+        total += 1;
+        if ours == theirs {
+            same += 1;
+        } else if misses.len() < 5 {
+            misses.push(format!(
+                "{}\n  ours:   {ours:?}\n  theirs: {theirs:?}",
+                v["patch_file"]
+            ));
+        }
+    }
+    eprintln!("trailers: {same}/{total} patches identical to git interpret-trailers --parse");
+    for m in &misses {
+        eprintln!("  MISS {m}");
+    }
+    assert_eq!(
+        same, total,
+        "every Xen history patch's trailers must match git's"
+    );
+}
+
+/// Differential test: random messages through our parser and through the
+/// real `git interpret-trailers --parse`.
+#[test]
+fn trailers_agree_with_real_git_on_generated_messages() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let pieces = [
+        "Reviewed-by: Ada <ada@example.org>",
+        "Signed-off-by: Bob <bob@example.org>",
+        "Acked-by : Carol <carol@example.org>",
+        "Link: https://example.org/x",
+        "Fixes: 0123abcd (\"x: y\")",
+        "  continued line",
+        "\tcontinued with a tab",
+        "plain prose line",
+        "prose: with a colon inside words",
+        "https://example.org/bare-url",
+        "Not a trailer because of spaces: no",
+        "(cherry picked from commit 0123)",
+        "",
+        "",
+        "---",
+        "# a comment",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut checked = 0;
+    let rounds: usize = std::env::var("TAGLINE_TRAILER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for _ in 0..rounds {
+        let mut msg = String::from("Title line\n");
+        if next() % 3 != 0 {
+            msg.push('\n');
+        }
+        for _ in 0..(next() % 9) {
+            let i = (next() % pieces.len() as u64) as usize;
+            msg.push_str(pieces[i]);
+            msg.push('\n');
+        }
+        let mut child = Command::new("git")
+            .args(["-c", "core.commentChar=#", "interpret-trailers", "--parse"])
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", "/nonexistent")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("git is needed for this test");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(msg.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let theirs: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let ours: Vec<String> = tagline_review::trailers::parse(&msg)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(ours, theirs, "message:\n{msg}");
+        checked += 1;
+    }
+    assert_eq!(checked, rounds);
+}
