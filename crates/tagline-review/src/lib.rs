@@ -2,4 +2,5 @@
 //! MAINTAINERS parser and matcher. Pure: no I/O.
 
 pub mod maintainers;
+pub mod patchid;
 pub mod trailers;

@@ -333,3 +333,149 @@ fn trailers_agree_with_real_git_on_generated_messages() {
     }
     assert_eq!(checked, rounds);
 }
+
+/// Differential test: patch ids of real `git format-patch` output, ours and
+/// `git patch-id --stable`'s, on commits of random changes made with real git.
+#[test]
+fn patch_ids_agree_with_real_git() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.org",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    git(&["init", "-q", "-b", "main"]);
+    let mut seed: u64 = 42;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let rounds: u64 = std::env::var("TAGLINE_PATCHID_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let names = ["a.c", "b.h", "dir/c.txt", "dir/sub/d.rs", "e.md"];
+    for round in 0..rounds {
+        for _ in 0..=(next() % 3) {
+            let name = names[(next() % names.len() as u64) as usize];
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if next() % 7 == 0 && path.exists() {
+                std::fs::remove_file(&path).unwrap();
+                continue;
+            }
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            for _ in 0..=(next() % 6) {
+                let at = if lines.is_empty() {
+                    0
+                } else {
+                    (next() as usize) % (lines.len() + 1)
+                };
+                match next() % 3 {
+                    0 if !lines.is_empty() && at < lines.len() => {
+                        lines.remove(at);
+                    }
+                    1 => lines.insert(
+                        at,
+                        format!("\tline {}  with  spaces {}", next() % 100, round),
+                    ),
+                    _ => lines.insert(at, format!("x = {};", next() % 1000)),
+                }
+            }
+            text = lines.join("\n");
+            if next() % 2 == 0 {
+                text.push('\n');
+            }
+            std::fs::write(&path, text).unwrap();
+        }
+        git(&["add", "-A"]);
+        let status = git(&["status", "--porcelain"]);
+        if status.is_empty() {
+            continue;
+        }
+        git(&[
+            "commit",
+            "-q",
+            "-m",
+            &format!("change {round}\n\nbody\n\nSigned-off-by: T <t@example.org>"),
+        ]);
+        let patch = git(&["format-patch", "-1", "--stdout", "HEAD"]);
+        let mut child = Command::new("git")
+            .args(["patch-id", "--stable"])
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&patch).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let theirs = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .map(str::to_string);
+        let ours = tagline_review::patchid::stable(&String::from_utf8_lossy(&patch));
+        assert_eq!(
+            ours,
+            theirs,
+            "round {round}, patch:\n{}",
+            String::from_utf8_lossy(&patch)
+        );
+    }
+}
+
+#[test]
+fn patch_ids_of_real_xen_patches_agree_with_git() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = corpus().join("xen/patches-from-history");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut child = Command::new("git")
+            .args(["patch-id", "--stable"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let theirs = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .map(str::to_string);
+        assert_eq!(
+            tagline_review::patchid::stable(&String::from_utf8_lossy(&bytes)),
+            theirs,
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 140);
+}
