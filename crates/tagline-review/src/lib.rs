@@ -3,4 +3,5 @@
 
 pub mod maintainers;
 pub mod patchid;
+pub mod policy;
 pub mod trailers;
