@@ -4,4 +4,5 @@
 pub mod maintainers;
 pub mod patchid;
 pub mod policy;
+pub mod rules;
 pub mod trailers;

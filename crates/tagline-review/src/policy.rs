@@ -77,7 +77,12 @@ pub struct ReviewPolicy {
 
 impl Default for ReviewPolicy {
     fn default() -> Self {
-        ReviewPolicy { min_reviewed_by: 0, reviewer_roles: default_roles(), require_maintainer_ack: false, nack_blocks: true }
+        ReviewPolicy {
+            min_reviewed_by: 0,
+            reviewer_roles: default_roles(),
+            require_maintainer_ack: false,
+            nack_blocks: true,
+        }
     }
 }
 
@@ -130,7 +135,11 @@ fn rejected() -> String {
 
 impl Default for Labels {
     fn default() -> Self {
-        Labels { rfc: rfc(), freeze_exception: freeze_exception(), rejected: rejected() }
+        Labels {
+            rfc: rfc(),
+            freeze_exception: freeze_exception(),
+            rejected: rejected(),
+        }
     }
 }
 
@@ -143,7 +152,9 @@ pub struct DcoPolicy {
 
 impl Default for DcoPolicy {
     fn default() -> Self {
-        DcoPolicy { require_signed_off_by: true }
+        DcoPolicy {
+            require_signed_off_by: true,
+        }
     }
 }
 
@@ -177,8 +188,14 @@ pub struct Policy {
 
 /// Milliseconds since the epoch of a TOML date-time (UTC; offsets applied).
 fn epoch_ms(d: &toml::value::Datetime) -> Result<u64, PolicyError> {
-    let date = d.date.ok_or_else(|| PolicyError(format!("{d}: a freeze needs a date")))?;
-    let (y, m, day) = (i64::from(date.year), i64::from(date.month), i64::from(date.day));
+    let date = d
+        .date
+        .ok_or_else(|| PolicyError(format!("{d}: a freeze needs a date")))?;
+    let (y, m, day) = (
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
     // days_from_civil (proleptic Gregorian).
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -189,7 +206,8 @@ fn epoch_ms(d: &toml::value::Datetime) -> Result<u64, PolicyError> {
     let days = era * 146_097 + doe - 719_468;
     let mut secs = days * 86_400;
     if let Some(t) = d.time {
-        secs += i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second.unwrap_or(0));
+        secs +=
+            i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second.unwrap_or(0));
     }
     if let Some(toml::value::Offset::Custom { minutes }) = d.offset {
         secs -= i64::from(minutes) * 60;
@@ -200,16 +218,24 @@ fn epoch_ms(d: &toml::value::Datetime) -> Result<u64, PolicyError> {
 impl Policy {
     /// Parses policy TOML. An empty string is the default policy.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError(e.to_string().trim().replace('\n', " ")))?;
+        let raw: RawPolicy = toml::from_str(text)
+            .map_err(|e| PolicyError(e.to_string().trim().replace('\n', " ")))?;
         let freezes = raw
             .freeze
             .iter()
             .map(|f| {
                 let (start_ms, end_ms) = (epoch_ms(&f.start)?, epoch_ms(&f.end)?);
                 if end_ms <= start_ms {
-                    return Err(PolicyError(format!("freeze {:?} ends before it starts", f.name)));
+                    return Err(PolicyError(format!(
+                        "freeze {:?} ends before it starts",
+                        f.name
+                    )));
                 }
-                Ok(Freeze { name: f.name.clone(), start_ms, end_ms })
+                Ok(Freeze {
+                    name: f.name.clone(),
+                    start_ms,
+                    end_ms,
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Policy {
@@ -224,7 +250,9 @@ impl Policy {
 
     /// The freeze in force at `now_ms`, if any.
     pub fn freeze_at(&self, now_ms: u64) -> Option<&Freeze> {
-        self.freezes.iter().find(|f| now_ms >= f.start_ms && now_ms < f.end_ms)
+        self.freezes
+            .iter()
+            .find(|f| now_ms >= f.start_ms && now_ms < f.end_ms)
     }
 }
 

@@ -479,3 +479,401 @@ fn patch_ids_of_real_xen_patches_agree_with_git() {
     }
     assert_eq!(n, 140);
 }
+
+mod rules_scenario {
+    use proptest::prelude::*;
+    use tagline_format::entry::{Entry, Head, create_entry};
+    use tagline_format::identity::{IdentityId, IdentityPayload};
+    use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
+    use tagline_format::review::*;
+    use tagline_format::{EntryId, SecretKey};
+    use tagline_review::policy::Policy;
+    use tagline_review::rules::{Input, Outcome, ProjectContext, State, evaluate};
+
+    struct Feed {
+        key: SecretKey,
+        entries: Vec<(Entry, Option<ReviewPayload>)>,
+    }
+
+    impl Feed {
+        fn new(n: u8) -> Feed {
+            Feed {
+                key: SecretKey::from_seed(&[n; 32]),
+                entries: Vec::new(),
+            }
+        }
+        fn push_raw(
+            &mut self,
+            t: &str,
+            payload: Vec<u8>,
+            ts: u64,
+            review: Option<ReviewPayload>,
+        ) -> EntryId {
+            let prev = self.entries.last().map(|(e, _)| Head::of(&e.signed));
+            let seq = prev.map_or(1, |h| h.seq + 1);
+            let target = has_distinct_lipmaa(seq)
+                .then(|| self.entries[(lipmaa(seq) - 1) as usize].0.signed.id());
+            let e = create_entry(&self.key, prev.as_ref(), target, ts, t, payload).unwrap();
+            let id = e.signed.id();
+            self.entries.push((e, review));
+            id
+        }
+        fn id(&mut self, p: IdentityPayload) -> EntryId {
+            self.push_raw(p.type_name(), p.encode(), 1, None)
+        }
+        fn post(&mut self, p: ReviewPayload, ts: u64) -> EntryId {
+            self.push_raw(p.type_name(), p.encode(), ts, Some(p))
+        }
+    }
+
+    /// A person: a root feed and one device, joined.
+    struct Person {
+        root: Feed,
+        dev: Feed,
+    }
+
+    fn person(n: u8) -> Person {
+        let mut root = Feed::new(n);
+        let mut dev = Feed::new(n + 100);
+        let id = IdentityId(root.key.public());
+        root.id(IdentityPayload::Genesis);
+        root.id(IdentityPayload::DeviceAdd {
+            device: dev.key.public(),
+            from_seq: 1,
+        });
+        dev.id(IdentityPayload::Join { identity: id });
+        Person { root, dev }
+    }
+
+    impl Person {
+        fn identity(&self) -> IdentityId {
+            IdentityId(self.root.key.public())
+        }
+    }
+
+    fn patch(subject: &str, body: &str, pid: &str) -> Patch {
+        Patch {
+            subject: subject.into(),
+            message: format!("{body}\n\nSigned-off-by: Ada <ada@example.org>\n"),
+            author: "Ada <ada@example.org>".into(),
+            diff: format!(
+                "diff --git a/xen/arch/x86/{subject}.c b/xen/arch/x86/{subject}.c\n--- a/xen/arch/x86/{subject}.c\n+++ b/xen/arch/x86/{subject}.c\n@@ -1 +1 @@\n-a\n+b\n"
+            ),
+            patch_id: pid.into(),
+        }
+    }
+
+    fn review(rev: EntryId, patch: Option<u64>, key: &str, who: &str) -> ReviewPayload {
+        ReviewPayload::Review(Review {
+            revision: rev,
+            patch,
+            trailers: vec![(key.into(), who.into())],
+            comment: None,
+            inline: vec![],
+            retracts: None,
+        })
+    }
+
+    struct World {
+        people: Vec<Person>,
+        project: Project,
+        project_id: EntryId,
+        series: EntryId,
+        v2: EntryId,
+    }
+
+    /// lead (0), author Ada (1), reviewers B (2) and C (3), CI bot (4), gate (5).
+    fn world(nack: bool, retract: bool, merge: bool) -> World {
+        let mut people: Vec<Person> = (0..6).map(|i| person(10 + i)).collect();
+        let project = Project {
+            name: "xen".into(),
+            branch: "staging".into(),
+            policy: "[ci]\nrequired = [\"test\"]\n[review]\nmin_reviewed_by = 2\nreviewer_roles = [\"any\"]\nrequire_maintainer_ack = true\n".into(),
+            maintainers: vec![people[0].identity()],
+            ci: vec![CiRole { identity: people[4].identity(), contexts: vec!["test".into()] }],
+            gates: vec![people[5].identity()],
+            ..Project::default()
+        };
+        let project_id = people[0]
+            .dev
+            .post(ReviewPayload::Project(project.clone()), 100);
+        let v1 = people[1].dev.post(
+            ReviewPayload::Revision(Revision {
+                project: project_id,
+                series: None,
+                version: 1,
+                base_commit: None,
+                cover: Some(Cover {
+                    subject: "[PATCH 0/2] x86: two fixes".into(),
+                    body: String::new(),
+                }),
+                changelog: None,
+                patches: vec![
+                    patch("one", "first", "aaaa"),
+                    patch("two", "second", "bbbb"),
+                ],
+                change_id: None,
+            }),
+            200,
+        );
+        let ci = |rev, status| {
+            ReviewPayload::Ci(CiResult {
+                revision: rev,
+                context: "test".into(),
+                status,
+                summary: "ran".into(),
+                log_excerpt: None,
+                log_hash: None,
+                runner: None,
+                duration_ms: None,
+                url: None,
+            })
+        };
+        people[4].dev.post(ci(v1, CiStatus::Fail), 300);
+        // B reviews both patches of v1; only patch 1 survives into v2.
+        people[2]
+            .dev
+            .post(review(v1, Some(1), "Reviewed-by", "B <b@example.org>"), 310);
+        people[2]
+            .dev
+            .post(review(v1, Some(2), "Reviewed-by", "B <b@example.org>"), 311);
+        let v2 = people[1].dev.post(
+            ReviewPayload::Revision(Revision {
+                project: project_id,
+                series: Some(v1),
+                version: 2,
+                base_commit: None,
+                cover: Some(Cover {
+                    subject: "[PATCH v2 0/2] x86: two fixes".into(),
+                    body: String::new(),
+                }),
+                changelog: Some("v2: rework patch 2".into()),
+                patches: vec![
+                    patch("one", "first", "aaaa"),
+                    patch("two", "second, reworked", "cccc"),
+                ],
+                change_id: None,
+            }),
+            400,
+        );
+        people[4].dev.post(ci(v2, CiStatus::Pass), 500);
+        people[2]
+            .dev
+            .post(review(v2, Some(2), "Reviewed-by", "B <b@example.org>"), 510);
+        people[3]
+            .dev
+            .post(review(v2, None, "Reviewed-by", "C <c@example.org>"), 520);
+        people[0]
+            .dev
+            .post(review(v2, None, "Acked-by", "Lead <lead@example.org>"), 530);
+        if nack {
+            let n = people[0].dev.post(
+                review(v2, Some(2), "Nacked-by", "Lead <lead@example.org>"),
+                540,
+            );
+            if retract {
+                people[0].dev.post(
+                    ReviewPayload::Review(Review {
+                        revision: v2,
+                        patch: None,
+                        trailers: vec![],
+                        comment: Some("ok after all".into()),
+                        inline: vec![],
+                        retracts: Some(n),
+                    }),
+                    550,
+                );
+            }
+        }
+        if merge {
+            people[5].dev.post(
+                ReviewPayload::Merge(Merge {
+                    revision: v2,
+                    commits: vec!["c0ffee".into()],
+                    branch: "staging".into(),
+                    cites: vec![],
+                }),
+                600,
+            );
+        }
+        World {
+            people,
+            project,
+            project_id,
+            series: v1,
+            v2,
+        }
+    }
+
+    fn run(w: &World, order: Option<&[usize]>, dup: usize) -> tagline_review::rules::Evaluation {
+        let all: Vec<&(Entry, Option<ReviewPayload>)> = w
+            .people
+            .iter()
+            .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
+            .collect();
+        let id_inputs: Vec<tagline_identity::Input<'_>> = all
+            .iter()
+            .map(|(e, _)| tagline_identity::Input {
+                signed: &e.signed,
+                payload: e.payload.as_deref(),
+            })
+            .collect();
+        let reg = tagline_identity::resolve(&id_inputs);
+        let mut inputs: Vec<Input<'_>> = all
+            .iter()
+            .filter_map(|(e, p)| {
+                p.as_ref().map(|p| Input {
+                    id: e.signed.id(),
+                    author: *e.signed.author(),
+                    seq: e.signed.seq(),
+                    timestamp: e.signed.header().timestamp,
+                    payload: p,
+                })
+            })
+            .collect();
+        if let Some(order) = order {
+            let n = inputs.len();
+            inputs = order
+                .iter()
+                .filter(|i| **i < n)
+                .map(|i| inputs[*i])
+                .collect();
+        }
+        for i in 0..dup {
+            let x = inputs[i % inputs.len()];
+            inputs.push(x);
+        }
+        let policy = Policy::parse(&w.project.policy).unwrap();
+        let ctx = ProjectContext {
+            id: w.project_id,
+            lead: Some(w.people[0].identity()),
+            decl: &w.project,
+            policy: &policy,
+            maintainers_file: None,
+        };
+        evaluate(w.series, &inputs, &ctx, &reg, 10_000)
+    }
+
+    fn rule<'a>(
+        e: &'a tagline_review::rules::Evaluation,
+        name: &str,
+    ) -> &'a tagline_review::rules::RuleResult {
+        e.rules
+            .iter()
+            .find(|r| r.rule == name)
+            .unwrap_or_else(|| panic!("no rule {name}: {:?}", e.rules))
+    }
+
+    #[test]
+    fn one_series_from_posting_to_merge() {
+        let w = world(false, false, false);
+        let e = run(&w, None, 0);
+        assert_eq!(e.latest().unwrap(), (2, w.v2));
+        assert_eq!(e.state, State::Approved, "{:#?}", e.rules);
+        // B's v1 review of patch 1 carried (same patch-id); of patch 2 not.
+        let carried: Vec<_> = e
+            .trailers
+            .iter()
+            .filter(|t| t.carried_from == Some(1))
+            .collect();
+        assert_eq!(carried.len(), 1);
+        assert_eq!(carried[0].patch, 1);
+        assert!(
+            e.uncounted
+                .iter()
+                .any(|u| u.reason.contains("changed since")),
+            "{:?}",
+            e.uncounted
+        );
+        assert_eq!(rule(&e, "ci:test").outcome, Outcome::Held);
+        assert_eq!(rule(&e, "reviewed-by").outcome, Outcome::Held);
+        assert_eq!(rule(&e, "maintainer-ack").outcome, Outcome::Held);
+        assert_eq!(rule(&e, "dco").outcome, Outcome::Held);
+
+        let nacked = run(&world(true, false, false), None, 0);
+        assert_eq!(nacked.state, State::ChangesRequested);
+        assert_eq!(rule(&nacked, "no-nack").outcome, Outcome::Failed);
+        assert_eq!(
+            run(&world(true, true, false), None, 0).state,
+            State::Approved
+        );
+        assert_eq!(
+            run(&world(false, false, true), None, 0).state,
+            State::Merged
+        );
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let mut w = world(false, false, false);
+        // Drop C's review and the lead's ack: reviewed-by and maintainer-ack go missing.
+        w.people[3]
+            .dev
+            .entries
+            .retain(|(_, p)| !matches!(p, Some(ReviewPayload::Review(_))));
+        w.people[0]
+            .dev
+            .entries
+            .retain(|(_, p)| !matches!(p, Some(ReviewPayload::Review(_))));
+        let e = run(&w, None, 0);
+        assert_eq!(e.state, State::Posted);
+        let r = rule(&e, "reviewed-by");
+        assert_eq!(r.outcome, Outcome::Missing);
+        assert!(
+            r.message.contains("patch 1 needs 1 more")
+                && r.message.contains("patch 2 needs 1 more"),
+            "{}",
+            r.message
+        );
+        assert!(
+            rule(&e, "maintainer-ack")
+                .message
+                .contains("Acked-by from a project maintainer")
+        );
+    }
+
+    #[test]
+    fn keys_of_no_identity_never_count() {
+        let mut w = world(false, false, false);
+        let mut stranger = Feed::new(77);
+        for _ in 0..3 {
+            stranger.post(review(w.v2, None, "Reviewed-by", "X <x@example.org>"), 700);
+        }
+        w.people.push(Person {
+            root: Feed::new(78),
+            dev: stranger,
+        });
+        let e = run(&w, None, 0);
+        assert!(
+            e.uncounted
+                .iter()
+                .any(|u| u.reason.contains("no known identity"))
+        );
+        assert_eq!(
+            e.trailers.iter().filter(|t| t.key == "Reviewed-by").count(),
+            run(&world(false, false, false), None, 0)
+                .trailers
+                .iter()
+                .filter(|t| t.key == "Reviewed-by")
+                .count()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+        #[test]
+        fn order_and_duplicates_do_not_matter(order in Just(()).prop_perturb(|_, mut rng| {
+            let mut v: Vec<usize> = (0..40).collect();
+            for i in (1..v.len()).rev() {
+                let j = (rng.next_u32() as usize) % (i + 1);
+                v.swap(i, j);
+            }
+            v
+        }), dup in 0usize..10, nack in any::<bool>(), merge in any::<bool>()) {
+            let w = world(nack, false, merge);
+            let reference = run(&w, None, 0);
+            let shuffled = run(&w, Some(&order), dup);
+            prop_assert_eq!(reference, shuffled);
+        }
+    }
+}
