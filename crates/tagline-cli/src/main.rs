@@ -7,6 +7,7 @@ mod guard;
 mod home;
 mod ident;
 mod maint;
+mod reviewcmd;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -105,6 +106,58 @@ enum DeviceCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ProjectCmd {
+    /// Declare a project, with you (this identity) as its lead
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        #[arg(long = "repository")]
+        repositories: Vec<String>,
+        /// Merge policy, TOML (see docs/policy.md)
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        #[arg(long = "maintainer", value_name = "IDENTITY")]
+        maintainers: Vec<String>,
+        #[arg(long = "reviewer", value_name = "IDENTITY")]
+        reviewers: Vec<String>,
+        #[arg(long = "committer", value_name = "IDENTITY")]
+        committers: Vec<String>,
+        /// A CI identity and its contexts: IDENTITY:CONTEXT[,CONTEXT…]
+        #[arg(long = "ci", value_name = "IDENTITY:CONTEXTS")]
+        ci: Vec<String>,
+        #[arg(long = "gate", value_name = "IDENTITY")]
+        gates: Vec<String>,
+        #[arg(long = "bridge", value_name = "IDENTITY")]
+        bridges: Vec<String>,
+        #[arg(long = "list", value_name = "ADDRESS")]
+        lists: Vec<String>,
+        /// Also take maintainers from the MAINTAINERS file
+        #[arg(long)]
+        maintainers_file: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CiCmd {
+    /// Report a CI result for the latest revision of a series
+    Report {
+        series: String,
+        #[arg(long)]
+        context: String,
+        /// pending, pass, warning, fail or error
+        #[arg(long)]
+        status: String,
+        #[arg(long)]
+        summary: Option<String>,
+        /// The full log: its tail goes into the entry, its hash too
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Create the data directory, an identity (root key) and a first device
     Init {
@@ -189,6 +242,67 @@ enum Command {
         /// Patch files (or paths with -f)
         #[arg(required = true)]
         inputs: Vec<String>,
+    },
+    /// Projects (a project's lead declares it and its merge policy)
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Post a revision of a patch series from `git format-patch` files
+    Submit {
+        /// Project name or id [default: the only project known]
+        #[arg(long)]
+        project: Option<String>,
+        /// Version [default: from the subjects, else 1]
+        #[arg(long)]
+        version: Option<u64>,
+        /// The series this revises (id prefix; see `tagline series`), for v2 and later
+        #[arg(long)]
+        series: Option<String>,
+        /// Patch files (a `0/N` cover letter among them is used as the cover)
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Review the latest revision of a series
+    Review {
+        /// Series id prefix
+        series: String,
+        /// Only this patch (1-based) [default: the whole series]
+        #[arg(long)]
+        patch: Option<u64>,
+        #[arg(long)]
+        reviewed_by: bool,
+        #[arg(long)]
+        acked_by: bool,
+        #[arg(long)]
+        tested_by: bool,
+        #[arg(long)]
+        nacked_by: bool,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Retract an earlier review of yours (its id prefix)
+        #[arg(long, value_name = "REVIEW")]
+        retract: Option<String>,
+    },
+    /// CI results
+    #[command(subcommand)]
+    Ci(CiCmd),
+    /// Where a series stands, and what is missing
+    Status {
+        /// Series id prefix
+        series: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List series with their state
+    Series {
+        #[arg(long)]
+        project: Option<String>,
+        /// Only series in this state (posted, ci-failed, approved, merged, …)
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script
     Completions {
@@ -281,6 +395,106 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { json } => verify(&home, json),
         Command::Export { feed, output } => export(&home, feed.as_deref(), output),
         Command::Import { file, json } => import(&home, &file, json),
+        Command::Project(ProjectCmd::Create {
+            name,
+            branch,
+            repositories,
+            policy,
+            maintainers,
+            reviewers,
+            committers,
+            ci,
+            gates,
+            bridges,
+            lists,
+            maintainers_file,
+        }) => reviewcmd::project_create(
+            &home,
+            reviewcmd::ProjectArgs {
+                name,
+                branch,
+                repositories,
+                policy,
+                maintainers,
+                reviewers,
+                committers,
+                ci,
+                gates,
+                bridges,
+                lists,
+                maintainers_file,
+            },
+            opts.force,
+        ),
+        Command::Submit {
+            project,
+            version,
+            series,
+            files,
+        } => reviewcmd::submit(
+            &home,
+            project.as_deref(),
+            version,
+            series.as_deref(),
+            &files,
+            opts.force,
+        ),
+        Command::Review {
+            series,
+            patch,
+            reviewed_by,
+            acked_by,
+            tested_by,
+            nacked_by,
+            comment,
+            retract,
+        } => {
+            let trailers = [
+                (reviewed_by, "Reviewed-by"),
+                (acked_by, "Acked-by"),
+                (tested_by, "Tested-by"),
+                (nacked_by, "Nacked-by"),
+            ]
+            .into_iter()
+            .filter_map(|(on, k)| on.then_some(k))
+            .collect();
+            reviewcmd::review(
+                &home,
+                reviewcmd::ReviewArgs {
+                    series,
+                    patch,
+                    trailers,
+                    comment,
+                    retract,
+                },
+                opts.force,
+            )
+        }
+        Command::Ci(CiCmd::Report {
+            series,
+            context,
+            status,
+            summary,
+            log,
+        }) => reviewcmd::ci_report(
+            &home,
+            &series,
+            &context,
+            &status,
+            summary,
+            log.as_deref(),
+            opts.force,
+        ),
+        Command::Status {
+            series,
+            project,
+            json,
+        } => reviewcmd::status(&home, &series, project.as_deref(), json),
+        Command::Series {
+            project,
+            state,
+            json,
+        } => reviewcmd::series_list(&home, project.as_deref(), state.as_deref(), json),
         Command::Maintainers {
             file,
             sections,

@@ -638,3 +638,176 @@ fn maintainers_prints_what_get_maintainer_prints() {
         "{err}"
     );
 }
+
+/// Exchanges one home's device feed into another (offline sync).
+fn sync_feed(tmp: &Path, from: &Path, to: &Path) {
+    let feed = json_of(&ok(from, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = tmp.join(format!("{}.feed", feed));
+    ok(from, &["export", &feed, "-o", file.to_str().unwrap()], None);
+    ok(to, &["import", file.to_str().unwrap()], None);
+    // The identity feed too, so the device counts for its identity.
+    let root = json_of(&ok(from, &["identity", "show", "--json"], None))["roots"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rfile = tmp.join(format!("{}.root.feed", root));
+    ok(
+        from,
+        &["export", &root, "-o", rfile.to_str().unwrap()],
+        None,
+    );
+    ok(to, &["import", rfile.to_str().unwrap()], None);
+}
+
+#[test]
+fn a_series_from_format_patch_to_approved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Ada",
+                "-c",
+                "user.email=ada@example.org",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(t.join("repo"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", t)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::create_dir_all(t.join("repo")).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+    std::fs::write(t.join("repo/a.c"), "int a;\n").unwrap();
+    git(&["add", "a.c"]);
+    git(&["commit", "-q", "-s", "-m", "a: add a"]);
+    std::fs::write(t.join("repo/b.c"), "int b;\n").unwrap();
+    git(&["add", "b.c"]);
+    git(&["commit", "-q", "-s", "-m", "b: add b"]);
+    git(&["format-patch", "-q", "-2", "-o", "../v1"]);
+
+    let (lead, ada, bob) = (t.join("lead"), t.join("ada"), t.join("bob"));
+    for h in [&lead, &ada, &bob] {
+        ok(h, &["init"], None);
+    }
+    let lead_id = json_of(&ok(&lead, &["id", "--json"], None))["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        t.join("policy.toml"),
+        "[ci]\nrequired = [\"test\"]\n[review]\nmin_reviewed_by = 1\nreviewer_roles = [\"any\"]\n",
+    )
+    .unwrap();
+    let bad = t.join("bad.toml");
+    std::fs::write(&bad, "[review]\nmin_reviewd_by = 1\n").unwrap();
+    let err = fails(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(err.contains("min_reviewd_by"), "{err}");
+    let ci = format!("{lead_id}:test");
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            t.join("policy.toml").to_str().unwrap(),
+            "--maintainer",
+            &lead_id,
+            "--ci",
+            &ci,
+        ],
+        None,
+    );
+
+    sync_feed(t, &lead, &ada);
+    let mut patches: Vec<String> = std::fs::read_dir(t.join("v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    patches.sort();
+    let mut args = vec!["submit"];
+    args.extend(patches.iter().map(String::as_str));
+    let out = ok(&ada, &args, None);
+    assert!(out.contains("v1 (2 patches) in demo"), "{out}");
+    let series = json_of(&ok(&ada, &["series", "--json"], None))[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prefix = &series[..16];
+    let st = json_of(&ok(&ada, &["status", prefix, "--json"], None));
+    assert_eq!(st["state"], "posted");
+
+    // Bob reviews; the lead's CI reports a pass.
+    sync_feed(t, &ada, &bob);
+    sync_feed(t, &lead, &bob);
+    ok(&bob, &["review", prefix, "--reviewed-by"], None);
+    let err = fails(
+        &bob,
+        &["review", prefix, "--patch", "9", "--acked-by"],
+        None,
+    );
+    assert!(err.contains("patch 9 does not exist"), "{err}");
+    sync_feed(t, &ada, &lead);
+    ok(
+        &lead,
+        &[
+            "ci",
+            "report",
+            prefix,
+            "--context",
+            "test",
+            "--status",
+            "pass",
+            "--summary",
+            "ok",
+        ],
+        None,
+    );
+
+    sync_feed(t, &bob, &ada);
+    sync_feed(t, &lead, &ada);
+    let st = json_of(&ok(&ada, &["status", prefix, "--json"], None));
+    assert_eq!(st["state"], "approved", "{st}");
+    let human = ok(&ada, &["status", prefix], None);
+    assert!(
+        human.contains("state: approved") && human.contains("Reviewed-by"),
+        "{human}"
+    );
+    assert_eq!(
+        json_of(&ok(
+            &ada,
+            &["series", "--state", "approved", "--json"],
+            None
+        ))
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+}

@@ -24,7 +24,7 @@ use tagline_format::{
 
 use crate::tables::{
     ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_ENTRIES, META, PAYLOADS,
-    SCHEMA_VERSION, entry_key, id_prefix,
+    REVIEW_ENTRIES, SCHEMA_VERSION, entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
@@ -331,6 +331,7 @@ impl Store {
             tx.open_table(ID_INDEX)?;
             tx.open_table(ID_OVERFLOW)?;
             tx.open_table(IDENTITY_ENTRIES)?;
+            tx.open_table(REVIEW_ENTRIES)?;
             tx.open_table(PAYLOADS)?;
             tx.open_table(FORKS)?;
         }
@@ -423,8 +424,20 @@ impl Store {
 
     /// Every stored entry of an identity payload type, with payloads.
     pub fn identity_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        self.indexed_entries(IDENTITY_ENTRIES)
+    }
+
+    /// Every stored entry of a review payload type, with payloads.
+    pub fn review_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        self.indexed_entries(REVIEW_ENTRIES)
+    }
+
+    fn indexed_entries(
+        &self,
+        table: redb::TableDefinition<&[u8; 40], ()>,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
         let tx = self.read()?;
-        let index = tx.open_table(IDENTITY_ENTRIES)?;
+        let index = tx.open_table(table)?;
         let entries = tx.open_table(ENTRIES)?;
         let payloads = tx.open_table(PAYLOADS)?;
         let mut out = Vec::new();
@@ -482,6 +495,7 @@ impl Store {
                 prefix: tx.open_table(ID_INDEX)?,
                 overflow: tx.open_table(ID_OVERFLOW)?,
                 identity: tx.open_table(IDENTITY_ENTRIES)?,
+                review: tx.open_table(REVIEW_ENTRIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let meta = match feeds.get(author.as_bytes())? {
@@ -609,6 +623,7 @@ impl Store {
                 prefix: tx.open_table(ID_INDEX)?,
                 overflow: tx.open_table(ID_OVERFLOW)?,
                 identity: tx.open_table(IDENTITY_ENTRIES)?,
+                review: tx.open_table(REVIEW_ENTRIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
@@ -1031,6 +1046,7 @@ struct IdIndex<'t> {
     prefix: redb::Table<'t, &'static [u8; 16], &'static [u8; 40]>,
     overflow: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
     identity: redb::Table<'t, &'static [u8; 40], ()>,
+    review: redb::Table<'t, &'static [u8; 40], ()>,
 }
 
 impl IdIndex<'_> {
@@ -1060,8 +1076,12 @@ fn put_entry(
     row.extend_from_slice(signed.as_bytes());
     entries.insert(&key, row.as_slice())?;
     index.insert(&id, &key)?;
-    if tagline_format::identity::IdentityPayload::is_identity_type(&signed.header().payload_type) {
+    let payload_type = &signed.header().payload_type;
+    if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
         index.identity.insert(&key, ())?;
+    }
+    if tagline_format::review::ReviewPayload::is_review_type(payload_type) {
+        index.review.insert(&key, ())?;
     }
     if let Some(p) = payload {
         payloads.insert(signed.header().payload_hash.as_bytes(), p)?;

@@ -79,3 +79,9 @@ pub fn id_prefix(id: &[u8; 32]) -> [u8; 16] {
 /// Key: `author [32] ‖ seq u64`. Value: empty.
 pub const IDENTITY_ENTRIES: TableDefinition<&[u8; 40], ()> =
     TableDefinition::new("identity_entries_v1");
+
+/// Entries of review payload types (`tagline/project`, `revision`, `review`,
+/// `ci`, `merge`, `tag`, `withdraw`), so the review commands read them without
+/// scanning every feed. Key: `author [32] ‖ seq u64`. Value: empty.
+pub const REVIEW_ENTRIES: TableDefinition<&[u8; 40], ()> =
+    TableDefinition::new("review_entries_v1");

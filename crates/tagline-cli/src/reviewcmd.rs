@@ -1,0 +1,725 @@
+//! The review commands: `project create`, `submit`, `review`, `ci report`,
+//! `status`, `series`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tagline_format::EntryId;
+use tagline_format::identity::IdentityId;
+use tagline_format::review::{
+    CiResult, CiRole, CiStatus, Cover, Patch, Project, Review, ReviewPayload, Revision,
+};
+use tagline_identity::Registry;
+use tagline_review::policy::Policy;
+use tagline_review::rules::{Evaluation, Input, Outcome, ProjectContext, evaluate};
+use tagline_store::{Store, StoredEntry};
+
+use crate::{home, ident};
+
+/// Lines of a CI log kept in the entry itself.
+const LOG_EXCERPT_LINES: usize = 50;
+/// Bytes of a CI log kept in the entry itself.
+const LOG_EXCERPT_BYTES: usize = 64 * 1024;
+
+/// The review entries a node holds, decoded, and the identities.
+struct World {
+    entries: Vec<(StoredEntry, ReviewPayload)>,
+    registry: Registry,
+}
+
+fn world(store: &Store) -> Result<World> {
+    let mut entries = Vec::new();
+    for e in store.review_entries()? {
+        let Some(p) = e.payload.as_deref() else {
+            continue;
+        };
+        if let Ok(Some(d)) = ReviewPayload::decode(&e.signed.header().payload_type, p) {
+            entries.push((e, d));
+        }
+    }
+    Ok(World {
+        entries,
+        registry: ident::registry(store)?,
+    })
+}
+
+impl World {
+    fn inputs(&self) -> Vec<Input<'_>> {
+        self.entries
+            .iter()
+            .map(|(e, p)| Input {
+                id: e.signed.id(),
+                author: *e.signed.author(),
+                seq: e.signed.seq(),
+                timestamp: e.signed.header().timestamp,
+                payload: p,
+            })
+            .collect()
+    }
+
+    fn identity_of(&self, e: &StoredEntry) -> Option<IdentityId> {
+        self.registry.identity_of(e.signed.author(), e.signed.seq())
+    }
+
+    /// Projects: (declaring entry id, declaration, lead).
+    fn projects(&self) -> Vec<(EntryId, &Project, Option<IdentityId>)> {
+        self.entries
+            .iter()
+            .filter_map(|(e, p)| match p {
+                ReviewPayload::Project(decl) if decl.amends.is_none() => {
+                    Some((e.signed.id(), decl, self.identity_of(e)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn project(&self, arg: Option<&str>) -> Result<(EntryId, &Project, Option<IdentityId>)> {
+        let all = self.projects();
+        let found: Vec<_> = match arg {
+            None => all,
+            Some(a) => all
+                .into_iter()
+                .filter(|(id, decl, _)| decl.name == a || id.to_string().starts_with(a))
+                .collect(),
+        };
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => match arg {
+                Some(a) => bail!(
+                    "no project named or with id {a:?} is known here (import its lead's feed, or `tagline project create`)"
+                ),
+                None => bail!(
+                    "no project is known here (create one with `tagline project create`, or import its lead's feed)"
+                ),
+            },
+            many => bail!(
+                "{} projects match; name one with --project: {}",
+                many.len(),
+                many.iter()
+                    .map(|(id, d, _)| format!("{} ({})", d.name, id.short()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// First revisions (series), newest first.
+    fn series_list(&self) -> Vec<(EntryId, &Revision, &StoredEntry)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(e, p)| match p {
+                ReviewPayload::Revision(r) if r.series.is_none() => Some((e.signed.id(), r, e)),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|(id, _, e)| (std::cmp::Reverse(e.signed.header().timestamp), *id));
+        v
+    }
+
+    fn series(&self, arg: &str) -> Result<(EntryId, &Revision)> {
+        let found: Vec<_> = self
+            .series_list()
+            .into_iter()
+            .filter(|(id, _, _)| id.to_string().starts_with(arg))
+            .collect();
+        match found.as_slice() {
+            [(id, r, _)] => Ok((*id, r)),
+            [] => bail!(
+                "no series with an id starting with {arg:?} is known here (see `tagline series`)"
+            ),
+            many => bail!(
+                "{} series ids start with {arg:?}; give more characters",
+                many.len()
+            ),
+        }
+    }
+
+    /// The latest revision of a series (by version, then time, then id).
+    fn latest(&self, series: EntryId) -> Option<(EntryId, &Revision)> {
+        self.entries
+            .iter()
+            .filter_map(|(e, p)| match p {
+                ReviewPayload::Revision(r)
+                    if e.signed.id() == series || r.series == Some(series) =>
+                {
+                    Some(((r.version, e.signed.header().timestamp, e.signed.id()), r))
+                }
+                _ => None,
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|((_, _, id), r)| (id, r))
+    }
+
+    fn evaluate(
+        &self,
+        series: EntryId,
+        project: (EntryId, &Project, Option<IdentityId>),
+    ) -> Result<Evaluation> {
+        let policy = Policy::parse(&project.1.policy)
+            .with_context(|| format!("project {}", project.1.name))?;
+        let ctx = ProjectContext {
+            id: project.0,
+            lead: project.2,
+            decl: project.1,
+            policy: &policy,
+            maintainers_file: None,
+        };
+        Ok(evaluate(
+            series,
+            &self.inputs(),
+            &ctx,
+            &self.registry,
+            home::now_ms(),
+        ))
+    }
+}
+
+fn publish(home_dir: &Path, store: &Store, p: &ReviewPayload, force: bool) -> Result<EntryId> {
+    let key = home::load_key(home_dir)?;
+    let entries = ident::append_own(
+        home_dir,
+        store,
+        &key,
+        vec![(p.type_name().to_string(), p.encode())],
+        force,
+    )?;
+    entries
+        .first()
+        .map(|e| e.signed.id())
+        .context("nothing was appended")
+}
+
+fn identities(list: &[String]) -> Result<Vec<IdentityId>> {
+    list.iter()
+        .map(|s| {
+            s.parse::<IdentityId>()
+                .with_context(|| format!("{s:?} is not an identity id (tli1…)"))
+        })
+        .collect()
+}
+
+/// Options of `tagline project create`.
+#[derive(Debug)]
+pub struct ProjectArgs {
+    pub name: String,
+    pub branch: String,
+    pub repositories: Vec<String>,
+    pub policy: Option<std::path::PathBuf>,
+    pub maintainers: Vec<String>,
+    pub reviewers: Vec<String>,
+    pub committers: Vec<String>,
+    pub ci: Vec<String>,
+    pub gates: Vec<String>,
+    pub bridges: Vec<String>,
+    pub lists: Vec<String>,
+    pub maintainers_file: bool,
+}
+
+pub fn project_create(home_dir: &Path, a: ProjectArgs, force: bool) -> Result<()> {
+    let policy = match &a.policy {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => String::new(),
+    };
+    Policy::parse(&policy).with_context(|| {
+        format!(
+            "refusing the policy in {}",
+            a.policy
+                .as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        )
+    })?;
+    let ci =
+        a.ci.iter()
+            .map(|s| {
+                let (id, contexts) = s
+                    .split_once(':')
+                    .with_context(|| format!("--ci {s:?}: expected IDENTITY:CONTEXT[,CONTEXT…]"))?;
+                Ok(CiRole {
+                    identity: id
+                        .parse()
+                        .with_context(|| format!("--ci {s:?}: {id:?} is not an identity id"))?,
+                    contexts: contexts.split(',').map(str::to_string).collect(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+    let decl = Project {
+        name: a.name,
+        repositories: a.repositories,
+        branch: a.branch,
+        policy,
+        maintainers: identities(&a.maintainers)?,
+        committers: identities(&a.committers)?,
+        reviewers: identities(&a.reviewers)?,
+        maintainers_file: a.maintainers_file,
+        bridges: identities(&a.bridges)?,
+        ci,
+        gates: identities(&a.gates)?,
+        lists: a.lists,
+        amends: None,
+    };
+    let store = home::open_store(home_dir)?;
+    let id = publish(
+        home_dir,
+        &store,
+        &ReviewPayload::Project(decl.clone()),
+        force,
+    )?;
+    println!("project {} {id}", decl.name);
+    Ok(())
+}
+
+/// A parsed `git format-patch` mail.
+struct PatchMail {
+    subject: String,
+    version: Option<u64>,
+    index: Option<(u64, u64)>,
+    author: String,
+    message: String,
+    diff: String,
+    raw: String,
+}
+
+/// Splits `[PATCH v2 1/3] subject` into its tags and the subject.
+fn split_subject(s: &str) -> (Option<u64>, Option<(u64, u64)>, String) {
+    let mut rest = s.trim();
+    let (mut version, mut index) = (None, None);
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some(end) = inner.find(']') else { break };
+        for word in inner.get(..end).unwrap_or("").split_whitespace() {
+            if let Some(v) = word.strip_prefix(['v', 'V']).and_then(|v| v.parse().ok()) {
+                version = Some(v);
+            } else if let Some((k, n)) = word.split_once('/')
+                && let (Ok(k), Ok(n)) = (k.parse(), n.parse())
+            {
+                index = Some((k, n));
+            }
+        }
+        rest = inner.get(end + 1..).unwrap_or("").trim_start();
+    }
+    (version, index, rest.to_string())
+}
+
+fn parse_patch_mail(path: &str) -> Result<PatchMail> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+    let msg = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .with_context(|| format!("{path} is not a mail"))?;
+    let subject = msg
+        .subject()
+        .with_context(|| format!("{path} has no Subject"))?;
+    let from = msg
+        .from()
+        .and_then(|a| a.first())
+        .with_context(|| format!("{path} has no From"))?;
+    let author = match from.name() {
+        Some(n) => format!("{n} <{}>", from.address().unwrap_or("")),
+        None => from.address().unwrap_or("").to_string(),
+    };
+    let body = msg.body_text(0).map(|b| b.into_owned()).unwrap_or_default();
+    let (message, after) = match body.find("\n---\n") {
+        Some(i) => (
+            body.get(..i).unwrap_or("").to_string(),
+            body.get(i + 5..).unwrap_or("").to_string(),
+        ),
+        None => (body.clone(), String::new()),
+    };
+    let diff_start = after
+        .find("diff --git ")
+        .or_else(|| after.find("--- "))
+        .unwrap_or(after.len());
+    let mut diff = after.get(diff_start..).unwrap_or("").to_string();
+    if let Some(sig) = diff.rfind("\n-- \n") {
+        diff.truncate(sig + 1);
+    }
+    let (version, index, subject) = split_subject(subject);
+    Ok(PatchMail {
+        subject,
+        version,
+        index,
+        author,
+        message: message.trim_end().to_string() + "\n",
+        diff,
+        raw: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+pub fn submit(
+    home_dir: &Path,
+    project: Option<&str>,
+    version: Option<u64>,
+    series: Option<&str>,
+    files: &[String],
+    force: bool,
+) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (project_id, decl, _) = w.project(project)?;
+    let mut mails = files
+        .iter()
+        .map(|f| parse_patch_mail(f))
+        .collect::<Result<Vec<_>>>()?;
+    mails.sort_by_key(|m| m.index.map_or(u64::MAX, |(k, _)| k));
+    let (covers, patches): (Vec<PatchMail>, Vec<PatchMail>) = mails
+        .into_iter()
+        .partition(|m| m.index.is_some_and(|(k, _)| k == 0));
+    if patches.is_empty() {
+        bail!(
+            "no patches among {} (a cover letter alone is not a series)",
+            files.join(" ")
+        );
+    }
+    let version = version
+        .or_else(|| patches.first().and_then(|p| p.version))
+        .unwrap_or(1);
+    let series_id = match (series, version) {
+        (Some(s), _) => Some(w.series(s)?.0),
+        (None, 1) => None,
+        (None, v) => {
+            bail!("this is v{v}: name the series it revises with --series (see `tagline series`)")
+        }
+    };
+    let mut out = Vec::new();
+    for p in &patches {
+        let patch_id = tagline_review::patchid::stable(&p.raw)
+            .with_context(|| format!("no diff in the patch {:?}", p.subject))?;
+        out.push(Patch {
+            subject: p.subject.clone(),
+            message: p.message.clone(),
+            author: p.author.clone(),
+            diff: p.diff.clone(),
+            patch_id,
+        });
+    }
+    let cover = covers.first().map(|c| Cover {
+        subject: c.subject.clone(),
+        body: c.message.clone(),
+    });
+    let rev = Revision {
+        project: project_id,
+        series: series_id,
+        version,
+        base_commit: None,
+        cover,
+        changelog: None,
+        patches: out,
+        change_id: None,
+    };
+    let id = publish(home_dir, &store, &ReviewPayload::Revision(rev), force)?;
+    println!(
+        "series {} v{version} ({} patches) in {}",
+        series_id.unwrap_or(id),
+        patches.len(),
+        decl.name
+    );
+    println!("revision {id}");
+    Ok(())
+}
+
+/// `Name <first claimed address>` of this device's identity, for trailers.
+fn signature(home_dir: &Path, w: &World) -> Result<String> {
+    let id =
+        home::identity(home_dir)?.context("this device has no identity (run `tagline init`)")?;
+    let ident = w.registry.identities.get(&id);
+    let name = ident
+        .and_then(|i| i.name.clone())
+        .unwrap_or_else(|| id.short());
+    Ok(match ident.and_then(|i| i.emails.first()) {
+        Some(e) => format!("{name} <{}>", e.address),
+        None => name,
+    })
+}
+
+/// Options of `tagline review`.
+#[derive(Debug)]
+pub struct ReviewArgs {
+    pub series: String,
+    pub patch: Option<u64>,
+    pub trailers: Vec<&'static str>,
+    pub comment: Option<String>,
+    pub retract: Option<String>,
+}
+
+pub fn review(home_dir: &Path, a: ReviewArgs, force: bool) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, _) = w.series(&a.series)?;
+    let (latest, rev) = w
+        .latest(series)
+        .context("the series has no revision here")?;
+    if let Some(k) = a.patch
+        && (k == 0 || k > rev.patches.len() as u64)
+    {
+        bail!(
+            "patch {k} does not exist: v{} has patches 1 to {}",
+            rev.version,
+            rev.patches.len()
+        );
+    }
+    if a.trailers.is_empty() && a.comment.is_none() && a.retract.is_none() {
+        bail!(
+            "nothing to say: give --reviewed-by, --acked-by, --tested-by, --nacked-by, --comment or --retract"
+        );
+    }
+    let sig = signature(home_dir, &w)?;
+    let retracts = match &a.retract {
+        Some(r) => Some(
+            w.entries
+                .iter()
+                .map(|(e, _)| e.signed.id())
+                .find(|id| id.to_string().starts_with(r.as_str()))
+                .with_context(|| format!("no review {r:?} is known here"))?,
+        ),
+        None => None,
+    };
+    let p = Review {
+        revision: latest,
+        patch: a.patch,
+        trailers: a
+            .trailers
+            .iter()
+            .map(|k| (k.to_string(), sig.clone()))
+            .collect(),
+        comment: a.comment,
+        inline: Vec::new(),
+        retracts,
+    };
+    let id = publish(home_dir, &store, &ReviewPayload::Review(p), force)?;
+    println!(
+        "review {id} on v{}{}",
+        rev.version,
+        a.patch.map(|k| format!(" patch {k}")).unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub fn ci_report(
+    home_dir: &Path,
+    series: &str,
+    context: &str,
+    status: &str,
+    summary: Option<String>,
+    log: Option<&Path>,
+    force: bool,
+) -> Result<()> {
+    let status = CiStatus::parse(status).with_context(|| {
+        format!("{status:?} is not a CI status (pending, pass, warning, fail, error)")
+    })?;
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, _) = w.series(series)?;
+    let (latest, rev) = w
+        .latest(series)
+        .context("the series has no revision here")?;
+    let (excerpt, hash) = match log {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines
+                .get(lines.len().saturating_sub(LOG_EXCERPT_LINES)..)
+                .unwrap_or(&[])
+                .join("\n");
+            let start = tail.len().saturating_sub(LOG_EXCERPT_BYTES);
+            let start = (start..tail.len())
+                .find(|i| tail.is_char_boundary(*i))
+                .unwrap_or(tail.len());
+            (
+                Some(tail.get(start..).unwrap_or("").to_string()),
+                Some(*blake3_hash(&bytes)),
+            )
+        }
+        None => (None, None),
+    };
+    let p = CiResult {
+        revision: latest,
+        context: context.to_string(),
+        status,
+        summary: summary.unwrap_or_default(),
+        log_excerpt: excerpt,
+        log_hash: hash,
+        runner: None,
+        duration_ms: None,
+        url: None,
+    };
+    let id = publish(home_dir, &store, &ReviewPayload::Ci(p), force)?;
+    println!(
+        "ci {context}: {} on v{} ({id})",
+        status.as_str(),
+        rev.version
+    );
+    Ok(())
+}
+
+fn blake3_hash(bytes: &[u8]) -> Box<[u8; 32]> {
+    Box::new(*tagline_format::PayloadHash::of(bytes).as_bytes())
+}
+
+pub fn status(home_dir: &Path, series: &str, project: Option<&str>, as_json: bool) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, first) = w.series(series)?;
+    let project = match project {
+        Some(p) => w.project(Some(p))?,
+        None => w
+            .projects()
+            .into_iter()
+            .find(|(id, _, _)| *id == first.project)
+            .context("the series' project is not known here (import its lead's feed)")?,
+    };
+    let e = w.evaluate(series, project)?;
+    let subject = w
+        .latest(series)
+        .and_then(|(_, r)| {
+            r.cover
+                .as_ref()
+                .map(|c| c.subject.clone())
+                .or_else(|| r.patches.first().map(|p| p.subject.clone()))
+        })
+        .unwrap_or_default();
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "series": series.to_string(),
+                "project": project.0.to_string(),
+                "state": e.state.as_str(),
+                "version": e.latest().map(|(v, _)| v),
+                "revision": e.latest().map(|(_, id)| id.to_string()),
+                "subject": subject,
+                "rules": e.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome.as_str(), "message": r.message, "entries": r.entries.iter().map(|x| x.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                "trailers": e.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity.to_string(), "entry": t.entry.to_string(), "carried_from": t.carried_from})).collect::<Vec<_>>(),
+                "uncounted": e.uncounted.iter().map(|u| json!({"entry": u.entry.to_string(), "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    let names = |i: &IdentityId| {
+        w.registry
+            .identities
+            .get(i)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| i.short())
+    };
+    println!("series {}  {}", series.short(), subject);
+    println!(
+        "project {}  v{}  state: {}",
+        project.1.name,
+        e.latest().map_or(0, |(v, _)| v),
+        e.state.as_str()
+    );
+    for r in &e.rules {
+        let mark = match r.outcome {
+            Outcome::Held => "  ok     ",
+            Outcome::Missing => "  MISSING",
+            Outcome::Failed => "  FAILED ",
+        };
+        println!("{mark} {:<15} {}", r.rule, r.message);
+    }
+    for t in &e.trailers {
+        let carried = t
+            .carried_from
+            .map(|v| format!(" (carried from v{v}: patch unchanged)"))
+            .unwrap_or_default();
+        println!(
+            "  patch {}: {}: {}{carried}",
+            t.patch,
+            t.key,
+            names(&t.identity)
+        );
+    }
+    for u in &e.uncounted {
+        println!("  not counted: {} ({})", u.trailer, u.reason);
+    }
+    Ok(())
+}
+
+pub fn series_list(
+    home_dir: &Path,
+    project: Option<&str>,
+    state: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let projects = w.projects();
+    let wanted = match project {
+        Some(p) => Some(w.project(Some(p))?.0),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for (id, first, _) in w.series_list() {
+        if wanted.is_some_and(|p| p != first.project) {
+            continue;
+        }
+        let Some(proj) = projects
+            .iter()
+            .find(|(pid, _, _)| *pid == first.project)
+            .copied()
+        else {
+            continue;
+        };
+        let e = w.evaluate(id, proj)?;
+        if state.is_some_and(|s| s != e.state.as_str()) {
+            continue;
+        }
+        let subject = w
+            .latest(id)
+            .and_then(|(_, r)| {
+                r.cover
+                    .as_ref()
+                    .map(|c| c.subject.clone())
+                    .or_else(|| r.patches.first().map(|p| p.subject.clone()))
+            })
+            .unwrap_or_default();
+        rows.push((
+            id,
+            proj.1.name.clone(),
+            e.latest().map_or(0, |(v, _)| v),
+            e.state,
+            subject,
+        ));
+    }
+    if as_json {
+        let v: Vec<_> = rows.iter().map(|(id, p, v, s, subj)| json!({"series": id.to_string(), "project": p, "version": v, "state": s.as_str(), "subject": subj})).collect();
+        println!("{}", json!(v));
+    } else {
+        for (id, p, v, s, subj) in rows {
+            println!(
+                "{}  {:<10} v{:<3} {:<18} {}",
+                id.short(),
+                p,
+                v,
+                s.as_str(),
+                subj
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert_eq!(
+            split_subject("[PATCH v3 02/07] x86: fix"),
+            (Some(3), Some((2, 7)), "x86: fix".to_string())
+        );
+        assert_eq!(split_subject("[PATCH] x"), (None, None, "x".to_string()));
+        assert_eq!(
+            split_subject("[RFC PATCH net-next v2 1/3] y"),
+            (Some(2), Some((1, 3)), "y".to_string())
+        );
+        assert_eq!(
+            split_subject("[PATCH 0/2] cover"),
+            (None, Some((0, 2)), "cover".to_string())
+        );
+    }
+}
