@@ -294,6 +294,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The latest revision as an mbox for `git am`, with every counted trailer
+    Am {
+        /// Series id prefix
+        series: String,
+        /// Write to FILE instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// List series with their state
     Series {
         #[arg(long)]
@@ -485,6 +493,7 @@ fn run(cli: Cli) -> Result<()> {
             log.as_deref(),
             opts.force,
         ),
+        Command::Am { series, output } => reviewcmd::am(&home, &series, output.as_deref()),
         Command::Status {
             series,
             project,

@@ -723,3 +723,147 @@ mod tests {
         );
     }
 }
+
+/// RFC 2822 date of a timestamp in milliseconds (UTC).
+fn rfc2822(ms: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = DAYS
+        .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
+        .unwrap_or(&"Thu");
+    let mon = MONTHS
+        .get(usize::try_from(m - 1).unwrap_or(0))
+        .unwrap_or(&"Jan");
+    format!(
+        "{wd}, {d} {mon} {y} {:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Trailer keys `am` inserts (Nacked-by blocks a merge, it is not applied).
+const AM_TRAILERS: [&str; 3] = ["Reviewed-by", "Acked-by", "Tested-by"];
+
+/// `tagline am SERIES`: the latest revision as an mbox for `git am`, each
+/// commit message carrying every counted trailer (after its own trailers, in
+/// the order they were given, without duplicates).
+pub fn am(home_dir: &Path, series: &str, output: Option<&Path>) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, first) = w.series(series)?;
+    let project = w
+        .projects()
+        .into_iter()
+        .find(|(id, _, _)| *id == first.project)
+        .context("the series' project is not known here")?;
+    let e = w.evaluate(series, project)?;
+    let (_, rev) = w
+        .latest(series)
+        .context("the series has no revision here")?;
+    let (_, latest_entry) = e.latest().context("the series has no revision here")?;
+    let timestamp_of = |id: &EntryId| {
+        w.entries
+            .iter()
+            .find(|(x, _)| x.signed.id() == *id)
+            .map_or(0, |(x, _)| x.signed.header().timestamp)
+    };
+    let value_of = |entry: &EntryId, key: &str| -> Option<String> {
+        w.entries
+            .iter()
+            .find(|(x, _)| x.signed.id() == *entry)
+            .and_then(|(_, p)| match p {
+                ReviewPayload::Review(r) => r
+                    .trailers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            })
+    };
+    let n = rev.patches.len();
+    let mut mbox = String::new();
+    for (i, p) in rev.patches.iter().enumerate() {
+        let k = i as u64 + 1;
+        let mut message = p.message.trim_end().to_string();
+        let existing = tagline_review::trailers::parse(&format!("x\n\n{message}"));
+        let mut add: Vec<(u64, String, String)> = e
+            .trailers
+            .iter()
+            .filter(|t| t.patch == k && AM_TRAILERS.contains(&t.key.as_str()))
+            .filter_map(|t| {
+                value_of(&t.entry, &t.key).map(|v| (timestamp_of(&t.entry), t.key.clone(), v))
+            })
+            .collect();
+        add.sort();
+        add.dedup_by(|a, b| a.1 == b.1 && a.2.eq_ignore_ascii_case(&b.2));
+        let mut appended = false;
+        for (_, key, value) in add {
+            if existing
+                .iter()
+                .any(|t| t.is(&key) && t.value.eq_ignore_ascii_case(&value))
+            {
+                continue;
+            }
+            if !appended && existing.is_empty() {
+                message.push('\n');
+            }
+            message.push('\n');
+            message.push_str(&format!("{key}: {value}"));
+            appended = true;
+        }
+        let version = if rev.version > 1 {
+            format!(" v{}", rev.version)
+        } else {
+            String::new()
+        };
+        let numbering = if n > 1 {
+            format!(" {k}/{n}")
+        } else {
+            String::new()
+        };
+        mbox.push_str("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
+        mbox.push_str(&format!("From: {}\n", p.author));
+        mbox.push_str(&format!("Date: {}\n", rfc2822(timestamp_of(&latest_entry))));
+        mbox.push_str(&format!(
+            "Subject: [PATCH{version}{numbering}] {}\n",
+            p.subject
+        ));
+        mbox.push_str("MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n");
+        mbox.push_str(&message);
+        mbox.push_str("\n---\n");
+        mbox.push_str(&p.diff);
+        if !p.diff.ends_with('\n') {
+            mbox.push('\n');
+        }
+        mbox.push_str("-- \ntagline\n\n");
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(path, &mbox)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {n} patches of v{} to {} ({} state)",
+                rev.version,
+                path.display(),
+                e.state.as_str()
+            );
+        }
+        None => print!("{mbox}"),
+    }
+    Ok(())
+}
