@@ -702,28 +702,6 @@ pub fn series_list(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subjects() {
-        assert_eq!(
-            split_subject("[PATCH v3 02/07] x86: fix"),
-            (Some(3), Some((2, 7)), "x86: fix".to_string())
-        );
-        assert_eq!(split_subject("[PATCH] x"), (None, None, "x".to_string()));
-        assert_eq!(
-            split_subject("[RFC PATCH net-next v2 1/3] y"),
-            (Some(2), Some((1, 3)), "y".to_string())
-        );
-        assert_eq!(
-            split_subject("[PATCH 0/2] cover"),
-            (None, Some((0, 2)), "cover".to_string())
-        );
-    }
-}
-
 /// RFC 2822 date of a timestamp in milliseconds (UTC).
 fn rfc2822(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -866,4 +844,26 @@ pub fn am(home_dir: &Path, series: &str, output: Option<&Path>) -> Result<()> {
         None => print!("{mbox}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert_eq!(
+            split_subject("[PATCH v3 02/07] x86: fix"),
+            (Some(3), Some((2, 7)), "x86: fix".to_string())
+        );
+        assert_eq!(split_subject("[PATCH] x"), (None, None, "x".to_string()));
+        assert_eq!(
+            split_subject("[RFC PATCH net-next v2 1/3] y"),
+            (Some(2), Some((1, 3)), "y".to_string())
+        );
+        assert_eq!(
+            split_subject("[PATCH 0/2] cover"),
+            (None, Some((0, 2)), "cover".to_string())
+        );
+    }
 }
