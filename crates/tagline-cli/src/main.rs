@@ -666,8 +666,20 @@ fn entry_line(e: &StoredEntry) -> String {
     )
 }
 
-/// `YYYY-MM-DD HH:MM:SSZ` in UTC (civil-from-days, proleptic Gregorian).
-fn format_time(ms: u64) -> String {
+/// A UTC calendar date and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Civil {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: u64,
+    pub minute: u64,
+    pub second: u64,
+    pub days_since_epoch: i64,
+}
+
+/// Milliseconds since the epoch to a UTC date (civil-from-days, proleptic Gregorian).
+pub(crate) fn civil(ms: u64) -> Civil {
     let secs = ms / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -677,14 +689,26 @@ fn format_time(ms: u64) -> String {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        days_since_epoch: days,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` in UTC.
+fn format_time(ms: u64) -> String {
+    let c = civil(ms);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     )
 }
 

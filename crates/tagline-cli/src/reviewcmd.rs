@@ -153,6 +153,18 @@ impl World {
             .map(|((_, _, id), r)| (id, r))
     }
 
+    /// The latest revision's cover subject, or its first patch's.
+    fn subject(&self, series: EntryId) -> String {
+        self.latest(series)
+            .and_then(|(_, r)| {
+                r.cover
+                    .as_ref()
+                    .map(|c| c.subject.clone())
+                    .or_else(|| r.patches.first().map(|p| p.subject.clone()))
+            })
+            .unwrap_or_default()
+    }
+
     fn evaluate(
         &self,
         series: EntryId,
@@ -572,15 +584,7 @@ pub fn status(home_dir: &Path, series: &str, project: Option<&str>, as_json: boo
             .context("the series' project is not known here (import its lead's feed)")?,
     };
     let e = w.evaluate(series, project)?;
-    let subject = w
-        .latest(series)
-        .and_then(|(_, r)| {
-            r.cover
-                .as_ref()
-                .map(|c| c.subject.clone())
-                .or_else(|| r.patches.first().map(|p| p.subject.clone()))
-        })
-        .unwrap_or_default();
+    let subject = w.subject(series);
     if as_json {
         println!(
             "{}",
@@ -667,15 +671,7 @@ pub fn series_list(
         if state.is_some_and(|s| s != e.state.as_str()) {
             continue;
         }
-        let subject = w
-            .latest(id)
-            .and_then(|(_, r)| {
-                r.cover
-                    .as_ref()
-                    .map(|c| c.subject.clone())
-                    .or_else(|| r.patches.first().map(|p| p.subject.clone()))
-            })
-            .unwrap_or_default();
+        let subject = w.subject(id);
         rows.push((
             id,
             proj.1.name.clone(),
@@ -708,29 +704,16 @@ fn rfc2822(ms: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let c = crate::civil(ms);
     let wd = DAYS
-        .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
+        .get(usize::try_from(c.days_since_epoch.rem_euclid(7)).unwrap_or(0))
         .unwrap_or(&"Thu");
     let mon = MONTHS
-        .get(usize::try_from(m - 1).unwrap_or(0))
+        .get(usize::try_from(c.month - 1).unwrap_or(0))
         .unwrap_or(&"Jan");
     format!(
-        "{wd}, {d} {mon} {y} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{wd}, {} {mon} {} {:02}:{:02}:{:02} +0000",
+        c.day, c.year, c.hour, c.minute, c.second
     )
 }
 
