@@ -302,6 +302,18 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// A revision of a series: cover, changelog, patches
+    Show {
+        series: String,
+        /// This version [default: the latest]
+        #[arg(long)]
+        version: Option<u64>,
+        /// Also print each patch's message and diff
+        #[arg(long)]
+        full: bool,
+    },
+    /// What changed between two versions of a series, patch by patch
+    Interdiff { series: String, v1: u64, v2: u64 },
     /// List series with their state
     Series {
         #[arg(long)]
@@ -493,6 +505,12 @@ fn run(cli: Cli) -> Result<()> {
             log.as_deref(),
             opts.force,
         ),
+        Command::Show {
+            series,
+            version,
+            full,
+        } => reviewcmd::show(&home, &series, version, full),
+        Command::Interdiff { series, v1, v2 } => reviewcmd::interdiff(&home, &series, v1, v2),
         Command::Am { series, output } => reviewcmd::am(&home, &series, output.as_deref()),
         Command::Status {
             series,

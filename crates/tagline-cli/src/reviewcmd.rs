@@ -698,6 +698,88 @@ pub fn series_list(
     Ok(())
 }
 
+/// A revision of a series by version (the latest when `None`).
+fn revision(w: &World, series: EntryId, version: Option<u64>) -> Result<&Revision> {
+    let mut revs: Vec<(u64, u64, EntryId, &Revision)> = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Revision(r) if e.signed.id() == series || r.series == Some(series) => {
+                Some((r.version, e.signed.header().timestamp, e.signed.id(), r))
+            }
+            _ => None,
+        })
+        .collect();
+    revs.sort_by_key(|r| (r.0, r.1, r.2));
+    match version {
+        None => revs
+            .last()
+            .map(|r| r.3)
+            .context("the series has no revision here"),
+        Some(v) => revs
+            .iter()
+            .rev()
+            .find(|r| r.0 == v)
+            .map(|r| r.3)
+            .with_context(|| {
+                format!(
+                    "no v{v} of this series is known here (versions: {})",
+                    revs.iter()
+                        .map(|r| format!("v{}", r.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+    }
+}
+
+/// `tagline show SERIES [--version N] [--full]`.
+pub fn show(home_dir: &Path, series: &str, version: Option<u64>, full: bool) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, _) = w.series(series)?;
+    let rev = revision(&w, series, version)?;
+    println!(
+        "series {}  v{}  {} patches",
+        series.short(),
+        rev.version,
+        rev.patches.len()
+    );
+    if let Some(c) = &rev.cover {
+        println!("\n{}\n\n{}", c.subject, c.body.trim_end());
+    }
+    if let Some(c) = &rev.changelog {
+        println!("\nchangelog:\n{}", c.trim_end());
+    }
+    println!();
+    for (k, p) in rev.patches.iter().enumerate() {
+        let files = tagline_review::maintainers::files_of_patch(&p.diff);
+        println!(
+            "{:>3}  {}  ({}, patch-id {}, {} files)",
+            k + 1,
+            p.subject,
+            p.author,
+            p.patch_id.get(..12).unwrap_or(&p.patch_id),
+            files.len()
+        );
+        if full {
+            println!("\n{}\n---\n{}", p.message.trim_end(), p.diff);
+        }
+    }
+    Ok(())
+}
+
+/// `tagline interdiff SERIES V1 V2`.
+pub fn interdiff(home_dir: &Path, series: &str, v1: u64, v2: u64) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (series, _) = w.series(series)?;
+    let old = revision(&w, series, Some(v1))?;
+    let new = revision(&w, series, Some(v2))?;
+    print!("{}", tagline_review::interdiff::render(old, new));
+    Ok(())
+}
+
 /// RFC 2822 date of a timestamp in milliseconds (UTC).
 fn rfc2822(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

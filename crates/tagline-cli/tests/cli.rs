@@ -810,4 +810,71 @@ fn a_series_from_format_patch_to_approved() {
         .len(),
         1
     );
+
+    // `tagline am` applies with real `git am`, and the commits carry the trailers.
+    let mbox = t.join("series.mbox");
+    ok(&ada, &["am", prefix, "-o", mbox.to_str().unwrap()], None);
+    git(&["checkout", "-q", "-b", "apply", "HEAD~2"]);
+    git(&["am", "-q", mbox.to_str().unwrap()]);
+    let log = Command::new("git")
+        .args(["log", "--format=%B%n---", "-2"])
+        .current_dir(t.join("repo"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8(log.stdout).unwrap();
+    assert_eq!(log.matches("Reviewed-by: ").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("Signed-off-by: Ada <ada@example.org>").count(),
+        2,
+        "{log}"
+    );
+    let same = Command::new("git")
+        .args(["diff", "--quiet", "main", "apply"])
+        .current_dir(t.join("repo"))
+        .status()
+        .unwrap();
+    assert!(
+        same.success(),
+        "the applied series differs from the original commits"
+    );
+
+    // v2: patch 2 reworked. Bob's Reviewed-by carries to patch 1 only.
+    git(&["checkout", "-q", "main"]);
+    std::fs::write(t.join("repo/b.c"), "int b = 2;\n").unwrap();
+    git(&["commit", "-q", "-a", "--amend", "--no-edit"]);
+    git(&["format-patch", "-q", "-v2", "-2", "-o", "../v2"]);
+    let mut v2: Vec<String> = std::fs::read_dir(t.join("v2"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    v2.sort();
+    let mut args = vec!["submit", "--series", prefix];
+    args.extend(v2.iter().map(String::as_str));
+    let out = ok(&ada, &args, None);
+    assert!(out.contains(" v2 (2 patches)"), "{out}");
+    let inter = ok(&ada, &["interdiff", prefix, "1", "2"], None);
+    assert!(inter.contains("1: a: add a = 1: a: add a"), "{inter}");
+    assert!(
+        inter.contains("2: b: add b ! 2: b: add b") && inter.contains("+int b = 2;"),
+        "{inter}"
+    );
+    let st = json_of(&ok(&ada, &["status", prefix, "--json"], None));
+    assert_eq!(st["version"], 2);
+    let trailers = st["trailers"].as_array().unwrap();
+    assert_eq!(trailers.len(), 1, "{st}");
+    assert_eq!(trailers[0]["patch"], 1);
+    assert_eq!(trailers[0]["carried_from"], 1);
+    assert_eq!(st["state"], "posted");
+    assert!(
+        st["uncounted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["reason"].as_str().unwrap().contains("changed since")),
+        "{st}"
+    );
+    let show = ok(&ada, &["show", prefix, "--version", "1"], None);
+    assert!(show.contains("v1  2 patches"), "{show}");
+    let err = fails(&ada, &["show", prefix, "--version", "7"], None);
+    assert!(err.contains("no v7") && err.contains("v1, v2"), "{err}");
 }

@@ -365,10 +365,8 @@ pub fn evaluate(
                 });
                 continue;
             }
-            let mut any = false;
             for (k, p) in latest.patches.iter().enumerate() {
                 if covered.contains(&p.patch_id.as_str()) {
-                    any = true;
                     counted.insert(CountedTrailer {
                         patch: k as u64 + 1,
                         key: key.to_string(),
@@ -378,11 +376,22 @@ pub fn evaluate(
                     });
                 }
             }
-            if !any {
+            // The reviewed patches with no unchanged counterpart now.
+            let changed: Vec<u64> = rev
+                .patches
+                .iter()
+                .enumerate()
+                .filter(|(j, p)| {
+                    (r.patch.is_none() || r.patch == Some(*j as u64 + 1))
+                        && !latest.patches.iter().any(|l| l.patch_id == p.patch_id)
+                })
+                .map(|(j, _)| j as u64 + 1)
+                .collect();
+            if !changed.is_empty() {
                 uncounted.insert(UncountedTrailer {
                     entry: e.id,
                     trailer: shown,
-                    reason: format!("given on v{version} for a patch that changed since"),
+                    reason: format!("given on v{version}; not carried for patch {} of v{version}, which changed since", join(&changed)),
                 });
             }
         }
