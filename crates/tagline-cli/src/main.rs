@@ -314,13 +314,31 @@ enum Command {
     },
     /// What changed between two versions of a series, patch by patch
     Interdiff { series: String, v1: u64, v2: u64 },
-    /// List series with their state
+    /// List series with their state, with a maintainer's pre-filters
     Series {
         #[arg(long)]
         project: Option<String>,
         /// Only series in this state (posted, ci-failed, approved, merged, …)
         #[arg(long)]
         state: Option<String>,
+        /// Only series touching a path matching GLOB (repeatable)
+        #[arg(long, value_name = "GLOB")]
+        path: Vec<String>,
+        /// Only series by this author (name, address or identity id prefix)
+        #[arg(long)]
+        author: Option<String>,
+        /// Only series whose subjects or messages mention K
+        #[arg(long, value_name = "K")]
+        keyword: Option<String>,
+        /// Only series with this counted trailer, e.g. Tested-by or Tested-by:ci-bot (repeatable)
+        #[arg(long, value_name = "TRAILER[:WHO]")]
+        has: Vec<String>,
+        /// Only series without it, e.g. "ignore until the build bot tested" (repeatable)
+        #[arg(long, value_name = "TRAILER[:WHO]")]
+        lacks: Vec<String>,
+        /// Open series by others that you have not reviewed or acked yet
+        #[arg(long)]
+        needs_my_review: bool,
         #[arg(long)]
         json: bool,
     },
@@ -520,8 +538,27 @@ fn run(cli: Cli) -> Result<()> {
         Command::Series {
             project,
             state,
+            path,
+            author,
+            keyword,
+            has,
+            lacks,
+            needs_my_review,
             json,
-        } => reviewcmd::series_list(&home, project.as_deref(), state.as_deref(), json),
+        } => reviewcmd::series_list(
+            &home,
+            reviewcmd::SeriesFilter {
+                project,
+                state,
+                path,
+                author,
+                keyword,
+                has,
+                lacks,
+                needs_my_review,
+            },
+            json,
+        ),
         Command::Maintainers {
             file,
             sections,

@@ -642,14 +642,60 @@ pub fn status(home_dir: &Path, series: &str, project: Option<&str>, as_json: boo
     Ok(())
 }
 
-pub fn series_list(
-    home_dir: &Path,
-    project: Option<&str>,
-    state: Option<&str>,
-    as_json: bool,
-) -> Result<()> {
+/// The maintainer's pre-filters of `tagline series`.
+#[derive(Debug, Default)]
+pub struct SeriesFilter {
+    pub project: Option<String>,
+    pub state: Option<String>,
+    pub path: Vec<String>,
+    pub author: Option<String>,
+    pub keyword: Option<String>,
+    pub has: Vec<String>,
+    pub lacks: Vec<String>,
+    pub needs_my_review: bool,
+}
+
+/// Does identity `i` match `who` (a name, an address or an id prefix)?
+fn matches_who(w: &World, i: &IdentityId, who: &str) -> bool {
+    let who = who.to_lowercase();
+    if i.to_string().starts_with(&who) {
+        return true;
+    }
+    w.registry.identities.get(i).is_some_and(|x| {
+        x.name
+            .as_ref()
+            .is_some_and(|n| n.to_lowercase().contains(&who))
+            || x.emails.iter().any(|e| e.address.contains(&who))
+    })
+}
+
+/// `TRAILER[:WHO]` holds on the evaluation?
+fn has_trailer(w: &World, e: &Evaluation, spec: &str) -> bool {
+    let (key, who) = match spec.split_once(':') {
+        Some((k, w)) => (k, Some(w)),
+        None => (spec, None),
+    };
+    e.trailers.iter().any(|t| {
+        t.key.eq_ignore_ascii_case(key) && who.is_none_or(|x| matches_who(w, &t.identity, x))
+    })
+}
+
+pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()> {
+    let (project, state) = (f.project.as_deref(), f.state.as_deref());
     let store = home::open_store(home_dir)?;
     let w = world(&store)?;
+    let globs = {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in &f.path {
+            b.add(globset::Glob::new(g).with_context(|| format!("--path {g:?} is not a glob"))?);
+        }
+        b.build().context("cannot build the --path globs")?
+    };
+    let me = if f.needs_my_review {
+        Some(home::identity(home_dir)?.context("--needs-my-review: this device has no identity")?)
+    } else {
+        None
+    };
     let projects = w.projects();
     let wanted = match project {
         Some(p) => Some(w.project(Some(p))?.0),
@@ -670,6 +716,59 @@ pub fn series_list(
         let e = w.evaluate(id, proj)?;
         if state.is_some_and(|s| s != e.state.as_str()) {
             continue;
+        }
+        let latest = w.latest(id).map(|(_, r)| r);
+        if !f.path.is_empty() {
+            let touched = latest.is_some_and(|r| {
+                r.patches
+                    .iter()
+                    .flat_map(|p| tagline_review::maintainers::files_of_patch(&p.diff))
+                    .any(|file| globs.is_match(&file))
+            });
+            if !touched {
+                continue;
+            }
+        }
+        let author = w
+            .entries
+            .iter()
+            .find(|(x, _)| x.signed.id() == id)
+            .and_then(|(x, _)| w.identity_of(x));
+        if let Some(a) = &f.author
+            && !author.is_some_and(|i| matches_who(&w, &i, a))
+        {
+            continue;
+        }
+        if let Some(k) = &f.keyword {
+            let k = k.to_lowercase();
+            let hit = latest.is_some_and(|r| {
+                r.cover.as_ref().is_some_and(|c| {
+                    c.subject.to_lowercase().contains(&k) || c.body.to_lowercase().contains(&k)
+                }) || r.patches.iter().any(|p| {
+                    p.subject.to_lowercase().contains(&k) || p.message.to_lowercase().contains(&k)
+                })
+            });
+            if !hit {
+                continue;
+            }
+        }
+        if !f.has.iter().all(|h| has_trailer(&w, &e, h))
+            || f.lacks.iter().any(|l| has_trailer(&w, &e, l))
+        {
+            continue;
+        }
+        if let Some(me) = me {
+            let open = matches!(
+                e.state,
+                tagline_review::rules::State::Posted | tagline_review::rules::State::CiFailed
+            );
+            let mine = e
+                .trailers
+                .iter()
+                .any(|t| t.identity == me && (t.key == "Reviewed-by" || t.key == "Acked-by"));
+            if !open || mine || author == Some(me) {
+                continue;
+            }
         }
         let subject = w.subject(id);
         rows.push((

@@ -877,4 +877,35 @@ fn a_series_from_format_patch_to_approved() {
     assert!(show.contains("v1  2 patches"), "{show}");
     let err = fails(&ada, &["show", prefix, "--version", "7"], None);
     assert!(err.contains("no v7") && err.contains("v1, v2"), "{err}");
+
+    // The maintainer's pre-filters.
+    let count = |home: &Path, args: &[&str]| -> usize {
+        let mut a = vec!["series", "--json"];
+        a.extend_from_slice(args);
+        json_of(&ok(home, &a, None)).as_array().unwrap().len()
+    };
+    assert_eq!(count(&ada, &["--path", "b*"]), 1);
+    assert_eq!(count(&ada, &["--path", "docs/**"]), 0);
+    assert_eq!(count(&ada, &["--has", "Reviewed-by"]), 1);
+    assert_eq!(count(&ada, &["--has", "Tested-by"]), 0);
+    assert_eq!(
+        count(&ada, &["--lacks", "Tested-by", "--keyword", "add b"]),
+        1
+    );
+    assert_eq!(count(&ada, &["--keyword", "no such words"]), 0);
+    assert_eq!(
+        count(&ada, &["--needs-my-review"]),
+        0,
+        "the author's own series"
+    );
+    sync_feed(t, &ada, &lead);
+    sync_feed(t, &bob, &lead);
+    assert_eq!(
+        count(&lead, &["--needs-my-review"]),
+        1,
+        "the lead has not reviewed it"
+    );
+    assert_eq!(count(&bob, &["--needs-my-review"]), 0, "bob reviewed it");
+    let err = fails(&ada, &["series", "--path", "a[b"], None);
+    assert!(err.contains("not a glob"), "{err}");
 }
