@@ -26,9 +26,65 @@ const LOG_EXCERPT_BYTES: usize = 64 * 1024;
 struct World {
     entries: Vec<(StoredEntry, ReviewPayload)>,
     registry: Registry,
+    /// Short series numbers local to this node (`series.numbers` in the data dir).
+    numbers: Vec<(u64, EntryId)>,
+}
+
+/// File in the data directory holding this node's short series numbers, one
+/// `NUMBER ID` per line; numbers are never reused.
+const SERIES_NUMBERS_FILE: &str = "series.numbers";
+
+fn read_numbers(home_dir: &Path) -> Vec<(u64, EntryId)> {
+    std::fs::read_to_string(home_dir.join(SERIES_NUMBERS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (n, id) = l.split_once(' ')?;
+            Some((n.parse().ok()?, id.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Gives every known series a number, oldest first; writes new ones.
+fn number_series(home_dir: &Path, w: &mut World) -> Result<()> {
+    let mut next = w.numbers.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1;
+    let mut list: Vec<(u64, EntryId)> = w
+        .series_list()
+        .iter()
+        .map(|(id, _, e)| (e.signed.header().timestamp, *id))
+        .collect();
+    list.sort();
+    let mut added = false;
+    for (_, id) in list {
+        if !w.numbers.iter().any(|(_, x)| *x == id) {
+            w.numbers.push((next, id));
+            next += 1;
+            added = true;
+        }
+    }
+    if added {
+        let text: String = w
+            .numbers
+            .iter()
+            .map(|(n, id)| format!("{n} {id}\n"))
+            .collect();
+        let path = home_dir.join(SERIES_NUMBERS_FILE);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn world(store: &Store) -> Result<World> {
+    let home_dir = store.dir().to_path_buf();
+    let mut w = world_without_numbers(store)?;
+    w.numbers = read_numbers(&home_dir);
+    number_series(&home_dir, &mut w)?;
+    Ok(w)
+}
+
+fn world_without_numbers(store: &Store) -> Result<World> {
     let mut entries = Vec::new();
     for e in store.review_entries()? {
         let Some(p) = e.payload.as_deref() else {
@@ -41,10 +97,18 @@ fn world(store: &Store) -> Result<World> {
     Ok(World {
         entries,
         registry: ident::registry(store)?,
+        numbers: Vec::new(),
     })
 }
 
 impl World {
+    fn number_of(&self, id: EntryId) -> u64 {
+        self.numbers
+            .iter()
+            .find(|(_, x)| *x == id)
+            .map_or(0, |(n, _)| *n)
+    }
+
     fn inputs(&self) -> Vec<Input<'_>> {
         self.entries
             .iter()
@@ -120,6 +184,23 @@ impl World {
     }
 
     fn series(&self, arg: &str) -> Result<(EntryId, &Revision)> {
+        let number = arg.trim_start_matches('#');
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            let id = self
+                .numbers
+                .iter()
+                .find(|(n, _)| n.to_string() == number)
+                .map(|(_, id)| *id);
+            let Some(id) = id else {
+                bail!("no series is numbered {number} on this node (see `tagline series`)")
+            };
+            return self
+                .series_list()
+                .into_iter()
+                .find(|(s, _, _)| *s == id)
+                .map(|(s, r, _)| (s, r))
+                .with_context(|| format!("series #{number} is not held here"));
+        }
         let found: Vec<_> = self
             .series_list()
             .into_iter()
@@ -780,12 +861,13 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
         ));
     }
     if as_json {
-        let v: Vec<_> = rows.iter().map(|(id, p, v, s, subj)| json!({"series": id.to_string(), "project": p, "version": v, "state": s.as_str(), "subject": subj})).collect();
+        let v: Vec<_> = rows.iter().map(|(id, p, v, s, subj)| json!({"number": w.number_of(*id), "series": id.to_string(), "project": p, "version": v, "state": s.as_str(), "subject": subj})).collect();
         println!("{}", json!(v));
     } else {
         for (id, p, v, s, subj) in rows {
             println!(
-                "{}  {:<10} v{:<3} {:<18} {}",
+                "#{:<4} {}  {:<10} v{:<3} {:<18} {}",
+                w.number_of(id),
                 id.short(),
                 p,
                 v,

@@ -908,4 +908,19 @@ fn a_series_from_format_patch_to_approved() {
     assert_eq!(count(&bob, &["--needs-my-review"]), 0, "bob reviewed it");
     let err = fails(&ada, &["series", "--path", "a[b"], None);
     assert!(err.contains("not a glob"), "{err}");
+    // Short numbers local to the node name series too.
+    assert_eq!(
+        json_of(&ok(&ada, &["series", "--json"], None))[0]["number"],
+        1
+    );
+    assert_eq!(
+        json_of(&ok(&ada, &["status", "1", "--json"], None))["series"],
+        series.as_str()
+    );
+    assert_eq!(
+        json_of(&ok(&ada, &["status", "#1", "--json"], None))["series"],
+        series.as_str()
+    );
+    let err = fails(&ada, &["status", "42"], None);
+    assert!(err.contains("no series is numbered 42"), "{err}");
 }
