@@ -287,10 +287,13 @@ enum Command {
     Ci(CiCmd),
     /// Where a series stands, and what is missing
     Status {
-        /// Series id prefix
+        /// Series id prefix, or its short number
         series: String,
         #[arg(long)]
         project: Option<String>,
+        /// The project's repository, to read MAINTAINERS at the series' base
+        #[arg(long, value_name = "PATH")]
+        repo: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -533,8 +536,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status {
             series,
             project,
+            repo,
             json,
-        } => reviewcmd::status(&home, &series, project.as_deref(), json),
+        } => reviewcmd::status(&home, &series, project.as_deref(), repo.as_deref(), json),
         Command::Series {
             project,
             state,

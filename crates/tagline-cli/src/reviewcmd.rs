@@ -251,6 +251,15 @@ impl World {
         series: EntryId,
         project: (EntryId, &Project, Option<IdentityId>),
     ) -> Result<Evaluation> {
+        self.evaluate_with(series, project, None)
+    }
+
+    fn evaluate_with(
+        &self,
+        series: EntryId,
+        project: (EntryId, &Project, Option<IdentityId>),
+        maintainers: Option<&tagline_review::maintainers::Maintainers>,
+    ) -> Result<Evaluation> {
         let policy = Policy::parse(&project.1.policy)
             .with_context(|| format!("project {}", project.1.name))?;
         let ctx = ProjectContext {
@@ -258,7 +267,7 @@ impl World {
             lead: project.2,
             decl: project.1,
             policy: &policy,
-            maintainers_file: None,
+            maintainers_file: maintainers,
         };
         Ok(evaluate(
             series,
@@ -492,11 +501,21 @@ pub fn submit(
         subject: c.subject.clone(),
         body: c.message.clone(),
     });
+    // `git format-patch --base` writes "base-commit: SHA" after the patches.
+    let base_commit = covers.iter().chain(patches.iter()).find_map(|m| {
+        m.raw
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("base-commit: ")
+                    .map(|b| b.trim().to_string())
+            })
+            .filter(|b| b.len() >= 7 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+    });
     let rev = Revision {
         project: project_id,
         series: series_id,
         version,
-        base_commit: None,
+        base_commit,
         cover,
         changelog: None,
         patches: out,
@@ -652,7 +671,59 @@ fn blake3_hash(bytes: &[u8]) -> Box<[u8; 32]> {
     Box::new(*tagline_format::PayloadHash::of(bytes).as_bytes())
 }
 
-pub fn status(home_dir: &Path, series: &str, project: Option<&str>, as_json: bool) -> Result<()> {
+/// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with
+/// git, with the tree's directories for get_maintainer.pl's directory rule.
+fn maintainers_at(
+    repo: &Path,
+    base: Option<&str>,
+) -> Result<tagline_review::maintainers::Maintainers> {
+    let rev = base.unwrap_or("HEAD");
+    let git = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .with_context(|| format!("cannot run git in {}", repo.display()))?;
+        if !out.status.success() {
+            bail!(
+                "git {} in {}: {}",
+                args.join(" "),
+                repo.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let text = git(&["show", &format!("{rev}:MAINTAINERS")])?;
+    let dirs: std::collections::HashSet<String> =
+        git(&["ls-tree", "-r", "-d", "--name-only", rev])?
+            .lines()
+            .map(str::to_string)
+            .collect();
+    let flavor = if text
+        .lines()
+        .any(|l| l.starts_with("V:") && l.contains("xen-maintainers-"))
+    {
+        tagline_review::maintainers::Flavor::xen()
+    } else {
+        tagline_review::maintainers::Flavor::linux()
+    };
+    Ok(tagline_review::maintainers::Maintainers::parse(
+        &text,
+        &flavor,
+        &|p| dirs.contains(p),
+    ))
+}
+
+pub fn status(
+    home_dir: &Path,
+    series: &str,
+    project: Option<&str>,
+    repo: Option<&Path>,
+    as_json: bool,
+) -> Result<()> {
     let store = home::open_store(home_dir)?;
     let w = world(&store)?;
     let (series, first) = w.series(series)?;
@@ -664,7 +735,22 @@ pub fn status(home_dir: &Path, series: &str, project: Option<&str>, as_json: boo
             .find(|(id, _, _)| *id == first.project)
             .context("the series' project is not known here (import its lead's feed)")?,
     };
-    let e = w.evaluate(series, project)?;
+    let maintainers = match (repo, project.1.maintainers_file) {
+        (Some(r), true) => {
+            let base = w
+                .latest(series)
+                .and_then(|(_, rev)| rev.base_commit.clone());
+            Some(maintainers_at(r, base.as_deref())?)
+        }
+        (None, true) => {
+            eprintln!(
+                "note: the project takes maintainers from MAINTAINERS; pass --repo PATH to read it (project maintainers only meanwhile)"
+            );
+            None
+        }
+        _ => None,
+    };
+    let e = w.evaluate_with(series, project, maintainers.as_ref())?;
     let subject = w.subject(series);
     if as_json {
         println!(

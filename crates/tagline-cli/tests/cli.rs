@@ -924,3 +924,151 @@ fn a_series_from_format_patch_to_approved() {
     let err = fails(&ada, &["status", "42"], None);
     assert!(err.contains("no series is numbered 42"), "{err}");
 }
+
+#[test]
+fn maintainers_file_decides_whose_acks_are_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir_all(repo.join("drivers/b")).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Ada",
+                "-c",
+                "user.email=ada@example.org",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", t)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        repo.join("MAINTAINERS"),
+        "A CORE\nM:\tLead <lead@example.org>\nS:\tMaintained\nF:\ta.c\n\nB DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tdrivers/b/\n",
+    )
+    .unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "MAINTAINERS"]);
+    git(&["commit", "-q", "-m", "base"]);
+    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
+    std::fs::write(repo.join("drivers/b/b.c"), "int b;\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-s", "-m", "a, b: add"]);
+    git(&["format-patch", "-q", "--base=HEAD~1", "-1", "-o", "../v1"]);
+
+    let (lead, ada, carol) = (t.join("lead"), t.join("ada"), t.join("carol"));
+    for h in [&lead, &ada, &carol] {
+        ok(h, &["init"], None);
+    }
+    let id = |h: &Path| {
+        json_of(&ok(h, &["id", "--json"], None))["identity"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (lead_id, carol_id) = (id(&lead), id(&carol));
+    ok(&lead, &["identity", "add-email", "lead@example.org"], None);
+    ok(
+        &carol,
+        &["identity", "add-email", "carol@example.org"],
+        None,
+    );
+    ok(
+        &lead,
+        &["identity", "vouch", &lead_id, "lead@example.org"],
+        None,
+    );
+    ok(
+        &lead,
+        &["identity", "vouch", &carol_id, "carol@example.org"],
+        None,
+    );
+    std::fs::write(
+        t.join("policy.toml"),
+        "[review]\nrequire_maintainer_ack = true\n",
+    )
+    .unwrap();
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "p",
+            "--maintainers-file",
+            "--policy",
+            t.join("policy.toml").to_str().unwrap(),
+        ],
+        None,
+    );
+
+    for (from, to) in [(&lead, &ada), (&carol, &ada)] {
+        sync_feed(t, from, to);
+    }
+    let patch: Vec<String> = std::fs::read_dir(t.join("v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    ok(&ada, &["submit", &patch[0]], None);
+    let repo_arg = repo.to_str().unwrap();
+    let st = json_of(&ok(
+        &ada,
+        &["status", "1", "--repo", repo_arg, "--json"],
+        None,
+    ));
+    let ack = st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "maintainer-ack")
+        .unwrap()
+        .clone();
+    assert_eq!(ack["outcome"], "missing");
+    let msg = ack["message"].as_str().unwrap();
+    assert!(
+        msg.contains("A CORE (a.c)") && msg.contains("B DRIVER (drivers/b/b.c)"),
+        "{msg}"
+    );
+
+    // The lead acks: a.c is covered, drivers/b still needs Carol.
+    sync_feed(t, &ada, &lead);
+    ok(&lead, &["review", "1", "--acked-by"], None);
+    sync_feed(t, &lead, &ada);
+    let st = json_of(&ok(
+        &ada,
+        &["status", "1", "--repo", repo_arg, "--json"],
+        None,
+    ));
+    let msg = st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "maintainer-ack")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!msg.contains("A CORE") && msg.contains("B DRIVER"), "{msg}");
+
+    sync_feed(t, &ada, &carol);
+    sync_feed(t, &lead, &carol);
+    ok(&carol, &["review", "1", "--acked-by"], None);
+    sync_feed(t, &carol, &ada);
+    let st = json_of(&ok(
+        &ada,
+        &["status", "1", "--repo", repo_arg, "--json"],
+        None,
+    ));
+    assert_eq!(st["state"], "approved", "{st}");
+}
