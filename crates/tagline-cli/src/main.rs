@@ -257,7 +257,14 @@ enum Command {
         /// The series this revises (id prefix; see `tagline series`), for v2 and later
         #[arg(long)]
         series: Option<String>,
-        /// Patch files (a `0/N` cover letter among them is used as the cover)
+        /// A git repository to take a RANGE from [default: the current directory]
+        #[arg(long, value_name = "PATH")]
+        repo: Option<PathBuf>,
+        /// A cover letter: its first line is the subject, the rest the body
+        #[arg(long, value_name = "FILE")]
+        cover: Option<PathBuf>,
+        /// Patch files (a `0/N` cover letter among them is used as the cover),
+        /// or one git revision range such as `origin/staging..HEAD`
         #[arg(required = true)]
         files: Vec<String>,
     },
@@ -278,6 +285,9 @@ enum Command {
         nacked_by: bool,
         #[arg(long)]
         comment: Option<String>,
+        /// The comment, from a file (- for standard input)
+        #[arg(long, value_name = "FILE", conflicts_with = "comment")]
+        file: Option<String>,
         /// Retract an earlier review of yours (its id prefix)
         #[arg(long, value_name = "REVIEW")]
         retract: Option<String>,
@@ -471,12 +481,18 @@ fn run(cli: Cli) -> Result<()> {
             project,
             version,
             series,
+            repo,
+            cover,
             files,
         } => reviewcmd::submit(
             &home,
-            project.as_deref(),
-            version,
-            series.as_deref(),
+            reviewcmd::SubmitArgs {
+                project,
+                version,
+                series,
+                repo,
+                cover,
+            },
             &files,
             opts.force,
         ),
@@ -488,8 +504,13 @@ fn run(cli: Cli) -> Result<()> {
             tested_by,
             nacked_by,
             comment,
+            file,
             retract,
         } => {
+            let comment = match file {
+                Some(f) => Some(read_input(&f).map(|b| String::from_utf8_lossy(&b).into_owned())?),
+                None => comment,
+            };
             let trailers = [
                 (reviewed_by, "Reviewed-by"),
                 (acked_by, "Acked-by"),

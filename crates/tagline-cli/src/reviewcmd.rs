@@ -450,17 +450,107 @@ fn parse_patch_mail(path: &str) -> Result<PatchMail> {
     })
 }
 
-pub fn submit(
-    home_dir: &Path,
-    project: Option<&str>,
-    version: Option<u64>,
-    series: Option<&str>,
-    files: &[String],
-    force: bool,
-) -> Result<()> {
+/// Options of `tagline submit`.
+#[derive(Debug, Default)]
+pub struct SubmitArgs {
+    pub project: Option<String>,
+    pub version: Option<u64>,
+    pub series: Option<String>,
+    pub repo: Option<std::path::PathBuf>,
+    pub cover: Option<std::path::PathBuf>,
+}
+
+/// Turns a revision range into format-patch files (with `--base`), in a
+/// temporary directory that lives as long as the returned guard.
+fn format_range(repo: &Path, range: &str) -> Result<(tempfile_dir::Dir, Vec<String>)> {
+    let dir = tempfile_dir::Dir::new()?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["format-patch", "-q", "--base=auto", "-o"])
+        .arg(dir.path())
+        .arg(range)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .with_context(|| format!("cannot run git in {}", repo.display()))?;
+    let out = if out.status.success() {
+        out
+    } else {
+        // --base=auto needs an upstream; retry without it.
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["format-patch", "-q", "-o"])
+            .arg(dir.path())
+            .arg(range)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()?
+    };
+    if !out.status.success() {
+        bail!(
+            "git format-patch {range} in {}: {}",
+            repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("the range {range} holds no commits");
+    }
+    Ok((dir, files))
+}
+
+/// A temporary directory removed on drop (the CLI has no tempfile dependency
+/// outside tests).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> std::io::Result<Dir> {
+            let mut seed = [0u8; 8];
+            getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let p = std::env::temp_dir().join(format!("tagline-{}", u64::from_le_bytes(seed)));
+            std::fs::create_dir(&p)?;
+            Ok(Dir(p))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) -> Result<()> {
+    let (project, version, series) = (a.project.as_deref(), a.version, a.series.as_deref());
     let store = home::open_store(home_dir)?;
     let w = world(&store)?;
     let (project_id, decl, _) = w.project(project)?;
+    // One argument that is not a file: a revision range.
+    let mut _guard = None;
+    let files: Vec<String> = match inputs {
+        [one] if !Path::new(one).exists() => {
+            let repo = a
+                .repo
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("."));
+            let (dir, files) = format_range(&repo, one)?;
+            _guard = Some(dir);
+            files
+        }
+        _ => inputs.to_vec(),
+    };
+    let files = &files[..];
     let mut mails = files
         .iter()
         .map(|f| parse_patch_mail(f))
@@ -497,10 +587,21 @@ pub fn submit(
             patch_id,
         });
     }
-    let cover = covers.first().map(|c| Cover {
-        subject: c.subject.clone(),
-        body: c.message.clone(),
-    });
+    let cover = match &a.cover {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (subject, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+            Some(Cover {
+                subject: subject.trim().to_string(),
+                body: body.trim_start_matches('\n').to_string(),
+            })
+        }
+        None => covers.first().map(|c| Cover {
+            subject: c.subject.clone(),
+            body: c.message.clone(),
+        }),
+    };
     // `git format-patch --base` writes "base-commit: SHA" after the patches.
     let base_commit = covers.iter().chain(patches.iter()).find_map(|m| {
         m.raw

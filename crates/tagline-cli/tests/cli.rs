@@ -1071,4 +1071,59 @@ fn maintainers_file_decides_whose_acks_are_needed() {
         None,
     ));
     assert_eq!(st["state"], "approved", "{st}");
+
+    // v2 straight from a git range, with a cover letter file.
+    std::fs::write(repo.join("a.c"), "int a = 2;\n").unwrap();
+    git(&["commit", "-q", "-a", "--amend", "--no-edit"]);
+    let cover = t.join("cover.txt");
+    std::fs::write(&cover, "a, b: add them\n\nWhy this series exists.\n").unwrap();
+    let out = ok(
+        &ada,
+        &[
+            "submit",
+            "--repo",
+            repo_arg,
+            "--series",
+            "1",
+            "--version",
+            "2",
+            "--cover",
+            cover.to_str().unwrap(),
+            "HEAD~1..HEAD",
+        ],
+        None,
+    );
+    assert!(out.contains(" v2 (1 patches)"), "{out}");
+    let show = ok(&ada, &["show", "1"], None);
+    assert!(
+        show.contains("v2  1 patches") && show.contains("Why this series exists."),
+        "{show}"
+    );
+    let err = fails(
+        &ada,
+        &[
+            "submit",
+            "--repo",
+            repo_arg,
+            "--series",
+            "1",
+            "nosuchref..HEAD",
+        ],
+        None,
+    );
+    assert!(err.contains("git format-patch"), "{err}");
+
+    // A review comment from a file.
+    let note = t.join("note.txt");
+    std::fs::write(&note, "Looks fine, one nit in a.c.\n").unwrap();
+    sync_feed(t, &ada, &carol);
+    ok(
+        &carol,
+        &["review", "1", "--file", note.to_str().unwrap()],
+        None,
+    );
+    let log = ok(&carol, &["log", "--json"], None);
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "tagline/review");
+    assert_eq!(last["payload"]["3"], "Looks fine, one nit in a.c.\n");
 }
