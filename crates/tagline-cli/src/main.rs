@@ -105,37 +105,69 @@ enum DeviceCmd {
     },
 }
 
+/// A project's declaration, as `project create` and `project amend` take it.
+#[derive(clap::Args, Debug)]
+struct ProjectFields {
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "main")]
+    branch: String,
+    #[arg(long = "repository")]
+    repositories: Vec<String>,
+    /// Merge policy, TOML (see docs/policy.md)
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    #[arg(long = "maintainer", value_name = "IDENTITY")]
+    maintainers: Vec<String>,
+    #[arg(long = "reviewer", value_name = "IDENTITY")]
+    reviewers: Vec<String>,
+    #[arg(long = "committer", value_name = "IDENTITY")]
+    committers: Vec<String>,
+    /// A CI identity and its contexts: IDENTITY:CONTEXT[,CONTEXT…]
+    #[arg(long = "ci", value_name = "IDENTITY:CONTEXTS")]
+    ci: Vec<String>,
+    #[arg(long = "gate", value_name = "IDENTITY")]
+    gates: Vec<String>,
+    #[arg(long = "bridge", value_name = "IDENTITY")]
+    bridges: Vec<String>,
+    #[arg(long = "list", value_name = "ADDRESS")]
+    lists: Vec<String>,
+    /// Also take maintainers from the MAINTAINERS file
+    #[arg(long)]
+    maintainers_file: bool,
+}
+
+impl ProjectFields {
+    fn into_args(self) -> reviewcmd::ProjectArgs {
+        reviewcmd::ProjectArgs {
+            name: self.name,
+            branch: self.branch,
+            repositories: self.repositories,
+            policy: self.policy,
+            maintainers: self.maintainers,
+            reviewers: self.reviewers,
+            committers: self.committers,
+            ci: self.ci,
+            gates: self.gates,
+            bridges: self.bridges,
+            lists: self.lists,
+            maintainers_file: self.maintainers_file,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum ProjectCmd {
     /// Declare a project, with you (this identity) as its lead
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "main")]
-        branch: String,
-        #[arg(long = "repository")]
-        repositories: Vec<String>,
-        /// Merge policy, TOML (see docs/policy.md)
-        #[arg(long, value_name = "FILE")]
-        policy: Option<PathBuf>,
-        #[arg(long = "maintainer", value_name = "IDENTITY")]
-        maintainers: Vec<String>,
-        #[arg(long = "reviewer", value_name = "IDENTITY")]
-        reviewers: Vec<String>,
-        #[arg(long = "committer", value_name = "IDENTITY")]
-        committers: Vec<String>,
-        /// A CI identity and its contexts: IDENTITY:CONTEXT[,CONTEXT…]
-        #[arg(long = "ci", value_name = "IDENTITY:CONTEXTS")]
-        ci: Vec<String>,
-        #[arg(long = "gate", value_name = "IDENTITY")]
-        gates: Vec<String>,
-        #[arg(long = "bridge", value_name = "IDENTITY")]
-        bridges: Vec<String>,
-        #[arg(long = "list", value_name = "ADDRESS")]
-        lists: Vec<String>,
-        /// Also take maintainers from the MAINTAINERS file
-        #[arg(long)]
-        maintainers_file: bool,
+    Create(ProjectFields),
+    /// Replace a project's declaration (lead only): the whole declaration is
+    /// given again, as for create
+    Amend {
+        /// The project (name or id)
+        #[arg(long = "project", value_name = "PROJECT")]
+        project: String,
+        #[command(flatten)]
+        fields: ProjectFields,
     },
 }
 
@@ -446,37 +478,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { json } => verify(&home, json),
         Command::Export { feed, output } => export(&home, feed.as_deref(), output),
         Command::Import { file, json } => import(&home, &file, json),
-        Command::Project(ProjectCmd::Create {
-            name,
-            branch,
-            repositories,
-            policy,
-            maintainers,
-            reviewers,
-            committers,
-            ci,
-            gates,
-            bridges,
-            lists,
-            maintainers_file,
-        }) => reviewcmd::project_create(
-            &home,
-            reviewcmd::ProjectArgs {
-                name,
-                branch,
-                repositories,
-                policy,
-                maintainers,
-                reviewers,
-                committers,
-                ci,
-                gates,
-                bridges,
-                lists,
-                maintainers_file,
-            },
-            opts.force,
-        ),
+        Command::Project(ProjectCmd::Create(fields)) => {
+            reviewcmd::project_create(&home, fields.into_args(), None, opts.force)
+        }
+        Command::Project(ProjectCmd::Amend { project, fields }) => {
+            reviewcmd::project_create(&home, fields.into_args(), Some(&project), opts.force)
+        }
         Command::Submit {
             project,
             version,

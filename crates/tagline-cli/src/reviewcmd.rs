@@ -126,17 +126,37 @@ impl World {
         self.registry.identity_of(e.signed.author(), e.signed.seq())
     }
 
-    /// Projects: (declaring entry id, declaration, lead).
+    /// Projects: (declaring entry id, current declaration, lead). The
+    /// current declaration is the lead's latest amendment, if any.
     fn projects(&self) -> Vec<(EntryId, &Project, Option<IdentityId>)> {
-        self.entries
-            .iter()
-            .filter_map(|(e, p)| match p {
-                ReviewPayload::Project(decl) if decl.amends.is_none() => {
-                    Some((e.signed.id(), decl, self.identity_of(e)))
-                }
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (e, p) in &self.entries {
+            let ReviewPayload::Project(decl) = p else {
+                continue;
+            };
+            if decl.amends.is_some() {
+                continue;
+            }
+            let id = e.signed.id();
+            let lead = self.identity_of(e);
+            let latest = self
+                .entries
+                .iter()
+                .filter_map(|(x, q)| match q {
+                    ReviewPayload::Project(a)
+                        if a.amends == Some(id)
+                            && lead.is_some()
+                            && self.identity_of(x) == lead =>
+                    {
+                        Some(((x.signed.header().timestamp, x.signed.id()), a))
+                    }
+                    _ => None,
+                })
+                .max_by(|a, b| a.0.cmp(&b.0))
+                .map_or(decl, |(_, a)| a);
+            out.push((id, latest, lead));
+        }
+        out
     }
 
     fn project(&self, arg: Option<&str>) -> Result<(EntryId, &Project, Option<IdentityId>)> {
@@ -320,7 +340,12 @@ pub struct ProjectArgs {
     pub maintainers_file: bool,
 }
 
-pub fn project_create(home_dir: &Path, a: ProjectArgs, force: bool) -> Result<()> {
+pub fn project_create(
+    home_dir: &Path,
+    a: ProjectArgs,
+    amends: Option<&str>,
+    force: bool,
+) -> Result<()> {
     let policy = match &a.policy {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
@@ -365,13 +390,26 @@ pub fn project_create(home_dir: &Path, a: ProjectArgs, force: bool) -> Result<()
         amends: None,
     };
     let store = home::open_store(home_dir)?;
+    let mut decl = decl;
+    if let Some(p) = amends {
+        let w = world(&store)?;
+        let (id, _, lead) = w.project(Some(p))?;
+        let me = home::identity(home_dir)?;
+        if lead.is_none() || lead != me {
+            bail!("only the project's lead can amend it");
+        }
+        decl.amends = Some(id);
+    }
     let id = publish(
         home_dir,
         &store,
         &ReviewPayload::Project(decl.clone()),
         force,
     )?;
-    println!("project {} {id}", decl.name);
+    match amends {
+        Some(_) => println!("amended project {} ({id})", decl.name),
+        None => println!("project {} {id}", decl.name),
+    }
     Ok(())
 }
 

@@ -1127,3 +1127,70 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     assert_eq!(last["type"], "tagline/review");
     assert_eq!(last["payload"]["3"], "Looks fine, one nit in a.c.\n");
 }
+
+#[test]
+fn the_lead_amends_a_project_and_status_follows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (lead, ada) = (t.join("lead"), t.join("ada"));
+    ok(&lead, &["init"], None);
+    ok(&ada, &["init"], None);
+    let p1 = t.join("p1.toml");
+    std::fs::write(&p1, "[review]\nmin_reviewed_by = 1\nreviewer_roles = [\"any\"]\n[dco]\nrequire_signed_off_by = false\n").unwrap();
+    let p3 = t.join("p3.toml");
+    std::fs::write(&p3, "[review]\nmin_reviewed_by = 3\nreviewer_roles = [\"any\"]\n[dco]\nrequire_signed_off_by = false\n").unwrap();
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            p1.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(
+        &lead,
+        &[
+            "project",
+            "amend",
+            "--project",
+            "demo",
+            "--name",
+            "demo",
+            "--policy",
+            p3.to_str().unwrap(),
+        ],
+        None,
+    );
+    sync_feed(t, &lead, &ada);
+    let err = fails(
+        &ada,
+        &["project", "amend", "--project", "demo", "--name", "demo"],
+        None,
+    );
+    assert!(err.contains("only the project's lead"), "{err}");
+    let patch = t.join("x.patch");
+    std::fs::write(
+        &patch,
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Ada <ada@example.org>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\nSubject: [PATCH] x: y\n\nBody.\n---\n x | 1 +\n\ndiff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n-- \n2.47.0\n",
+    )
+    .unwrap();
+    ok(&ada, &["submit", patch.to_str().unwrap()], None);
+    let st = json_of(&ok(&ada, &["status", "1", "--json"], None));
+    let msg = st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "reviewed-by")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("needs 3 more"),
+        "the amended policy applies: {msg}"
+    );
+}
