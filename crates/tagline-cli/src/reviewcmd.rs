@@ -85,8 +85,13 @@ fn world(store: &Store) -> Result<World> {
 }
 
 fn world_without_numbers(store: &Store) -> Result<World> {
+    world_of(store, store.review_entries()?)
+}
+
+/// A world of just these review entries (and every identity).
+fn world_of(store: &Store, stored: Vec<StoredEntry>) -> Result<World> {
     let mut entries = Vec::new();
-    for e in store.review_entries()? {
+    for e in stored {
         let Some(p) = e.payload.as_deref() else {
             continue;
         };
@@ -661,6 +666,9 @@ pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) ->
         change_id: None,
     };
     let id = publish(home_dir, &store, &ReviewPayload::Revision(rev), force)?;
+    // Give the new series its short number now.
+    let numbered = world(&store)?;
+    let number = numbered.number_of(series_id.unwrap_or(id));
     println!(
         "series {} v{version} ({} patches) in {}",
         series_id.unwrap_or(id),
@@ -668,6 +676,7 @@ pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) ->
         decl.name
     );
     println!("revision {id}");
+    println!("number #{number} (`tagline status {number}`)");
     Ok(())
 }
 
@@ -856,6 +865,64 @@ fn maintainers_at(
     ))
 }
 
+/// The world `status` needs, read through the series index: the series'
+/// entries, its project's declaration and amendments, and the identities.
+fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, EntryId)> {
+    let ids = store.series_ids()?;
+    let number = arg.trim_start_matches('#');
+    let series = if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        let find = || {
+            read_numbers(home_dir)
+                .into_iter()
+                .find(|(n, _)| n.to_string() == number)
+                .map(|(_, id)| id)
+        };
+        let found = match find() {
+            Some(id) => Some(id),
+            None => {
+                // Number series this node has not numbered yet, then look again.
+                world(store)?;
+                find()
+            }
+        };
+        found.with_context(|| {
+            format!("no series is numbered {number} on this node (see `tagline series`)")
+        })?
+    } else {
+        let found: Vec<EntryId> = ids
+            .iter()
+            .copied()
+            .filter(|id| id.to_string().starts_with(arg))
+            .collect();
+        match found.as_slice() {
+            [one] => *one,
+            [] => bail!(
+                "no series with an id starting with {arg:?} is known here (see `tagline series`)"
+            ),
+            many => bail!(
+                "{} series ids start with {arg:?}; give more characters",
+                many.len()
+            ),
+        }
+    };
+    let mut stored = store.series_entries(&series)?;
+    let project = stored
+        .iter()
+        .find(|e| e.signed.id() == series)
+        .and_then(|e| {
+            let p = e.payload.as_deref()?;
+            match ReviewPayload::decode(&e.signed.header().payload_type, p) {
+                Ok(Some(ReviewPayload::Revision(r))) => Some(r.project),
+                _ => None,
+            }
+        });
+    if let Some(pid) = project {
+        stored.extend(store.get(&pid)?);
+        stored.extend(store.entries_referencing(&pid)?);
+    }
+    Ok((world_of(store, stored)?, series))
+}
+
 pub fn status(
     home_dir: &Path,
     series: &str,
@@ -864,8 +931,8 @@ pub fn status(
     as_json: bool,
 ) -> Result<()> {
     let store = home::open_store(home_dir)?;
-    let w = world(&store)?;
-    let (series, first) = w.series(series)?;
+    let (w, series) = series_world(&store, home_dir, series)?;
+    let (series, first) = w.series(&series.to_string())?;
     let project = match project {
         Some(p) => w.project(Some(p))?,
         None => w

@@ -24,7 +24,7 @@ use tagline_format::{
 
 use crate::tables::{
     ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_ENTRIES, META, PAYLOADS,
-    REVIEW_ENTRIES, SCHEMA_VERSION, entry_key, id_prefix,
+    REVIEW_ENTRIES, REVIEW_REFS, SCHEMA_VERSION, SERIES, entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
@@ -332,6 +332,8 @@ impl Store {
             tx.open_table(ID_OVERFLOW)?;
             tx.open_table(IDENTITY_ENTRIES)?;
             tx.open_table(REVIEW_ENTRIES)?;
+            tx.open_table(REVIEW_REFS)?;
+            tx.open_table(SERIES)?;
             tx.open_table(PAYLOADS)?;
             tx.open_table(FORKS)?;
         }
@@ -454,6 +456,61 @@ impl Store {
         Ok(out)
     }
 
+    /// Review-model entries that point at `target` (see [`tables::REVIEW_REFS`]).
+    pub fn entries_referencing(&self, target: &EntryId) -> Result<Vec<StoredEntry>, StoreError> {
+        let tx = self.read()?;
+        let refs = tx.open_table(REVIEW_REFS)?;
+        let entries = tx.open_table(ENTRIES)?;
+        let payloads = tx.open_table(PAYLOADS)?;
+        let lo = ref_key(target, &[0u8; 40]);
+        let hi = ref_key(target, &[0xffu8; 40]);
+        let mut out = Vec::new();
+        for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
+            let (k, _) = row?;
+            let mut pos = [0u8; 40];
+            pos.copy_from_slice(k.value().get(32..).unwrap_or(&[0; 40]));
+            if let Some(v) = entries.get(&pos)? {
+                let signed = decode_stored(v.value())?;
+                let payload = payloads
+                    .get(signed.header().payload_hash.as_bytes())?
+                    .map(|p| p.value().to_vec());
+                out.push(StoredEntry { signed, payload });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every series (first revision id) this store holds.
+    pub fn series_ids(&self) -> Result<Vec<EntryId>, StoreError> {
+        let tx = self.read()?;
+        let t = tx.open_table(SERIES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, _) = row?;
+            out.push(EntryId(*k.value()));
+        }
+        Ok(out)
+    }
+
+    /// All review-model entries of one series: its revisions, and what points at
+    /// the series or at any of its revisions. Reads the index, never the log.
+    pub fn series_entries(&self, series: &EntryId) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut out = self.entries_referencing(series)?;
+        let revisions: Vec<EntryId> = out
+            .iter()
+            .filter(|e| e.signed.header().payload_type == tagline_format::review::REVISION_TYPE)
+            .map(|e| e.signed.id())
+            .collect();
+        for r in revisions {
+            if r != *series {
+                out.extend(self.entries_referencing(&r)?);
+            }
+        }
+        out.sort_by_key(|e| e.signed.id());
+        out.dedup_by_key(|e| e.signed.id());
+        Ok(out)
+    }
+
     /// A payload by its hash.
     pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.read()?;
@@ -496,6 +553,8 @@ impl Store {
                 overflow: tx.open_table(ID_OVERFLOW)?,
                 identity: tx.open_table(IDENTITY_ENTRIES)?,
                 review: tx.open_table(REVIEW_ENTRIES)?,
+                refs: tx.open_table(REVIEW_REFS)?,
+                series: tx.open_table(SERIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let meta = match feeds.get(author.as_bytes())? {
@@ -624,6 +683,8 @@ impl Store {
                 overflow: tx.open_table(ID_OVERFLOW)?,
                 identity: tx.open_table(IDENTITY_ENTRIES)?,
                 review: tx.open_table(REVIEW_ENTRIES)?,
+                refs: tx.open_table(REVIEW_REFS)?,
+                series: tx.open_table(SERIES)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
@@ -1009,6 +1070,15 @@ impl Store {
     }
 }
 
+/// A [`tables::REVIEW_REFS`] key.
+fn ref_key(target: &EntryId, pos: &[u8; 40]) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    let (a, b) = k.split_at_mut(32);
+    a.copy_from_slice(&target.0);
+    b.copy_from_slice(pos);
+    k
+}
+
 /// Distinct batch-verification randomness per feed, derived from one fresh seed.
 fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
     let mut x = *seed;
@@ -1047,6 +1117,8 @@ struct IdIndex<'t> {
     overflow: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
     identity: redb::Table<'t, &'static [u8; 40], ()>,
     review: redb::Table<'t, &'static [u8; 40], ()>,
+    refs: redb::Table<'t, &'static [u8; 72], ()>,
+    series: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
 }
 
 impl IdIndex<'_> {
@@ -1082,6 +1154,29 @@ fn put_entry(
     }
     if tagline_format::review::ReviewPayload::is_review_type(payload_type) {
         index.review.insert(&key, ())?;
+        if let Some(p) = payload
+            && let Ok(Some(decoded)) =
+                tagline_format::review::ReviewPayload::decode(payload_type, p)
+        {
+            use tagline_format::review::ReviewPayload as R;
+            let target = match &decoded {
+                R::Revision(r) => {
+                    if r.series.is_none() {
+                        index.series.insert(&id.0, &key)?;
+                    }
+                    Some(r.series.unwrap_or(id))
+                }
+                R::Review(r) => Some(r.revision),
+                R::Ci(c) => Some(c.revision),
+                R::Merge(m) => Some(m.revision),
+                R::Tag(t) => Some(t.target),
+                R::Withdraw(s) => Some(*s),
+                R::Project(p) => p.amends,
+            };
+            if let Some(t) = target {
+                index.refs.insert(&ref_key(&t, &key), ())?;
+            }
+        }
     }
     if let Some(p) = payload {
         payloads.insert(signed.header().payload_hash.as_bytes(), p)?;

@@ -85,3 +85,15 @@ pub const IDENTITY_ENTRIES: TableDefinition<&[u8; 40], ()> =
 /// scanning every feed. Key: `author [32] ‖ seq u64`. Value: empty.
 pub const REVIEW_ENTRIES: TableDefinition<&[u8; 40], ()> =
     TableDefinition::new("review_entries_v1");
+
+/// Review-model entries by the entry they point at, so a series' state is read
+/// from its own entries only (no scan). Key: `target id [32] ‖ author [32] ‖
+/// seq u64` (72 bytes). Value: empty. Targets: a revision points at its series
+/// (the first revision points at itself); a review, CI result or merge at its
+/// revision; a tag at its target; a withdrawal at its series; a project
+/// amendment at the project.
+pub const REVIEW_REFS: TableDefinition<&[u8; 72], ()> = TableDefinition::new("review_refs_v1");
+
+/// The series (first revisions) this store holds. Key: series id. Value:
+/// `author [32] ‖ seq u64`.
+pub const SERIES: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("series_v1");

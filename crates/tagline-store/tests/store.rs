@@ -333,3 +333,90 @@ fn killed_appender_reopens_consistent() {
         assert_eq!(store.entry_count().unwrap(), head);
     }
 }
+
+#[test]
+fn series_index_holds_a_series_whatever_the_arrival_order() {
+    use tagline_format::review::*;
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    let (ada_store, bob_store, dst) = (
+        Store::open(a.path()).unwrap(),
+        Store::open(b.path()).unwrap(),
+        Store::open(c.path()).unwrap(),
+    );
+    let (ada, bob) = (
+        SecretKey::from_seed(&[21; 32]),
+        SecretKey::from_seed(&[22; 32]),
+    );
+    let item = |p: &ReviewPayload| (p.type_name().to_string(), p.encode());
+    let patch = Patch {
+        subject: "x".into(),
+        message: "m\n".into(),
+        author: "A <a@x.org>".into(),
+        diff: "d\n".into(),
+        patch_id: "p".into(),
+    };
+    let v1 = ReviewPayload::Revision(Revision {
+        project: tagline_format::EntryId([1; 32]),
+        series: None,
+        version: 1,
+        base_commit: None,
+        cover: None,
+        changelog: None,
+        patches: vec![patch.clone()],
+        change_id: None,
+    });
+    let v1_id = ada_store.append_local(&ada, vec![item(&v1)], NOW).unwrap()[0]
+        .signed
+        .id();
+    let v2 = ReviewPayload::Revision(Revision {
+        series: Some(v1_id),
+        version: 2,
+        ..match v1.clone() {
+            ReviewPayload::Revision(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    let v2_id = ada_store.append_local(&ada, vec![item(&v2)], NOW).unwrap()[0]
+        .signed
+        .id();
+    let review = |rev| {
+        ReviewPayload::Review(Review {
+            revision: rev,
+            patch: None,
+            trailers: vec![("Reviewed-by".into(), "B <b@x.org>".into())],
+            comment: None,
+            inline: vec![],
+            retracts: None,
+        })
+    };
+    bob_store
+        .append_local(&bob, vec![item(&review(v1_id)), item(&review(v2_id))], NOW)
+        .unwrap();
+    // Bob's reviews arrive before Ada's revisions, in another import.
+    dst.ingest(
+        all_entries(&bob_store, &bob),
+        NOW,
+        [1; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    assert!(dst.series_ids().unwrap().is_empty());
+    dst.ingest(
+        all_entries(&ada_store, &ada),
+        NOW,
+        [2; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    assert_eq!(dst.series_ids().unwrap(), vec![v1_id]);
+    let got = dst.series_entries(&v1_id).unwrap();
+    assert_eq!(got.len(), 4, "two revisions and two reviews");
+    // Unrelated series read nothing.
+    assert!(
+        dst.series_entries(&tagline_format::EntryId([9; 32]))
+            .unwrap()
+            .is_empty()
+    );
+}
