@@ -235,6 +235,9 @@ enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// Also rebuild every index from the stored entries
+        #[arg(long)]
+        rebuild_indexes: bool,
     },
     /// Write a feed as a stream of signed entries (to standard output by default)
     Export {
@@ -475,7 +478,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Publish { payload_type, json } => publish(&home, &payload_type, &json, opts.force),
         Command::Log { feed, json, limit } => log(&home, feed.as_deref(), json, limit),
-        Command::Verify { json } => verify(&home, json),
+        Command::Verify {
+            json,
+            rebuild_indexes,
+        } => verify(&home, json, rebuild_indexes),
         Command::Export { feed, output } => export(&home, feed.as_deref(), output),
         Command::Import { file, json } => import(&home, &file, json),
         Command::Project(ProjectCmd::Create(fields)) => {
@@ -799,8 +805,14 @@ fn format_time(ms: u64) -> String {
     )
 }
 
-fn verify(home: &std::path::Path, json: bool) -> Result<()> {
+fn verify(home: &std::path::Path, json: bool, rebuild_indexes: bool) -> Result<()> {
     let store = home::open_store(home)?;
+    if rebuild_indexes {
+        let n = store.rebuild_indexes()?;
+        if !json {
+            println!("rebuilt the indexes of {n} entries");
+        }
+    }
     let report = store.verify_all(home::random32()?)?;
     let forks = store.fork_proofs()?;
     if json {

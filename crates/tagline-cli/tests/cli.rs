@@ -134,6 +134,8 @@ fn init_publish_log_export_import_verify() {
     assert_eq!(again["already_present"], 7);
     let log_b = ok(&b, &["log", &feed, "--json"], None);
     assert_eq!(log_b, ok(&a, &["log", "--json"], None));
+    let out = ok(&b, &["verify", "--rebuild-indexes"], None);
+    assert!(out.contains("rebuilt the indexes of 10 entries"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&ok(&b, &["verify", "--json"], None)).unwrap();
     // a's 7 device-feed entries, plus b's own 3 (root: genesis, device-add; device: join).
     assert_eq!(v["entries"], 10);

@@ -945,6 +945,44 @@ impl Store {
         Ok(())
     }
 
+    /// Rebuilds every derived index (id index, identity and review entries,
+    /// review references, series) from the stored entries and payloads, in one
+    /// transaction. Returns the number of entries indexed.
+    pub fn rebuild_indexes(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut n = 0u64;
+        {
+            for t in [IDENTITY_ENTRIES, REVIEW_ENTRIES] {
+                tx.delete_table(t)?;
+            }
+            tx.delete_table(REVIEW_REFS)?;
+            tx.delete_table(SERIES)?;
+            tx.delete_table(ID_INDEX)?;
+            tx.delete_table(ID_OVERFLOW)?;
+            let entries = tx.open_table(ENTRIES)?;
+            let payloads = tx.open_table(PAYLOADS)?;
+            let mut index = IdIndex {
+                prefix: tx.open_table(ID_INDEX)?,
+                overflow: tx.open_table(ID_OVERFLOW)?,
+                identity: tx.open_table(IDENTITY_ENTRIES)?,
+                review: tx.open_table(REVIEW_ENTRIES)?,
+                refs: tx.open_table(REVIEW_REFS)?,
+                series: tx.open_table(SERIES)?,
+            };
+            for row in entries.iter()? {
+                let (k, v) = row?;
+                let signed = decode_stored(v.value())?;
+                let payload = payloads
+                    .get(signed.header().payload_hash.as_bytes())?
+                    .map(|p| p.value().to_vec());
+                index_entry(&mut index, k.value(), &signed, payload.as_deref())?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Marks `author`'s feed as confirmed up to `seq` (restore safety).
     pub fn set_confirmed(&self, author: &PublicKey, seq: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
@@ -1147,6 +1185,21 @@ fn put_entry(
     row.extend_from_slice(&id.0);
     row.extend_from_slice(signed.as_bytes());
     entries.insert(&key, row.as_slice())?;
+    if let Some(p) = payload {
+        payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
+    }
+    index_entry(index, &key, signed, payload)
+}
+
+/// Writes the index rows of one stored entry.
+fn index_entry(
+    index: &mut IdIndex<'_>,
+    key: &[u8; 40],
+    signed: &SignedHeader,
+    payload: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let key = *key;
+    let id = signed.id();
     index.insert(&id, &key)?;
     let payload_type = &signed.header().payload_type;
     if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
@@ -1177,9 +1230,6 @@ fn put_entry(
                 index.refs.insert(&ref_key(&t, &key), ())?;
             }
         }
-    }
-    if let Some(p) = payload {
-        payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
     }
     Ok(())
 }

@@ -420,3 +420,61 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
             .is_empty()
     );
 }
+
+#[test]
+fn indexes_rebuild_from_the_entries() {
+    use tagline_format::review::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed(&[31; 32]);
+    let rev = ReviewPayload::Revision(Revision {
+        project: tagline_format::EntryId([1; 32]),
+        series: None,
+        version: 1,
+        base_commit: None,
+        cover: None,
+        changelog: None,
+        patches: vec![],
+        change_id: None,
+    });
+    let first = store
+        .append_local(&key, vec![(rev.type_name().into(), rev.encode())], NOW)
+        .unwrap()[0]
+        .signed
+        .id();
+    let review = ReviewPayload::Review(Review {
+        revision: first,
+        patch: None,
+        trailers: vec![],
+        comment: Some("ok".into()),
+        inline: vec![],
+        retracts: None,
+    });
+    store
+        .append_local(
+            &key,
+            vec![(review.type_name().into(), review.encode())],
+            NOW,
+        )
+        .unwrap();
+    store.append_local(&key, notes(50, "n"), NOW).unwrap();
+    let before = (
+        store.series_ids().unwrap(),
+        store.series_entries(&first).unwrap().len(),
+        store.review_entries().unwrap().len(),
+    );
+    assert_eq!(before.1, 2);
+    let n = store.rebuild_indexes().unwrap();
+    assert_eq!(n, 52);
+    assert_eq!(
+        (
+            store.series_ids().unwrap(),
+            store.series_entries(&first).unwrap().len(),
+            store.review_entries().unwrap().len()
+        ),
+        before
+    );
+    assert!(store.get(&first).unwrap().is_some());
+    let report = store.verify_all([0; 32]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
