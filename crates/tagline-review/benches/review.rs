@@ -32,7 +32,10 @@ const NOW: u64 = 1_800_000_000_000;
 const AUTHORS: u8 = 200;
 const REVIEWERS: u8 = 100;
 
-fn item(p: &ReviewPayload) -> (String, Vec<u8>) {
+/// A payload type and its bytes, as `Store::append_local` takes them.
+type Item = (String, Vec<u8>);
+
+fn item(p: &ReviewPayload) -> Item {
     (p.type_name().to_string(), p.encode())
 }
 
@@ -145,7 +148,7 @@ fn build(n_series: usize) -> Fixture {
         }
         let posted = store.append_local(author, revs, NOW).unwrap();
         let mut later = Vec::new();
-        let mut reviews: Vec<(usize, Vec<(String, Vec<u8>)>)> = Vec::new();
+        let mut reviews: Vec<(usize, Vec<Item>)> = Vec::new();
         for (j, e) in posted.iter().enumerate() {
             let s = a * per_author + j;
             let sid = e.signed.id();
