@@ -448,3 +448,236 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
     reg.problems = bad.into_iter().collect();
     reg
 }
+
+// ---- Encoding of a resolved registry, for caches ----
+
+use ciborium::value::Value;
+
+fn uint(n: u64) -> Value {
+    Value::Integer(n.into())
+}
+fn opt(n: Option<u64>) -> Value {
+    n.map_or(Value::Null, uint)
+}
+fn key(k: &PublicKey) -> Value {
+    Value::Bytes(k.as_bytes().to_vec())
+}
+
+struct Reader(std::vec::IntoIter<Value>);
+
+impl Reader {
+    fn of(v: Value) -> Option<Reader> {
+        match v {
+            Value::Array(a) => Some(Reader(a.into_iter())),
+            _ => None,
+        }
+    }
+    fn next(&mut self) -> Option<Value> {
+        self.0.next()
+    }
+    fn u(&mut self) -> Option<u64> {
+        match self.next()? {
+            Value::Integer(i) => u64::try_from(i).ok(),
+            _ => None,
+        }
+    }
+    fn ou(&mut self) -> Option<Option<u64>> {
+        match self.next()? {
+            Value::Null => Some(None),
+            Value::Integer(i) => Some(Some(u64::try_from(i).ok()?)),
+            _ => None,
+        }
+    }
+    fn s(&mut self) -> Option<String> {
+        match self.next()? {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+    fn os(&mut self) -> Option<Option<String>> {
+        match self.next()? {
+            Value::Null => Some(None),
+            Value::Text(t) => Some(Some(t)),
+            _ => None,
+        }
+    }
+    fn b(&mut self) -> Option<bool> {
+        match self.next()? {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn k(&mut self) -> Option<PublicKey> {
+        match self.next()? {
+            Value::Bytes(b) => PublicKey::from_slice(&b).ok(),
+            _ => None,
+        }
+    }
+    fn list<T>(&mut self, f: impl Fn(Value) -> Option<T>) -> Option<Vec<T>> {
+        match self.next()? {
+            Value::Array(a) => a.into_iter().map(f).collect(),
+            _ => None,
+        }
+    }
+}
+
+const KINDS: [ProblemKind; 8] = [
+    ProblemKind::NotRoot,
+    ProblemKind::DeviceClaimed,
+    ProblemKind::RotationNotCountersigned,
+    ProblemKind::RotationLoop,
+    ProblemKind::RevokeUnknownDevice,
+    ProblemKind::BadPayload,
+    ProblemKind::SecondJoin,
+    ProblemKind::BadContinue,
+];
+
+impl Registry {
+    /// A compact encoding of this registry (CBOR), for caches. Not a wire
+    /// format: a cache keyed by its inputs, rebuilt when it does not decode.
+    pub fn encode(&self) -> Vec<u8> {
+        let identities = self
+            .identities
+            .values()
+            .map(|i| {
+                Value::Array(vec![
+                    key(&i.id.0),
+                    Value::Array(
+                        i.roots
+                            .iter()
+                            .map(|(k, l)| Value::Array(vec![key(k), opt(*l)]))
+                            .collect(),
+                    ),
+                    i.name.clone().map_or(Value::Null, Value::Text),
+                    Value::Array(
+                        i.emails
+                            .iter()
+                            .map(|e| {
+                                Value::Array(vec![
+                                    Value::Text(e.address.clone()),
+                                    Value::Array(
+                                        e.proofs
+                                            .iter()
+                                            .map(|(by, m, d)| {
+                                                Value::Array(vec![
+                                                    key(by),
+                                                    Value::Text(m.clone()),
+                                                    Value::Text(d.clone()),
+                                                ])
+                                            })
+                                            .collect(),
+                                    ),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                    Value::Array(
+                        i.devices
+                            .iter()
+                            .map(|d| {
+                                Value::Array(vec![
+                                    key(&d.key),
+                                    uint(d.from_seq),
+                                    opt(d.last_valid_seq),
+                                    Value::Bool(d.joined),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ])
+            })
+            .collect();
+        let problems = self
+            .problems
+            .iter()
+            .map(|p| {
+                let kind = KINDS.iter().position(|k| *k == p.kind).unwrap_or(0) as u64;
+                Value::Array(vec![
+                    uint(kind),
+                    key(&p.author),
+                    uint(p.seq),
+                    Value::Text(p.message.clone()),
+                ])
+            })
+            .collect();
+        let counting = self
+            .counting
+            .iter()
+            .map(|(k, (id, from, last))| {
+                Value::Array(vec![key(k), key(&id.0), uint(*from), opt(*last)])
+            })
+            .collect();
+        let mut out = Vec::new();
+        let _ = ciborium::ser::into_writer(
+            &Value::Array(vec![
+                Value::Array(identities),
+                Value::Array(problems),
+                Value::Array(counting),
+            ]),
+            &mut out,
+        );
+        out
+    }
+
+    /// Decodes [`Registry::encode`]'s output; `None` if it does not decode.
+    pub fn decode(bytes: &[u8]) -> Option<Registry> {
+        let v: Value = ciborium::de::from_reader(bytes).ok()?;
+        let mut top = Reader::of(v)?;
+        let identities = top.list(|v| {
+            let mut r = Reader::of(v)?;
+            let id = IdentityId(r.k()?);
+            let roots = r.list(|v| {
+                let mut x = Reader::of(v)?;
+                Some((x.k()?, x.ou()?))
+            })?;
+            let name = r.os()?;
+            let emails = r.list(|v| {
+                let mut x = Reader::of(v)?;
+                let address = x.s()?;
+                let proofs = x.list(|v| {
+                    let mut y = Reader::of(v)?;
+                    Some((y.k()?, y.s()?, y.s()?))
+                })?;
+                Some(Email { address, proofs })
+            })?;
+            let devices = r.list(|v| {
+                let mut x = Reader::of(v)?;
+                Some(Device {
+                    key: x.k()?,
+                    from_seq: x.u()?,
+                    last_valid_seq: x.ou()?,
+                    joined: x.b()?,
+                })
+            })?;
+            Some((
+                id,
+                Identity {
+                    id,
+                    roots,
+                    name,
+                    emails,
+                    devices,
+                },
+            ))
+        })?;
+        let problems = top.list(|v| {
+            let mut r = Reader::of(v)?;
+            let kind = *KINDS.get(usize::try_from(r.u()?).ok()?)?;
+            Some(Problem {
+                kind,
+                author: r.k()?,
+                seq: r.u()?,
+                message: r.s()?,
+            })
+        })?;
+        let counting = top.list(|v| {
+            let mut r = Reader::of(v)?;
+            Some((r.k()?, (IdentityId(r.k()?), r.u()?, r.ou()?)))
+        })?;
+        Some(Registry {
+            identities: identities.into_iter().collect(),
+            problems,
+            counting: counting.into_iter().collect(),
+        })
+    }
+}

@@ -110,6 +110,34 @@ fn two_devices() -> (Feed, Feed, Feed) {
 }
 
 #[test]
+fn registries_encode_and_decode_exactly() {
+    let (mut r, d1, d2) = two_devices();
+    let id = IdentityId(r.public());
+    r.id(IdentityPayload::DeviceRevoke {
+        device: d1.public(),
+        last_valid_seq: 2,
+    });
+    let mut bridge = Feed::new(40);
+    bridge.id(IdentityPayload::EmailProof {
+        identity: id,
+        address: "ada@example.org".into(),
+        method: "dkim".into(),
+        detail: "d".into(),
+    });
+    let mut evil = Feed::new(41);
+    evil.id(IdentityPayload::DeviceAdd {
+        device: d2.public(),
+        from_seq: 1,
+    });
+    let reg = run(&[&r, &d1, &d2, &bridge, &evil]);
+    assert!(!reg.problems.is_empty());
+    let back = Registry::decode(&reg.encode()).unwrap();
+    assert_eq!(back, reg);
+    assert_eq!(back.identity_of(&d1.public(), 3), None);
+    assert_eq!(Registry::decode(b"\x01\x02"), None);
+}
+
+#[test]
 fn two_devices_publish_for_one_identity() {
     let (r, d1, d2) = two_devices();
     let reg = run(&[&r, &d1, &d2]);
