@@ -23,8 +23,9 @@ use tagline_format::{
 };
 
 use crate::tables::{
-    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_ENTRIES, META, PAYLOADS,
-    REVIEW_ENTRIES, REVIEW_REFS, SCHEMA_VERSION, SERIES, entry_key, id_prefix,
+    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST,
+    IDENTITY_ENTRIES, META, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS, SCHEMA_VERSION, SERIES,
+    entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
@@ -334,6 +335,8 @@ impl Store {
             tx.open_table(REVIEW_ENTRIES)?;
             tx.open_table(REVIEW_REFS)?;
             tx.open_table(SERIES)?;
+            tx.open_table(IDENTITY_DIGEST)?;
+            tx.open_table(IDENTITY_CACHE)?;
             tx.open_table(PAYLOADS)?;
             tx.open_table(FORKS)?;
         }
@@ -511,6 +514,47 @@ impl Store {
         Ok(out)
     }
 
+    /// The current identity digest (see [`tables::IDENTITY_DIGEST`]).
+    pub fn identity_digest(&self) -> Result<[u8; 40], StoreError> {
+        let tx = self.read()?;
+        Ok(tx
+            .open_table(IDENTITY_DIGEST)?
+            .get("identity")?
+            .map(|v| *v.value())
+            .unwrap_or([0u8; 40]))
+    }
+
+    /// The cached identity resolution, if it was made from the current inputs.
+    pub fn identity_cache(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.read()?;
+        let digest = tx
+            .open_table(IDENTITY_DIGEST)?
+            .get("identity")?
+            .map(|v| *v.value())
+            .unwrap_or([0u8; 40]);
+        let cached = tx
+            .open_table(IDENTITY_CACHE)?
+            .get("registry")?
+            .map(|v| v.value().to_vec());
+        Ok(cached
+            .filter(|c| c.get(..40) == Some(digest.as_slice()))
+            .map(|c| c.get(40..).unwrap_or_default().to_vec()))
+    }
+
+    /// Stores an identity resolution made from the inputs with `digest`.
+    pub fn put_identity_cache(&self, digest: &[u8; 40], encoded: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(IDENTITY_CACHE)?;
+            let mut v = Vec::with_capacity(40 + encoded.len());
+            v.extend_from_slice(digest);
+            v.extend_from_slice(encoded);
+            t.insert("registry", v.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// A payload by its hash.
     pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.read()?;
@@ -555,6 +599,7 @@ impl Store {
                 review: tx.open_table(REVIEW_ENTRIES)?,
                 refs: tx.open_table(REVIEW_REFS)?,
                 series: tx.open_table(SERIES)?,
+                digest: tx.open_table(IDENTITY_DIGEST)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let meta = match feeds.get(author.as_bytes())? {
@@ -685,6 +730,7 @@ impl Store {
                 review: tx.open_table(REVIEW_ENTRIES)?,
                 refs: tx.open_table(REVIEW_REFS)?,
                 series: tx.open_table(SERIES)?,
+                digest: tx.open_table(IDENTITY_DIGEST)?,
             };
             let mut payloads = tx.open_table(PAYLOADS)?;
             let mut forks = tx.open_table(FORKS)?;
@@ -718,6 +764,9 @@ impl Store {
                                     e.signed.header().payload_hash.as_bytes(),
                                     p.as_slice(),
                                 )?;
+                                // Indexes that need the payload (identity digest,
+                                // review references) catch up now.
+                                index_entry(&mut index, &key, &e.signed, Some(p))?;
                                 report.payloads_added += 1;
                             }
                         }
@@ -957,6 +1006,8 @@ impl Store {
             }
             tx.delete_table(REVIEW_REFS)?;
             tx.delete_table(SERIES)?;
+            tx.delete_table(IDENTITY_DIGEST)?;
+            tx.delete_table(IDENTITY_CACHE)?;
             tx.delete_table(ID_INDEX)?;
             tx.delete_table(ID_OVERFLOW)?;
             let entries = tx.open_table(ENTRIES)?;
@@ -968,6 +1019,7 @@ impl Store {
                 review: tx.open_table(REVIEW_ENTRIES)?,
                 refs: tx.open_table(REVIEW_REFS)?,
                 series: tx.open_table(SERIES)?,
+                digest: tx.open_table(IDENTITY_DIGEST)?,
             };
             for row in entries.iter()? {
                 let (k, v) = row?;
@@ -1157,6 +1209,29 @@ struct IdIndex<'t> {
     review: redb::Table<'t, &'static [u8; 40], ()>,
     refs: redb::Table<'t, &'static [u8; 72], ()>,
     series: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    digest: redb::Table<'t, &'static str, &'static [u8; 40]>,
+}
+
+impl IdIndex<'_> {
+    /// Folds an identity entry (with its payload) into the identity digest.
+    fn add_to_identity_digest(&mut self, id: &EntryId) -> Result<(), StoreError> {
+        let mut d = self
+            .digest
+            .get("identity")?
+            .map(|v| *v.value())
+            .unwrap_or([0u8; 40]);
+        let mut count = [0u8; 8];
+        count.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
+        let count = u64::from_be_bytes(count).wrapping_add(1);
+        if let Some(c) = d.get_mut(..8) {
+            c.copy_from_slice(&count.to_be_bytes());
+        }
+        for (slot, b) in d.iter_mut().skip(8).zip(id.0.iter()) {
+            *slot ^= b;
+        }
+        self.digest.insert("identity", &d)?;
+        Ok(())
+    }
 }
 
 impl IdIndex<'_> {
@@ -1204,6 +1279,9 @@ fn index_entry(
     let payload_type = &signed.header().payload_type;
     if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
         index.identity.insert(&key, ())?;
+        if payload.is_some() {
+            index.add_to_identity_digest(&id)?;
+        }
     }
     if tagline_format::review::ReviewPayload::is_review_type(payload_type) {
         index.review.insert(&key, ())?;

@@ -97,3 +97,14 @@ pub const REVIEW_REFS: TableDefinition<&[u8; 72], ()> = TableDefinition::new("re
 /// The series (first revisions) this store holds. Key: series id. Value:
 /// `author [32] ‖ seq u64`.
 pub const SERIES: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("series_v1");
+
+/// A running digest of the identity entries whose payloads are held: key
+/// `"identity"`, value `count u64 ‖ XOR of their ids [32]`. It changes whenever
+/// the input of identity resolution changes.
+pub const IDENTITY_DIGEST: TableDefinition<&str, &[u8; 40]> =
+    TableDefinition::new("identity_digest_v1");
+
+/// A cached resolution of the identities: key `"registry"`, value `digest [40]
+/// ‖ encoded registry` (tagline-identity's `Registry::encode`). Valid only
+/// while the digest equals [`IDENTITY_DIGEST`]'s.
+pub const IDENTITY_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_cache_v1");

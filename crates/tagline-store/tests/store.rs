@@ -478,3 +478,46 @@ fn indexes_rebuild_from_the_entries() {
     let report = store.verify_all([0; 32]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[test]
+fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
+    use tagline_format::identity::IdentityPayload;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let root = SecretKey::from_seed(&[41; 32]);
+    let empty = store.identity_digest().unwrap();
+    store
+        .append_local(
+            &root,
+            vec![(
+                IdentityPayload::Genesis.type_name().into(),
+                IdentityPayload::Genesis.encode(),
+            )],
+            NOW,
+        )
+        .unwrap();
+    let d1 = store.identity_digest().unwrap();
+    assert_ne!(d1, empty);
+    // Notes do not change it.
+    store.append_local(&root, notes(3, "n"), NOW).unwrap();
+    assert_eq!(store.identity_digest().unwrap(), d1);
+    store.put_identity_cache(&d1, b"cached").unwrap();
+    assert_eq!(
+        store.identity_cache().unwrap().as_deref(),
+        Some(&b"cached"[..])
+    );
+    let p = IdentityPayload::Profile { name: "Ada".into() };
+    store
+        .append_local(&root, vec![(p.type_name().into(), p.encode())], NOW)
+        .unwrap();
+    assert_ne!(store.identity_digest().unwrap(), d1);
+    assert_eq!(
+        store.identity_cache().unwrap(),
+        None,
+        "a stale cache is not returned"
+    );
+    // A rebuild reaches the same digest.
+    let d2 = store.identity_digest().unwrap();
+    store.rebuild_indexes().unwrap();
+    assert_eq!(store.identity_digest().unwrap(), d2);
+}
