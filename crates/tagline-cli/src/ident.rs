@@ -92,8 +92,17 @@ pub fn init(home_dir: &Path, no_identity: bool) -> Result<()> {
     Ok(())
 }
 
-/// Resolves every identity from the store's identity entries.
+/// Resolves every identity from the store's identity entries, through the
+/// store's cache when the identity entries have not changed since.
 pub fn registry(store: &Store) -> Result<Registry> {
+    if let Some(bytes) = store.identity_cache()?
+        && let Some(reg) = Registry::decode(&bytes)
+    {
+        return Ok(reg);
+    }
+    // The digest is read first: an append racing with us can only make the
+    // cache stale (recomputed next time), never wrong.
+    let digest = store.identity_digest()?;
     let stored = store.identity_entries()?;
     let inputs: Vec<Input<'_>> = stored
         .iter()
@@ -102,7 +111,9 @@ pub fn registry(store: &Store) -> Result<Registry> {
             payload: e.payload.as_deref(),
         })
         .collect();
-    Ok(resolve(&inputs))
+    let reg = resolve(&inputs);
+    store.put_identity_cache(&digest, &reg.encode())?;
+    Ok(reg)
 }
 
 fn own_identity(home_dir: &Path) -> Result<IdentityId> {

@@ -120,6 +120,15 @@ impl PublicKey {
         Ok(PublicKey { bytes: *bytes })
     }
 
+    /// A key from this node's own cache, written from a key that passed
+    /// [`PublicKey::from_bytes`] (a local, derived table). Skips the point
+    /// checks. NEVER use it for bytes received from anyone: received keys go
+    /// through `from_bytes`. Signatures are always verified against keys
+    /// decoded from the signed headers themselves, never against cached ones.
+    pub fn from_cached_bytes(bytes: &[u8; 32]) -> PublicKey {
+        PublicKey { bytes: *bytes }
+    }
+
     pub fn from_slice(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         let arr = <[u8; 32]>::try_from(bytes).map_err(|_| KeyError::Length(bytes.len()))?;
         PublicKey::from_bytes(&arr)

@@ -507,9 +507,12 @@ impl Reader {
             _ => None,
         }
     }
+    /// Keys in a cache were validated when the registry was resolved.
     fn k(&mut self) -> Option<PublicKey> {
         match self.next()? {
-            Value::Bytes(b) => PublicKey::from_slice(&b).ok(),
+            Value::Bytes(b) => Some(PublicKey::from_cached_bytes(
+                &<[u8; 32]>::try_from(b.as_slice()).ok()?,
+            )),
             _ => None,
         }
     }

@@ -10,7 +10,9 @@
 //!   entries as one series has (the baseline for `status`);
 //! - `index/series_entries`: the series' entries through the series index;
 //! - `evaluate/one_series`: `evaluate` on them, identities already resolved;
-//! - `identities/resolve_all`: resolving every identity from the store.
+//! - `identities/resolve_all`: resolving every identity from the store;
+//! - `identities/cached`: the same from the store's identity cache (valid while
+//!   no identity entry changed), as `tagline status` now does.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -313,6 +315,30 @@ fn benches(c: &mut Criterion) {
             )
             .identities
             .len()
+        })
+    });
+    let digest = f.store.identity_digest().unwrap();
+    let reg_now = {
+        let ids = f.store.identity_entries().unwrap();
+        tagline_identity::resolve(
+            &ids.iter()
+                .map(|e| tagline_identity::Input {
+                    signed: &e.signed,
+                    payload: e.payload.as_deref(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    f.store
+        .put_identity_cache(&digest, &reg_now.encode())
+        .unwrap();
+    g.sample_size(100);
+    g.bench_function("identities/cached", |b| {
+        b.iter(|| {
+            tagline_identity::Registry::decode(&f.store.identity_cache().unwrap().unwrap())
+                .unwrap()
+                .identities
+                .len()
         })
     });
     g.finish();
