@@ -45,6 +45,24 @@ pub fn append_own(
     Ok(entries)
 }
 
+/// Joins `id` from `device`'s feed and records it as this home's identity.
+fn join(
+    home_dir: &Path,
+    store: &Store,
+    device: &SecretKey,
+    id: IdentityId,
+    force: bool,
+) -> Result<()> {
+    append_own(
+        home_dir,
+        store,
+        device,
+        vec![item(&IdentityPayload::Join { identity: id })],
+        force,
+    )?;
+    home::set_identity(home_dir, &id)
+}
+
 fn item(p: &IdentityPayload) -> (String, Vec<u8>) {
     (p.type_name().to_string(), p.encode())
 }
@@ -76,14 +94,7 @@ pub fn init(home_dir: &Path, no_identity: bool) -> Result<()> {
         ],
         false,
     )?;
-    append_own(
-        home_dir,
-        &store,
-        &device,
-        vec![item(&IdentityPayload::Join { identity: id })],
-        false,
-    )?;
-    home::set_identity(home_dir, &id)?;
+    join(home_dir, &store, &device, id, false)?;
     println!("identity {id}");
     println!(
         "the root key is in {}; keep a copy offline (`tagline identity export-root FILE`)",
@@ -145,6 +156,20 @@ fn current_root(
     Ok((id, root))
 }
 
+/// Appends identity items signed by the current root key; `make` builds them
+/// from the open store and the identity (and may refuse). Returns the identity.
+fn append_as_root(
+    home_dir: &Path,
+    opts: AppendOpts<'_>,
+    make: impl FnOnce(&Store, &IdentityId) -> Result<Vec<IdentityPayload>>,
+) -> Result<IdentityId> {
+    let store = home::open_store(home_dir)?;
+    let (id, root) = current_root(home_dir, &store, opts)?;
+    let items = make(&store, &id)?.iter().map(item).collect();
+    append_own(home_dir, &store, &root, items, opts.force)?;
+    Ok(id)
+}
+
 pub fn set_name(home_dir: &Path, name: &str, opts: AppendOpts<'_>) -> Result<()> {
     if name.trim().is_empty() || name.len() > tagline_format::identity::MAX_NAME_LEN {
         bail!(
@@ -152,17 +177,11 @@ pub fn set_name(home_dir: &Path, name: &str, opts: AppendOpts<'_>) -> Result<()>
             tagline_format::identity::MAX_NAME_LEN
         );
     }
-    let store = home::open_store(home_dir)?;
-    let (_, root) = current_root(home_dir, &store, opts)?;
-    append_own(
-        home_dir,
-        &store,
-        &root,
-        vec![item(&IdentityPayload::Profile {
+    append_as_root(home_dir, opts, |_, _| {
+        Ok(vec![IdentityPayload::Profile {
             name: name.trim().to_string(),
-        })],
-        opts.force,
-    )?;
+        }])
+    })?;
     println!("name set to {:?}", name.trim());
     Ok(())
 }
@@ -170,18 +189,12 @@ pub fn set_name(home_dir: &Path, name: &str, opts: AppendOpts<'_>) -> Result<()>
 pub fn add_email(home_dir: &Path, address: &str, opts: AppendOpts<'_>) -> Result<()> {
     let addr =
         normalize_email(address).with_context(|| format!("{address:?} is not an email address"))?;
-    let store = home::open_store(home_dir)?;
-    let (id, root) = current_root(home_dir, &store, opts)?;
-    append_own(
-        home_dir,
-        &store,
-        &root,
-        vec![item(&IdentityPayload::Email {
+    let id = append_as_root(home_dir, opts, |_, _| {
+        Ok(vec![IdentityPayload::Email {
             address: addr.clone(),
             claimed: true,
-        })],
-        opts.force,
-    )?;
+        }])
+    })?;
     println!("claimed {addr} (unverified)");
     println!(
         "to verify it, send a mail from {addr} to a list bridged by Tagline with this line in the body:"
@@ -219,18 +232,12 @@ pub fn vouch(home_dir: &Path, identity: &str, address: &str, force: bool) -> Res
 pub fn remove_email(home_dir: &Path, address: &str, opts: AppendOpts<'_>) -> Result<()> {
     let addr =
         normalize_email(address).with_context(|| format!("{address:?} is not an email address"))?;
-    let store = home::open_store(home_dir)?;
-    let (_, root) = current_root(home_dir, &store, opts)?;
-    append_own(
-        home_dir,
-        &store,
-        &root,
-        vec![item(&IdentityPayload::Email {
+    append_as_root(home_dir, opts, |_, _| {
+        Ok(vec![IdentityPayload::Email {
             address: addr.clone(),
             claimed: false,
-        })],
-        opts.force,
-    )?;
+        }])
+    })?;
     println!("withdrew {addr}");
     Ok(())
 }
@@ -298,18 +305,12 @@ pub fn device_add(home_dir: &Path, key: &str, from: u64, opts: AppendOpts<'_>) -
     let device: PublicKey = key
         .parse()
         .with_context(|| format!("{key:?} is not a device key"))?;
-    let store = home::open_store(home_dir)?;
-    let (id, root) = current_root(home_dir, &store, opts)?;
-    append_own(
-        home_dir,
-        &store,
-        &root,
-        vec![item(&IdentityPayload::DeviceAdd {
+    let id = append_as_root(home_dir, opts, |_, _| {
+        Ok(vec![IdentityPayload::DeviceAdd {
             device,
             from_seq: from.max(1),
-        })],
-        opts.force,
-    )?;
+        }])
+    })?;
     println!(
         "authorised device {device} for {id} from its seq {}",
         from.max(1)
@@ -324,26 +325,20 @@ pub fn device_revoke(home_dir: &Path, key: &str, after: u64, opts: AppendOpts<'_
     let device: PublicKey = key
         .parse()
         .with_context(|| format!("{key:?} is not a device key"))?;
-    let store = home::open_store(home_dir)?;
-    let (id, root) = current_root(home_dir, &store, opts)?;
-    let reg = registry(&store)?;
-    if !reg
-        .identities
-        .get(&id)
-        .is_some_and(|i| i.devices.iter().any(|d| d.key == device))
-    {
-        bail!("device {device} is not a device of {id}");
-    }
-    append_own(
-        home_dir,
-        &store,
-        &root,
-        vec![item(&IdentityPayload::DeviceRevoke {
+    append_as_root(home_dir, opts, |store, id| {
+        let reg = registry(store)?;
+        if !reg
+            .identities
+            .get(id)
+            .is_some_and(|i| i.devices.iter().any(|d| d.key == device))
+        {
+            bail!("device {device} is not a device of {id}");
+        }
+        Ok(vec![IdentityPayload::DeviceRevoke {
             device,
             last_valid_seq: after,
-        })],
-        opts.force,
-    )?;
+        }])
+    })?;
     println!("revoked device {device}: its entries after seq {after} count for nobody");
     Ok(())
 }
@@ -361,14 +356,7 @@ pub fn device_request(home_dir: &Path, identity: &str, force: bool) -> Result<()
     }
     let device = home::load_key(home_dir)?;
     let store = home::open_store(home_dir)?;
-    append_own(
-        home_dir,
-        &store,
-        &device,
-        vec![item(&IdentityPayload::Join { identity: id })],
-        force,
-    )?;
-    home::set_identity(home_dir, &id)?;
+    join(home_dir, &store, &device, id, force)?;
     println!("this device ({}) asked to join {id}", device.public());
     println!("on a machine holding the root key of {id}, run:");
     println!("  tagline device add {}", device.public());
@@ -456,6 +444,18 @@ fn identity_json(
     })
 }
 
+/// The JSON view of identity `id` as this node resolves it (see docs/json.md).
+fn identity_view(home_dir: &Path, id: &IdentityId) -> Result<serde_json::Value> {
+    let store = home::open_store(home_dir)?;
+    let reg = registry(&store)?;
+    let this_device = home::load_key(home_dir).ok().map(|k| k.public());
+    let j = identity_json(&reg, id, this_device.as_ref());
+    if j.is_null() {
+        bail!("identity {id} is not known here (import its identity feed first)");
+    }
+    Ok(j)
+}
+
 /// A field of a JSON object, or null.
 fn field<'a>(v: &'a serde_json::Value, k: &str) -> &'a serde_json::Value {
     v.get(k).unwrap_or(&serde_json::Value::Null)
@@ -468,13 +468,7 @@ pub fn show(home_dir: &Path, id: Option<&str>, as_json: bool) -> Result<()> {
             .with_context(|| format!("{s:?} is not an identity id"))?,
         None => own_identity(home_dir)?,
     };
-    let store = home::open_store(home_dir)?;
-    let reg = registry(&store)?;
-    let this_device = home::load_key(home_dir).ok().map(|k| k.public());
-    let j = identity_json(&reg, &id, this_device.as_ref());
-    if j.is_null() {
-        bail!("identity {id} is not known here (import its identity feed first)");
-    }
+    let j = identity_view(home_dir, &id)?;
     if as_json {
         println!("{j}");
         return Ok(());
@@ -558,14 +552,7 @@ fn print_devices(j: &serde_json::Value) {
 }
 
 pub fn device_list(home_dir: &Path, as_json: bool) -> Result<()> {
-    let id = own_identity(home_dir)?;
-    let store = home::open_store(home_dir)?;
-    let reg = registry(&store)?;
-    let this_device = home::load_key(home_dir).ok().map(|k| k.public());
-    let j = identity_json(&reg, &id, this_device.as_ref());
-    if j.is_null() {
-        bail!("identity {id} is not known here (import its identity feed first)");
-    }
+    let j = identity_view(home_dir, &own_identity(home_dir)?)?;
     if as_json {
         println!("{}", field(&j, "devices"));
     } else {

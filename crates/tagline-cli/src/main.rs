@@ -258,46 +258,16 @@ enum Command {
     /// Who must see a change: maintainers, reviewers and lists from MAINTAINERS
     /// (as `get_maintainer.pl --nogit --nogit-fallback --nokeywords`)
     Maintainers {
-        /// The MAINTAINERS file [default: ./MAINTAINERS]; .mailmap and
-        /// .get_maintainer.ignore are read beside it
-        #[arg(long, value_name = "MAINTAINERS")]
-        file: Option<PathBuf>,
-        /// Print the matching sections instead
-        #[arg(long)]
-        sections: bool,
-        /// Machine-readable output
-        #[arg(long)]
-        json: bool,
-        /// Also match K: keywords against the patch (get_maintainer.pl's default)
-        #[arg(long)]
-        keywords: bool,
-        /// The inputs are paths in the tree, not patch files
-        #[arg(short = 'f', long = "paths")]
-        paths: bool,
-        /// Patch files (or paths with -f)
-        #[arg(required = true)]
-        inputs: Vec<String>,
+        #[command(flatten)]
+        args: maint::Args,
     },
     /// Projects (a project's lead declares it and its merge policy)
     #[command(subcommand)]
     Project(ProjectCmd),
     /// Post a revision of a patch series from `git format-patch` files
     Submit {
-        /// Project name or id [default: the only project known]
-        #[arg(long)]
-        project: Option<String>,
-        /// Version [default: from the subjects, else 1]
-        #[arg(long)]
-        version: Option<u64>,
-        /// The series this revises (id prefix; see `tagline series`), for v2 and later
-        #[arg(long)]
-        series: Option<String>,
-        /// A git repository to take a RANGE from [default: the current directory]
-        #[arg(long, value_name = "PATH")]
-        repo: Option<PathBuf>,
-        /// A cover letter: its first line is the subject, the rest the body
-        #[arg(long, value_name = "FILE")]
-        cover: Option<PathBuf>,
+        #[command(flatten)]
+        args: reviewcmd::SubmitArgs,
         /// Patch files (a `0/N` cover letter among them is used as the cover),
         /// or one git revision range such as `origin/staging..HEAD`
         #[arg(required = true)]
@@ -364,29 +334,8 @@ enum Command {
     Interdiff { series: String, v1: u64, v2: u64 },
     /// List series with their state, with a maintainer's pre-filters
     Series {
-        #[arg(long)]
-        project: Option<String>,
-        /// Only series in this state (posted, ci-failed, approved, merged, …)
-        #[arg(long)]
-        state: Option<String>,
-        /// Only series touching a path matching GLOB (repeatable)
-        #[arg(long, value_name = "GLOB")]
-        path: Vec<String>,
-        /// Only series by this author (name, address or identity id prefix)
-        #[arg(long)]
-        author: Option<String>,
-        /// Only series whose subjects or messages mention K
-        #[arg(long, value_name = "K")]
-        keyword: Option<String>,
-        /// Only series with this counted trailer, e.g. Tested-by or Tested-by:ci-bot (repeatable)
-        #[arg(long, value_name = "TRAILER[:WHO]")]
-        has: Vec<String>,
-        /// Only series without it, e.g. "ignore until the build bot tested" (repeatable)
-        #[arg(long, value_name = "TRAILER[:WHO]")]
-        lacks: Vec<String>,
-        /// Open series by others that you have not reviewed or acked yet
-        #[arg(long)]
-        needs_my_review: bool,
+        #[command(flatten)]
+        filter: reviewcmd::SeriesFilter,
         #[arg(long)]
         json: bool,
     },
@@ -415,23 +364,9 @@ fn run(cli: Cli) -> Result<()> {
         clap_complete::generate(shell, &mut Cli::command(), "tagline", &mut io::stdout());
         return Ok(());
     }
-    if let Command::Maintainers {
-        file,
-        sections,
-        json,
-        keywords,
-        paths,
-        inputs,
-    } = cli.command
-    {
-        return maint::run(maint::Args {
-            file,
-            sections,
-            json,
-            keywords,
-            paths,
-            inputs,
-        });
+    // Commands that need no data directory.
+    if let Command::Maintainers { args } = cli.command {
+        return maint::run(args);
     }
     let home = home::resolve(cli.home)?;
     let opts = ident::AppendOpts {
@@ -490,25 +425,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Project(ProjectCmd::Amend { project, fields }) => {
             reviewcmd::project_create(&home, fields.into_args(), Some(&project), opts.force)
         }
-        Command::Submit {
-            project,
-            version,
-            series,
-            repo,
-            cover,
-            files,
-        } => reviewcmd::submit(
-            &home,
-            reviewcmd::SubmitArgs {
-                project,
-                version,
-                series,
-                repo,
-                cover,
-            },
-            &files,
-            opts.force,
-        ),
+        Command::Submit { args, files } => reviewcmd::submit(&home, args, &files, opts.force),
         Command::Review {
             series,
             patch,
@@ -573,46 +490,8 @@ fn run(cli: Cli) -> Result<()> {
             repo,
             json,
         } => reviewcmd::status(&home, &series, project.as_deref(), repo.as_deref(), json),
-        Command::Series {
-            project,
-            state,
-            path,
-            author,
-            keyword,
-            has,
-            lacks,
-            needs_my_review,
-            json,
-        } => reviewcmd::series_list(
-            &home,
-            reviewcmd::SeriesFilter {
-                project,
-                state,
-                path,
-                author,
-                keyword,
-                has,
-                lacks,
-                needs_my_review,
-            },
-            json,
-        ),
-        Command::Maintainers {
-            file,
-            sections,
-            json,
-            keywords,
-            paths,
-            inputs,
-        } => maint::run(maint::Args {
-            file,
-            sections,
-            json,
-            keywords,
-            paths,
-            inputs,
-        }),
-        Command::Completions { .. } => Ok(()),
+        Command::Series { filter, json } => reviewcmd::series_list(&home, filter, json),
+        Command::Maintainers { .. } | Command::Completions { .. } => Ok(()), // handled above
     }
 }
 

@@ -9,27 +9,27 @@ use tagline_review::maintainers::{
 };
 
 /// Arguments of `tagline maintainers`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The MAINTAINERS file [default: ./MAINTAINERS]; .mailmap and
+    /// .get_maintainer.ignore are read beside it
+    #[arg(long, value_name = "MAINTAINERS")]
     pub file: Option<PathBuf>,
+    /// Print the matching sections instead
+    #[arg(long)]
     pub sections: bool,
+    /// Machine-readable output
+    #[arg(long)]
     pub json: bool,
+    /// Also match K: keywords against the patch (get_maintainer.pl's default)
+    #[arg(long)]
     pub keywords: bool,
+    /// The inputs are paths in the tree, not patch files
+    #[arg(short = 'f', long = "paths")]
     pub paths: bool,
+    /// Patch files (or paths with -f)
+    #[arg(required = true)]
     pub inputs: Vec<String>,
-}
-
-/// Xen's MAINTAINERS carries `V: xen-maintainers-N` under THE REST; its
-/// get_maintainer.pl differs from Linux's (docs/maintainers.md).
-fn flavor_of(text: &str) -> Flavor {
-    if text
-        .lines()
-        .any(|l| l.starts_with("V:") && l.contains("xen-maintainers-"))
-    {
-        Flavor::xen()
-    } else {
-        Flavor::linux()
-    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -45,7 +45,7 @@ pub fn run(a: Args) -> Result<()> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    let flavor = flavor_of(&text);
+    let flavor = Flavor::detect(&text);
     let m = Maintainers::parse(&text, &flavor, &|p| root.join(p).is_dir());
     let ctx = Context {
         mailmap: std::fs::read_to_string(root.join(".mailmap"))

@@ -45,26 +45,24 @@ fn read_numbers(home_dir: &Path) -> Vec<(u64, EntryId)> {
         .collect()
 }
 
-/// Gives every known series a number, oldest first; writes new ones.
-fn number_series(home_dir: &Path, w: &mut World) -> Result<()> {
-    let mut next = w.numbers.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1;
-    let mut list: Vec<(u64, EntryId)> = w
-        .series_list()
-        .iter()
-        .map(|(id, _, e)| (e.signed.header().timestamp, *id))
-        .collect();
-    list.sort();
+/// Numbers the series in `ids` (in that order) that have no number yet, and
+/// writes the file if any was added.
+fn add_numbers(
+    home_dir: &Path,
+    numbers: &mut Vec<(u64, EntryId)>,
+    ids: impl IntoIterator<Item = EntryId>,
+) -> Result<()> {
+    let mut next = numbers.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1;
     let mut added = false;
-    for (_, id) in list {
-        if !w.numbers.iter().any(|(_, x)| *x == id) {
-            w.numbers.push((next, id));
+    for id in ids {
+        if !numbers.iter().any(|(_, x)| *x == id) {
+            numbers.push((next, id));
             next += 1;
             added = true;
         }
     }
     if added {
-        let text: String = w
-            .numbers
+        let text: String = numbers
             .iter()
             .map(|(n, id)| format!("{n} {id}\n"))
             .collect();
@@ -76,16 +74,20 @@ fn number_series(home_dir: &Path, w: &mut World) -> Result<()> {
     Ok(())
 }
 
+/// Every review entry and identity this node holds, with every known series
+/// numbered (oldest first).
 fn world(store: &Store) -> Result<World> {
-    let home_dir = store.dir().to_path_buf();
-    let mut w = world_without_numbers(store)?;
-    w.numbers = read_numbers(&home_dir);
-    number_series(&home_dir, &mut w)?;
+    let home_dir = store.dir();
+    let mut w = world_of(store, store.review_entries()?)?;
+    w.numbers = read_numbers(home_dir);
+    let mut list: Vec<(u64, EntryId)> = w
+        .series_list()
+        .iter()
+        .map(|(id, _, e)| (e.signed.header().timestamp, *id))
+        .collect();
+    list.sort();
+    add_numbers(home_dir, &mut w.numbers, list.into_iter().map(|(_, id)| id))?;
     Ok(w)
-}
-
-fn world_without_numbers(store: &Store) -> Result<World> {
-    world_of(store, store.review_entries()?)
 }
 
 /// A world of just these review entries (and every identity).
@@ -117,13 +119,7 @@ impl World {
     fn inputs(&self) -> Vec<Input<'_>> {
         self.entries
             .iter()
-            .map(|(e, p)| Input {
-                id: e.signed.id(),
-                author: *e.signed.author(),
-                seq: e.signed.seq(),
-                timestamp: e.signed.header().timestamp,
-                payload: p,
-            })
+            .map(|(e, p)| Input::new(&e.signed, p))
             .collect()
     }
 
@@ -494,40 +490,51 @@ fn parse_patch_mail(path: &str) -> Result<PatchMail> {
 }
 
 /// Options of `tagline submit`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct SubmitArgs {
+    /// Project name or id [default: the only project known]
+    #[arg(long)]
     pub project: Option<String>,
+    /// Version [default: from the subjects, else 1]
+    #[arg(long)]
     pub version: Option<u64>,
+    /// The series this revises (id prefix; see `tagline series`), for v2 and later
+    #[arg(long)]
     pub series: Option<String>,
+    /// A git repository to take a RANGE from [default: the current directory]
+    #[arg(long, value_name = "PATH")]
     pub repo: Option<std::path::PathBuf>,
+    /// A cover letter: its first line is the subject, the rest the body
+    #[arg(long, value_name = "FILE")]
     pub cover: Option<std::path::PathBuf>,
 }
 
 /// Turns a revision range into format-patch files (with `--base`), in a
 /// temporary directory that lives as long as the returned guard.
-fn format_range(repo: &Path, range: &str) -> Result<(tempfile_dir::Dir, Vec<String>)> {
-    let dir = tempfile_dir::Dir::new()?;
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["format-patch", "-q", "--base=auto", "-o"])
-        .arg(dir.path())
-        .arg(range)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .with_context(|| format!("cannot run git in {}", repo.display()))?;
+fn format_range(repo: &Path, range: &str) -> Result<(tempfile::TempDir, Vec<String>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("tagline-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let format_patch = |base: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["format-patch", "-q"])
+            .args(base)
+            .arg("-o")
+            .arg(dir.path())
+            .arg(range)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .with_context(|| format!("cannot run git in {}", repo.display()))
+    };
+    let out = format_patch(&["--base=auto"])?;
     let out = if out.status.success() {
         out
     } else {
         // --base=auto needs an upstream; retry without it.
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["format-patch", "-q", "-o"])
-            .arg(dir.path())
-            .arg(range)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()?
+        format_patch(&[])?
     };
     if !out.status.success() {
         bail!(
@@ -547,38 +554,12 @@ fn format_range(repo: &Path, range: &str) -> Result<(tempfile_dir::Dir, Vec<Stri
     Ok((dir, files))
 }
 
-/// A temporary directory removed on drop (the CLI has no tempfile dependency
-/// outside tests).
-mod tempfile_dir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> std::io::Result<Dir> {
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let p = std::env::temp_dir().join(format!("tagline-{}", u64::from_le_bytes(seed)));
-            std::fs::create_dir(&p)?;
-            Ok(Dir(p))
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) -> Result<()> {
     let (project, version, series) = (a.project.as_deref(), a.version, a.series.as_deref());
     let store = home::open_store(home_dir)?;
-    let w = world(&store)?;
+    let mut w = world(&store)?;
     let (project_id, decl, _) = w.project(project)?;
+    let decl = decl.clone();
     // One argument that is not a file: a revision range.
     let mut _guard = None;
     let files: Vec<String> = match inputs {
@@ -666,9 +647,9 @@ pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) ->
         change_id: None,
     };
     let id = publish(home_dir, &store, &ReviewPayload::Revision(rev), force)?;
-    // Give the new series its short number now.
-    let numbered = world(&store)?;
-    let number = numbered.number_of(series_id.unwrap_or(id));
+    // Every other series is numbered already (by `world`): number the new one.
+    add_numbers(home_dir, &mut w.numbers, [series_id.unwrap_or(id)])?;
+    let number = w.number_of(series_id.unwrap_or(id));
     println!(
         "series {} v{version} ({} patches) in {}",
         series_id.unwrap_or(id),
@@ -790,7 +771,7 @@ pub fn ci_report(
                 .unwrap_or(tail.len());
             (
                 Some(tail.get(start..).unwrap_or("").to_string()),
-                Some(*blake3_hash(&bytes)),
+                Some(*tagline_format::PayloadHash::of(&bytes).as_bytes()),
             )
         }
         None => (None, None),
@@ -813,10 +794,6 @@ pub fn ci_report(
         rev.version
     );
     Ok(())
-}
-
-fn blake3_hash(bytes: &[u8]) -> Box<[u8; 32]> {
-    Box::new(*tagline_format::PayloadHash::of(bytes).as_bytes())
 }
 
 /// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with
@@ -850,17 +827,9 @@ fn maintainers_at(
             .lines()
             .map(str::to_string)
             .collect();
-    let flavor = if text
-        .lines()
-        .any(|l| l.starts_with("V:") && l.contains("xen-maintainers-"))
-    {
-        tagline_review::maintainers::Flavor::xen()
-    } else {
-        tagline_review::maintainers::Flavor::linux()
-    };
     Ok(tagline_review::maintainers::Maintainers::parse(
         &text,
-        &flavor,
+        &tagline_review::maintainers::Flavor::detect(&text),
         &|p| dirs.contains(p),
     ))
 }
@@ -1016,15 +985,30 @@ pub fn status(
 }
 
 /// The maintainer's pre-filters of `tagline series`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct SeriesFilter {
+    #[arg(long)]
     pub project: Option<String>,
+    /// Only series in this state (posted, ci-failed, approved, merged, …)
+    #[arg(long)]
     pub state: Option<String>,
+    /// Only series touching a path matching GLOB (repeatable)
+    #[arg(long, value_name = "GLOB")]
     pub path: Vec<String>,
+    /// Only series by this author (name, address or identity id prefix)
+    #[arg(long)]
     pub author: Option<String>,
+    /// Only series whose subjects or messages mention K
+    #[arg(long, value_name = "K")]
     pub keyword: Option<String>,
+    /// Only series with this counted trailer, e.g. Tested-by or Tested-by:ci-bot (repeatable)
+    #[arg(long, value_name = "TRAILER[:WHO]")]
     pub has: Vec<String>,
+    /// Only series without it, e.g. "ignore until the build bot tested" (repeatable)
+    #[arg(long, value_name = "TRAILER[:WHO]")]
     pub lacks: Vec<String>,
+    /// Open series by others that you have not reviewed or acked yet
+    #[arg(long)]
     pub needs_my_review: bool,
 }
 

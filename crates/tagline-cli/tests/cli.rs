@@ -7,7 +7,7 @@
 )]
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn tagline(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -84,11 +84,7 @@ fn init_publish_log_export_import_verify() {
     assert!(feed.starts_with("tlk1"));
 
     for i in 0..5 {
-        let out = ok(
-            &a,
-            &["publish", "--type", "tagline/note", "--json", "-"],
-            Some(&format!(r#"{{"0": "note {i}"}}"#)),
-        );
+        let out = ok(&a, PUBLISH_NOTE, Some(&format!(r#"{{"0": "note {i}"}}"#)));
         // seq 1 of the device feed is its join entry (written by init).
         assert!(out.starts_with(&format!("{} tle1", i + 2)), "{out}");
     }
@@ -149,11 +145,7 @@ fn tampered_export_is_refused_with_a_clear_message() {
     let c = tmp.path().join("c");
     ok(&a, &["init"], None);
     for i in 0..3 {
-        ok(
-            &a,
-            &["publish", "--type", "tagline/note", "--json", "-"],
-            Some(&format!(r#"{{"0": "n{i}"}}"#)),
-        );
+        ok(&a, PUBLISH_NOTE, Some(&format!(r#"{{"0": "n{i}"}}"#)));
     }
     let export = tmp.path().join("a.feed");
     ok(&a, &["export", "-o", export.to_str().unwrap()], None);
@@ -194,11 +186,7 @@ fn errors_are_one_clear_line() {
     let err = fails(&h, &["log"], None);
     assert!(err.contains("tagline init"), "{err}");
     ok(&h, &["init"], None);
-    let err = fails(
-        &h,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": 1.5}"#),
-    );
+    let err = fails(&h, PUBLISH_NOTE, Some(r#"{"0": 1.5}"#));
     assert!(err.contains("float"), "{err}");
     let err = fails(
         &h,
@@ -206,11 +194,7 @@ fn errors_are_one_clear_line() {
         Some(r#"{"0": "x"}"#),
     );
     assert!(err.contains("payload type"), "{err}");
-    let err = fails(
-        &h,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"1": "x"}"#),
-    );
+    let err = fails(&h, PUBLISH_NOTE, Some(r#"{"1": "x"}"#));
     assert!(err.contains("tagline/note"), "{err}");
     let err = fails(&h, &["log", "tle1qqqq"], None);
     assert!(err.contains("not a feed key"), "{err}");
@@ -280,11 +264,7 @@ fn identity_with_two_devices_rotation_and_offline_root() {
         "{out}"
     );
     ok(&a, &["device", "add", &b_dev], None);
-    ok(
-        &b,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "from b"}"#),
-    );
+    ok(&b, PUBLISH_NOTE, Some(r#"{"0": "from b"}"#));
 
     // Exchange feeds by export/import: b's device feed to a, a's identity feed to b.
     let b_feed = tmp.path().join("b.feed");
@@ -446,29 +426,30 @@ fn identity_with_two_devices_rotation_and_offline_root() {
     );
 }
 
-#[test]
-fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
-    let copy = tmp.path().join("a-copy");
+/// `tagline publish` of one note, as JSON on stdin.
+const PUBLISH_NOTE: &[&str] = &["publish", "--type", "tagline/note", "--json", "-"];
+
+/// A data dir `a` and a copy of it that appended first: returns both, the
+/// device feed they share, and the error the original gets on its next append.
+fn diverged_copy(tmp: &Path) -> (PathBuf, PathBuf, String, String) {
+    let a = tmp.join("a");
+    let copy = tmp.join("a-copy");
     ok(&a, &["init"], None);
     let dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
         .as_str()
         .unwrap()
         .to_string();
     copy_dir(&a, &copy);
+    ok(&copy, PUBLISH_NOTE, Some(r#"{"0": "on the copy"}"#));
+    let err = fails(&a, PUBLISH_NOTE, Some(r#"{"0": "on the original"}"#));
+    (a, copy, dev, err)
+}
 
+#[test]
+fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
+    let tmp = tempfile::tempdir().unwrap();
     // The copy appends first; then the original is refused.
-    ok(
-        &copy,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "on the copy"}"#),
-    );
-    let err = fails(
-        &a,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "on the original"}"#),
-    );
+    let (a, copy, dev, err) = diverged_copy(tmp.path());
     assert!(
         err.contains("--i-know-this-is-the-only-copy") && err.contains("fork"),
         "{err}"
@@ -500,18 +481,10 @@ fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
     assert_eq!(v["forks"][0]["seq"], 2);
 
     // The forked device can write no more; replacing it revokes it at the fork point.
-    let err = fails(
-        &a,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "x"}"#),
-    );
+    let err = fails(&a, PUBLISH_NOTE, Some(r#"{"0": "x"}"#));
     assert!(err.contains("device replace"), "{err}");
     ok(&a, &["device", "replace"], None);
-    let out = ok(
-        &a,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "new device"}"#),
-    );
+    let out = ok(&a, PUBLISH_NOTE, Some(r#"{"0": "new device"}"#));
     assert!(out.starts_with("2 tle1"), "{out}");
     let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
     let old = show["devices"]
@@ -537,39 +510,15 @@ fn a_copied_data_dir_cannot_fork_silently_and_recovers_with_a_new_device() {
 #[test]
 fn importing_the_newer_copy_resolves_the_guard() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
-    let copy = tmp.path().join("a-copy");
-    ok(&a, &["init"], None);
-    let dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    copy_dir(&a, &copy);
-    ok(
-        &copy,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "on the copy"}"#),
-    );
-    fails(
-        &a,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "refused"}"#),
-    );
+    let (a, copy, dev, err) = diverged_copy(tmp.path());
+    assert!(err.contains("would fork"), "{err}");
     let f = tmp.path().join("copy.feed");
     ok(&copy, &["export", &dev, "-o", f.to_str().unwrap()], None);
     ok(&a, &["import", f.to_str().unwrap()], None);
-    let out = ok(
-        &a,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "after catching up"}"#),
-    );
+    let out = ok(&a, PUBLISH_NOTE, Some(r#"{"0": "after catching up"}"#));
     assert!(out.starts_with("3 tle1"), "{out}");
     // Now the copy is behind, and is refused in turn.
-    let err = fails(
-        &copy,
-        &["publish", "--type", "tagline/note", "--json", "-"],
-        Some(r#"{"0": "stale"}"#),
-    );
+    let err = fails(&copy, PUBLISH_NOTE, Some(r#"{"0": "stale"}"#));
     assert!(err.contains("would fork"), "{err}");
     ok(&a, &["verify"], None);
 }

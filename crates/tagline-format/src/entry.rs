@@ -64,6 +64,10 @@ pub enum EntryError {
     PayloadTooLarge { found: u64 },
     #[error("extensions: expected a non-empty map with text keys, found {0}")]
     Extensions(String),
+    /// Local misuse, never a verdict on received data: [`Header::sign`] was
+    /// given another key than the header's author.
+    #[error("cannot sign: the header's author is {author} but the signing key is {key}")]
+    WrongSigningKey { author: PublicKey, key: PublicKey },
     #[error("payload is {found} bytes but the header says {expected}")]
     PayloadSize { expected: u64, found: u64 },
     #[error("payload hash is {found} but the header says {expected}")]
@@ -90,6 +94,7 @@ impl EntryError {
             EntryError::PayloadType { .. } => "bad-payload-type",
             EntryError::PayloadTooLarge { .. } => "payload-too-large",
             EntryError::PayloadSize { .. } | EntryError::PayloadHash { .. } => "payload-mismatch",
+            EntryError::WrongSigningKey { .. } => "wrong-signing-key",
         }
     }
 }
@@ -261,9 +266,10 @@ impl Header {
     /// Signs this header, producing the signed header.
     pub fn sign(self, key: &SecretKey) -> Result<SignedHeader, EntryError> {
         if key.public() != self.author {
-            return Err(EntryError::SignedHeaderShape(
-                "a signing key that is not the author's".into(),
-            ));
+            return Err(EntryError::WrongSigningKey {
+                author: self.author,
+                key: key.public(),
+            });
         }
         let header_bytes = self.encode()?;
         let signature = key.sign(&signing_message(&header_bytes));
@@ -599,6 +605,24 @@ mod tests {
         assert_eq!(e2.signed.header().backlink, Some(d.id()));
         // Clock went backwards: timestamp raised to the previous one.
         assert_eq!(e2.signed.header().timestamp, 1_700_000_000_000);
+    }
+
+    #[test]
+    fn signing_with_another_key_than_the_author_is_refused() {
+        let (ada, bob) = (
+            SecretKey::from_seed(&[1; 32]),
+            SecretKey::from_seed(&[2; 32]),
+        );
+        let e = create_entry(&ada, None, None, 1, "tagline/note", note("hi")).unwrap();
+        let err = e.signed.header().clone().sign(&bob).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::WrongSigningKey {
+                author: ada.public(),
+                key: bob.public()
+            }
+        );
+        assert!(err.to_string().contains(&ada.public().to_string()), "{err}");
     }
 
     #[test]

@@ -276,13 +276,7 @@ fn benches(c: &mut Criterion) {
         .collect();
     let inputs: Vec<Input<'_>> = decoded
         .iter()
-        .map(|(e, p)| Input {
-            id: e.signed.id(),
-            author: *e.signed.author(),
-            seq: e.signed.seq(),
-            timestamp: e.signed.header().timestamp,
-            payload: p,
-        })
+        .map(|(e, p)| Input::new(&e.signed, p))
         .collect();
     let policy = Policy::parse(&f.project.policy).unwrap();
     let ctx = ProjectContext {

@@ -57,6 +57,19 @@ impl Flavor {
             list_names: true,
         }
     }
+    /// The flavour whose script ships beside this MAINTAINERS text: Xen's
+    /// carries `V: xen-maintainers-N` under THE REST; anything else is read
+    /// as Linux's (docs/maintainers.md).
+    pub fn detect(maintainers: &str) -> Flavor {
+        if maintainers
+            .lines()
+            .any(|l| l.starts_with("V:") && l.contains("xen-maintainers-"))
+        {
+            Flavor::xen()
+        } else {
+            Flavor::linux()
+        }
+    }
 }
 
 /// One `X:\tvalue` line of a section. For `F:`/`X:` the value is the

@@ -8,12 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tagline_format::identity::IdentityId;
 use tagline_format::review::{CiStatus, Project as ProjectDecl, ReviewPayload, Revision};
-use tagline_format::{EntryId, PublicKey};
+use tagline_format::{EntryId, PublicKey, SignedHeader};
 use tagline_identity::Registry;
 
 use crate::maintainers::{Maintainers, files_of_patch, parse_email};
 use crate::policy::{Policy, Role};
 use crate::trailers;
+
+/// Milliseconds in an hour (policy periods are given in hours).
+const MS_PER_HOUR: u64 = 3_600_000;
 
 /// One review-model entry, as the rules need it.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +26,19 @@ pub struct Input<'a> {
     pub seq: u64,
     pub timestamp: u64,
     pub payload: &'a ReviewPayload,
+}
+
+impl<'a> Input<'a> {
+    /// The input for a stored entry and its decoded payload.
+    pub fn new(signed: &SignedHeader, payload: &'a ReviewPayload) -> Input<'a> {
+        Input {
+            id: signed.id(),
+            author: *signed.author(),
+            seq: signed.seq(),
+            timestamp: signed.header().timestamp,
+            payload,
+        }
+    }
 }
 
 /// The project a series belongs to, resolved by the caller.
@@ -93,6 +109,23 @@ pub struct RuleResult {
     pub message: String,
     /// The entries the rule used.
     pub entries: Vec<EntryId>,
+}
+
+impl RuleResult {
+    /// A rule's result from its verdict: `Ok(message)` when it holds, else
+    /// `Err((outcome, message))` saying what fails or is missing.
+    fn of(rule: &str, verdict: Result<String, (Outcome, String)>, entries: Vec<EntryId>) -> Self {
+        let (outcome, message) = match verdict {
+            Ok(m) => (Outcome::Held, m),
+            Err(x) => x,
+        };
+        RuleResult {
+            rule: rule.into(),
+            outcome,
+            message,
+            entries,
+        }
+    }
 }
 
 /// A trailer that counts for the latest revision.
@@ -204,12 +237,14 @@ pub fn evaluate(
         return Evaluation {
             state: State::Posted,
             revisions: Vec::new(),
-            rules: vec![RuleResult {
-                rule: "series".into(),
-                outcome: Outcome::Missing,
-                message: format!("the first revision {} is not held here", series.short()),
-                entries: Vec::new(),
-            }],
+            rules: vec![RuleResult::of(
+                "series",
+                Err((
+                    Outcome::Missing,
+                    format!("the first revision {} is not held here", series.short()),
+                )),
+                Vec::new(),
+            )],
             trailers: Vec::new(),
             uncounted: Vec::new(),
         };
@@ -425,20 +460,15 @@ pub fn evaluate(
             })
             .map(|(k, _)| k as u64 + 1)
             .collect();
-        rules.push(RuleResult {
-            rule: "dco".into(),
-            outcome: if missing.is_empty() {
-                Outcome::Held
-            } else {
-                Outcome::Failed
-            },
-            message: if missing.is_empty() {
-                "every patch carries its author's Signed-off-by".into()
-            } else {
-                format!("patch {} lacks its author's Signed-off-by", join(&missing))
-            },
-            entries: vec![latest_entry.id],
-        });
+        let verdict = if missing.is_empty() {
+            Ok("every patch carries its author's Signed-off-by".into())
+        } else {
+            Err((
+                Outcome::Failed,
+                format!("patch {} lacks its author's Signed-off-by", join(&missing)),
+            ))
+        };
+        rules.push(RuleResult::of("dco", verdict, vec![latest_entry.id]));
     }
 
     // CI.
@@ -519,25 +549,24 @@ pub fn evaluate(
                 short.push(format!("patch {k} needs {} more", min - ok.len() as u64));
             }
         }
-        rules.push(RuleResult {
-            rule: "reviewed-by".into(),
-            outcome: if short.is_empty() {
-                Outcome::Held
-            } else {
-                Outcome::Missing
-            },
-            message: if short.is_empty() {
-                format!("{min} Reviewed-by on every patch")
-            } else {
+        let verdict = if short.is_empty() {
+            Ok(format!("{min} Reviewed-by on every patch"))
+        } else {
+            Err((
+                Outcome::Missing,
                 format!(
                     "Reviewed-by ({} of the roles {}): {}",
                     min,
                     role_names(&policy.review.reviewer_roles),
                     short.join("; ")
-                )
-            },
-            entries: used.into_iter().collect(),
-        });
+                ),
+            ))
+        };
+        rules.push(RuleResult::of(
+            "reviewed-by",
+            verdict,
+            used.into_iter().collect(),
+        ));
     }
 
     // Maintainer acks: every file of every patch covered by an Acked-by or
@@ -602,20 +631,16 @@ pub fn evaluate(
             used.extend(project_ok);
         }
         needs.dedup();
-        rules.push(RuleResult {
-            rule: "maintainer-ack".into(),
-            outcome: if needs.is_empty() {
-                Outcome::Held
-            } else {
-                Outcome::Missing
-            },
-            message: if needs.is_empty() {
-                "acked by the maintainers of all touched code".into()
-            } else {
-                format!("needs {}", needs.join("; "))
-            },
-            entries: used.into_iter().collect(),
-        });
+        let verdict = if needs.is_empty() {
+            Ok("acked by the maintainers of all touched code".into())
+        } else {
+            Err((Outcome::Missing, format!("needs {}", needs.join("; "))))
+        };
+        rules.push(RuleResult::of(
+            "maintainer-ack",
+            verdict,
+            used.into_iter().collect(),
+        ));
     }
 
     // Nacks.
@@ -625,20 +650,19 @@ pub fn evaluate(
         .map(|t| t.entry)
         .collect();
     if policy.review.nack_blocks {
-        rules.push(RuleResult {
-            rule: "no-nack".into(),
-            outcome: if nacks.is_empty() {
-                Outcome::Held
-            } else {
-                Outcome::Failed
-            },
-            message: if nacks.is_empty() {
-                "no maintainer objects".into()
-            } else {
-                "a maintainer's Nacked-by blocks until retracted".into()
-            },
-            entries: nacks.iter().copied().collect(),
-        });
+        let verdict = if nacks.is_empty() {
+            Ok("no maintainer objects".into())
+        } else {
+            Err((
+                Outcome::Failed,
+                "a maintainer's Nacked-by blocks until retracted".into(),
+            ))
+        };
+        rules.push(RuleResult::of(
+            "no-nack",
+            verdict,
+            nacks.iter().copied().collect(),
+        ));
     }
 
     // Labels: latest add/remove per label, from the series author or maintainers.
@@ -668,38 +692,29 @@ pub fn evaluate(
             .as_ref()
             .is_some_and(|c| c.subject.starts_with('['));
     let rfc = label_on(&policy.labels.rfc, &author_or_maintainer);
-    rules.push(RuleResult {
-        rule: "rfc".into(),
-        outcome: if rfc.is_some() || rfc_subject {
-            Outcome::Failed
-        } else {
-            Outcome::Held
-        },
-        message: if rfc.is_some() || rfc_subject {
-            "an RFC never merges".into()
-        } else {
-            "not an RFC".into()
-        },
-        entries: rfc.into_iter().collect(),
-    });
+    let verdict = if rfc.is_some() || rfc_subject {
+        Err((Outcome::Failed, "an RFC never merges".into()))
+    } else {
+        Ok("not an RFC".into())
+    };
+    rules.push(RuleResult::of("rfc", verdict, rfc.into_iter().collect()));
     if let Some(f) = policy.freeze_at(now_ms) {
         let exception = label_on(&policy.labels.freeze_exception, &maintainer_or_lead);
-        rules.push(RuleResult {
-            rule: "freeze".into(),
-            outcome: if exception.is_some() {
-                Outcome::Held
-            } else {
-                Outcome::Missing
-            },
-            message: match exception {
-                Some(_) => format!("{}: exception granted", f.name),
-                None => format!(
+        let verdict = match exception {
+            Some(_) => Ok(format!("{}: exception granted", f.name)),
+            None => Err((
+                Outcome::Missing,
+                format!(
                     "{} in force: needs the {:?} label from a maintainer",
                     f.name, policy.labels.freeze_exception
                 ),
-            },
-            entries: exception.into_iter().collect(),
-        });
+            )),
+        };
+        rules.push(RuleResult::of(
+            "freeze",
+            verdict,
+            exception.into_iter().collect(),
+        ));
     }
 
     // Lazy consensus: quiet for the period after the last entry the decision rests on.
@@ -719,28 +734,20 @@ pub fn evaluate(
             policy
                 .consensus
                 .quiet_period_hours
-                .saturating_mul(3_600_000),
+                .saturating_mul(MS_PER_HOUR),
         );
-        rules.push(RuleResult {
-            rule: "quiet-period".into(),
-            outcome: if now_ms >= until {
-                Outcome::Held
-            } else {
-                Outcome::Missing
-            },
-            message: if now_ms >= until {
+        let hours = policy.consensus.quiet_period_hours;
+        let verdict = if now_ms >= until {
+            Ok(format!("no objection for {hours} hours"))
+        } else {
+            Err((
+                Outcome::Missing,
                 format!(
-                    "no objection for {} hours",
-                    policy.consensus.quiet_period_hours
-                )
-            } else {
-                format!(
-                    "lazy consensus: mergeable {} hours after the last approval, at {until} ms",
-                    policy.consensus.quiet_period_hours
-                )
-            },
-            entries: Vec::new(),
-        });
+                    "lazy consensus: mergeable {hours} hours after the last approval, at {until} ms"
+                ),
+            ))
+        };
+        rules.push(RuleResult::of("quiet-period", verdict, Vec::new()));
     }
 
     // State.

@@ -123,12 +123,11 @@ fn lines(v: &serde_json::Value) -> Vec<String> {
 fn linux_maintainers_agree_with_get_maintainer() {
     let root = corpus().join("linux-6.12");
     let dirs = dirs_of(&root.join("linux-6.12-tree-filelist.txt"));
-    let flavor = Flavor::linux();
-    let m = Maintainers::parse(
-        &std::fs::read_to_string(root.join("MAINTAINERS")).unwrap(),
-        &flavor,
-        &|p| dirs.contains(p),
-    );
+    let text = std::fs::read_to_string(root.join("MAINTAINERS")).unwrap();
+    // The CLI picks the flavour from the file itself.
+    let flavor = Flavor::detect(&text);
+    assert_eq!(flavor, Flavor::linux());
+    let m = Maintainers::parse(&text, &flavor, &|p| dirs.contains(p));
     let ctx = Context {
         mailmap: Mailmap::parse(&std::fs::read_to_string(root.join(".mailmap")).unwrap()),
         ignore: Context::parse_ignore(
@@ -170,12 +169,11 @@ fn linux_maintainers_agree_with_get_maintainer() {
 fn xen_maintainers_agree_with_get_maintainer() {
     let root = corpus().join("xen");
     let dirs = dirs_of(&root.join("xen-tree-filelist.txt"));
-    let flavor = Flavor::xen();
-    let m = Maintainers::parse(
-        &std::fs::read_to_string(root.join("MAINTAINERS")).unwrap(),
-        &flavor,
-        &|p| dirs.contains(p),
-    );
+    let text = std::fs::read_to_string(root.join("MAINTAINERS")).unwrap();
+    // The CLI picks the flavour from the file itself.
+    let flavor = Flavor::detect(&text);
+    assert_eq!(flavor, Flavor::xen());
+    let m = Maintainers::parse(&text, &flavor, &|p| dirs.contains(p));
     let ctx = Context::default();
     let mut roles = Tally::new("xen -f --roles");
     let mut sections = Tally::new("xen -f --sections");
@@ -721,15 +719,7 @@ mod rules_scenario {
         let reg = tagline_identity::resolve(&id_inputs);
         let mut inputs: Vec<Input<'_>> = all
             .iter()
-            .filter_map(|(e, p)| {
-                p.as_ref().map(|p| Input {
-                    id: e.signed.id(),
-                    author: *e.signed.author(),
-                    seq: e.signed.seq(),
-                    timestamp: e.signed.header().timestamp,
-                    payload: p,
-                })
-            })
+            .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
             .collect();
         if let Some(order) = order {
             let n = inputs.len();

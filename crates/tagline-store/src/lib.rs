@@ -14,7 +14,10 @@ pub mod tables;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    WriteTransaction,
+};
 use tagline_format::entry::{check_payload, create_entry};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
 use tagline_format::{
@@ -23,9 +26,9 @@ use tagline_format::{
 };
 
 use crate::tables::{
-    ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX, ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST,
-    IDENTITY_ENTRIES, META, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS, SCHEMA_VERSION, SERIES,
-    entry_key, id_prefix,
+    AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX,
+    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, META, PAYLOADS, REVIEW_ENTRIES,
+    REVIEW_REFS, SCHEMA_VERSION, SERIES, entry_key, id_prefix,
 };
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
@@ -79,9 +82,10 @@ impl LocalChain<'_> {
     }
 }
 
-/// Entries verified per hand-off from the verification thread to the writer
-/// in [`Store::ingest`].
-pub const INGEST_VERIFY_CHUNK: usize = 1024;
+/// Entries verified per batch-verification call: per hand-off from the
+/// verification thread to the writer in [`Store::ingest`], and per chunk in
+/// [`Store::verify_all`].
+pub const VERIFY_CHUNK: usize = 1024;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "store.redb";
@@ -327,18 +331,8 @@ impl Store {
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
             }
-            tx.open_table(FEEDS)?;
-            tx.open_table(ENTRIES)?;
-            tx.open_table(ID_INDEX)?;
-            tx.open_table(ID_OVERFLOW)?;
-            tx.open_table(IDENTITY_ENTRIES)?;
-            tx.open_table(REVIEW_ENTRIES)?;
-            tx.open_table(REVIEW_REFS)?;
-            tx.open_table(SERIES)?;
-            tx.open_table(IDENTITY_DIGEST)?;
+            Writer::open(&tx)?;
             tx.open_table(IDENTITY_CACHE)?;
-            tx.open_table(PAYLOADS)?;
-            tx.open_table(FORKS)?;
         }
         tx.commit()?;
         Ok(())
@@ -351,10 +345,7 @@ impl Store {
     /// What the store knows of `author`'s feed.
     pub fn feed(&self, author: &PublicKey) -> Result<Option<FeedMeta>, StoreError> {
         let tx = self.read()?;
-        let t = tx.open_table(FEEDS)?;
-        t.get(author.as_bytes())?
-            .map(|v| FeedMeta::decode(author.as_bytes(), v.value()))
-            .transpose()
+        read_meta(&tx.open_table(FEEDS)?, author)
     }
 
     /// Every known feed, in key order.
@@ -390,12 +381,7 @@ impl Store {
         let hi = entry_key(author.as_bytes(), to);
         let mut out = Vec::new();
         for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
-            let (_, v) = row?;
-            let signed = decode_stored(v.value())?;
-            let payload = payloads
-                .get(signed.header().payload_hash.as_bytes())?
-                .map(|p| p.value().to_vec());
-            out.push(StoredEntry { signed, payload });
+            out.push(load_entry(&payloads, row?.1.value())?);
         }
         Ok(out)
     }
@@ -412,16 +398,10 @@ impl Store {
             positions.push(*p.value());
         }
         for pos in positions {
-            if let Some(v) = entries.get(&pos)? {
-                let v = v.value();
-                if v.get(..32) == Some(id.0.as_slice()) {
-                    let signed = decode_stored(v)?;
-                    let payload = tx
-                        .open_table(PAYLOADS)?
-                        .get(signed.header().payload_hash.as_bytes())?
-                        .map(|p| p.value().to_vec());
-                    return Ok(Some(StoredEntry { signed, payload }));
-                }
+            if let Some(v) = entries.get(&pos)?
+                && stored_id(v.value()) == Some(*id)
+            {
+                return Ok(Some(load_entry(&tx.open_table(PAYLOADS)?, v.value())?));
             }
         }
         Ok(None)
@@ -447,13 +427,8 @@ impl Store {
         let payloads = tx.open_table(PAYLOADS)?;
         let mut out = Vec::new();
         for row in index.iter()? {
-            let (k, _) = row?;
-            if let Some(v) = entries.get(k.value())? {
-                let signed = decode_stored(v.value())?;
-                let payload = payloads
-                    .get(signed.header().payload_hash.as_bytes())?
-                    .map(|p| p.value().to_vec());
-                out.push(StoredEntry { signed, payload });
+            if let Some(v) = entries.get(row?.0.value())? {
+                out.push(load_entry(&payloads, v.value())?);
             }
         }
         Ok(out)
@@ -465,19 +440,12 @@ impl Store {
         let refs = tx.open_table(REVIEW_REFS)?;
         let entries = tx.open_table(ENTRIES)?;
         let payloads = tx.open_table(PAYLOADS)?;
-        let lo = ref_key(target, &[0u8; 40]);
-        let hi = ref_key(target, &[0xffu8; 40]);
+        let lo = key_of(&target.0, &[0u8; 40]);
+        let hi = key_of(&target.0, &[0xffu8; 40]);
         let mut out = Vec::new();
         for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
-            let (k, _) = row?;
-            let mut pos = [0u8; 40];
-            pos.copy_from_slice(k.value().get(32..).unwrap_or(&[0; 40]));
-            if let Some(v) = entries.get(&pos)? {
-                let signed = decode_stored(v.value())?;
-                let payload = payloads
-                    .get(signed.header().payload_hash.as_bytes())?
-                    .map(|p| p.value().to_vec());
-                out.push(StoredEntry { signed, payload });
+            if let Some(v) = entries.get(&pos_in(row?.0.value()))? {
+                out.push(load_entry(&payloads, v.value())?);
             }
         }
         Ok(out)
@@ -516,25 +484,16 @@ impl Store {
 
     /// The current identity digest (see [`tables::IDENTITY_DIGEST`]).
     pub fn identity_digest(&self) -> Result<[u8; 40], StoreError> {
-        let tx = self.read()?;
-        Ok(tx
-            .open_table(IDENTITY_DIGEST)?
-            .get("identity")?
-            .map(|v| *v.value())
-            .unwrap_or([0u8; 40]))
+        read_digest(&self.read()?.open_table(IDENTITY_DIGEST)?)
     }
 
     /// The cached identity resolution, if it was made from the current inputs.
     pub fn identity_cache(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.read()?;
-        let digest = tx
-            .open_table(IDENTITY_DIGEST)?
-            .get("identity")?
-            .map(|v| *v.value())
-            .unwrap_or([0u8; 40]);
+        let digest = read_digest(&tx.open_table(IDENTITY_DIGEST)?)?;
         let cached = tx
             .open_table(IDENTITY_CACHE)?
-            .get("registry")?
+            .get(CACHE_KEY)?
             .map(|v| v.value().to_vec());
         Ok(cached
             .filter(|c| c.get(..40) == Some(digest.as_slice()))
@@ -549,7 +508,7 @@ impl Store {
             let mut v = Vec::with_capacity(40 + encoded.len());
             v.extend_from_slice(digest);
             v.extend_from_slice(encoded);
-            t.insert("registry", v.as_slice())?;
+            t.insert(CACHE_KEY, v.as_slice())?;
         }
         tx.commit()?;
         Ok(())
@@ -590,40 +549,19 @@ impl Store {
         let tx = self.db.begin_write()?;
         let out;
         {
-            let mut feeds = tx.open_table(FEEDS)?;
-            let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = IdIndex {
-                prefix: tx.open_table(ID_INDEX)?,
-                overflow: tx.open_table(ID_OVERFLOW)?,
-                identity: tx.open_table(IDENTITY_ENTRIES)?,
-                review: tx.open_table(REVIEW_ENTRIES)?,
-                refs: tx.open_table(REVIEW_REFS)?,
-                series: tx.open_table(SERIES)?,
-                digest: tx.open_table(IDENTITY_DIGEST)?,
-            };
-            let mut payloads = tx.open_table(PAYLOADS)?;
-            let meta = match feeds.get(author.as_bytes())? {
-                Some(v) => Some(FeedMeta::decode(author.as_bytes(), v.value())?),
-                None => None,
-            };
+            let mut w = Writer::open(&tx)?;
+            let meta = read_meta(&w.feeds, &author)?;
             if let Some(seq) = meta.and_then(|m| m.forked_at) {
                 return Err(StoreError::Forked { author, seq });
             }
             let head = meta.map(|m| m.head);
             let first_new = head.map_or(1, |h| h.seq + 1);
-            // Ids of stored entries that this batch's lipmaa links point to.
-            let mut earlier = HashMap::new();
-            for seq in first_new..first_new + items.len() as u64 {
-                let t = lipmaa(seq);
-                if has_distinct_lipmaa(seq) && t < first_new && !earlier.contains_key(&t) {
-                    let id = entries
-                        .get(&entry_key(author.as_bytes(), t))?
-                        .and_then(|v| stored_id(v.value()));
-                    if let Some(id) = id {
-                        earlier.insert(t, id);
-                    }
-                }
-            }
+            let earlier = linked_stored_ids(
+                &w.entries,
+                &author,
+                first_new - 1,
+                first_new..first_new + items.len() as u64,
+            )?;
             let mut chain = LocalChain {
                 key,
                 head,
@@ -632,15 +570,7 @@ impl Store {
                 batch_ids: Vec::with_capacity(items.len()),
                 now_ms,
             };
-            let mut store_one = |e: &Entry| {
-                put_entry(
-                    &mut entries,
-                    &mut index,
-                    &mut payloads,
-                    &e.signed,
-                    e.payload.as_deref(),
-                )
-            };
+            let mut store_one = |e: &Entry| w.put_entry(&e.signed, e.payload.as_deref());
             out = if items.len() < PIPELINE_MIN {
                 let mut out = Vec::with_capacity(items.len());
                 for (t, p) in items {
@@ -689,13 +619,7 @@ impl Store {
                 })?
             };
             if let Some(last) = out.last() {
-                let m = FeedMeta {
-                    author,
-                    head: Head::of(&last.signed),
-                    forked_at: None,
-                    confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
-                };
-                feeds.insert(author.as_bytes(), &m.encode())?;
+                w.set_head(meta, &last.signed)?;
             }
         }
         tx.commit()?;
@@ -721,28 +645,13 @@ impl Store {
         }
         let tx = self.db.begin_write()?;
         {
-            let mut feeds = tx.open_table(FEEDS)?;
-            let mut entries = tx.open_table(ENTRIES)?;
-            let mut index = IdIndex {
-                prefix: tx.open_table(ID_INDEX)?,
-                overflow: tx.open_table(ID_OVERFLOW)?,
-                identity: tx.open_table(IDENTITY_ENTRIES)?,
-                review: tx.open_table(REVIEW_ENTRIES)?,
-                refs: tx.open_table(REVIEW_REFS)?,
-                series: tx.open_table(SERIES)?,
-                digest: tx.open_table(IDENTITY_DIGEST)?,
-            };
-            let mut payloads = tx.open_table(PAYLOADS)?;
-            let mut forks = tx.open_table(FORKS)?;
+            let mut w = Writer::open(&tx)?;
             let mut feed_no = 0u64;
             for (author, mut list) in per_feed {
                 feed_no += 1;
                 list.sort_by_key(|e| e.signed.seq());
                 list.dedup_by(|a, b| a.signed.id() == b.signed.id());
-                let meta = match feeds.get(author.as_bytes())? {
-                    Some(v) => Some(FeedMeta::decode(author.as_bytes(), v.value())?),
-                    None => None,
-                };
+                let meta = read_meta(&w.feeds, &author)?;
                 let head_seq = meta.map_or(0, |m| m.head.seq);
                 // Entries at or below the head: duplicates, late payloads, or forks.
                 let (old, new): (Vec<Entry>, Vec<Entry>) =
@@ -750,23 +659,18 @@ impl Store {
                 let mut forked_at = meta.and_then(|m| m.forked_at);
                 for e in old {
                     let key = entry_key(author.as_bytes(), e.signed.seq());
-                    let stored = entries.get(&key)?.map(|v| v.value().to_vec());
+                    let stored = w.entries.get(&key)?.map(|v| v.value().to_vec());
                     match stored {
                         Some(v) if v.get(..32) == Some(e.signed.id().0.as_slice()) => {
                             report.duplicates += 1;
+                            // A late payload: the indexes that wait for it catch up.
                             if let Some(p) = &e.payload
-                                && payloads
+                                && w.payloads
                                     .get(e.signed.header().payload_hash.as_bytes())?
                                     .is_none()
                                 && check_payload(e.signed.header(), p).is_ok()
                             {
-                                payloads.insert(
-                                    e.signed.header().payload_hash.as_bytes(),
-                                    p.as_slice(),
-                                )?;
-                                // Indexes that need the payload (identity digest,
-                                // review references) catch up now.
-                                index_entry(&mut index, &key, &e.signed, Some(p))?;
+                                w.add_payload(&e.signed.header().payload_hash, p)?;
                                 report.payloads_added += 1;
                             }
                         }
@@ -775,8 +679,8 @@ impl Store {
                             match ForkProof::new(mine, e.signed.clone()) {
                                 Ok(proof) => {
                                     let seq = e.signed.seq();
-                                    if forks.get(&key)?.is_none() {
-                                        forks.insert(&key, proof.encode().as_slice())?;
+                                    if w.forks.get(&key)?.is_none() {
+                                        w.forks.insert(&key, proof.encode().as_slice())?;
                                         report.forks.push(proof);
                                     }
                                     forked_at = Some(forked_at.map_or(seq, |f| f.min(seq)));
@@ -786,20 +690,22 @@ impl Store {
                                         reason: RejectReason::ForkDetected,
                                     });
                                 }
-                                Err(err) => {
-                                    let reason = match err {
-                                        tagline_format::ForkProofError::Entry(e) => {
-                                            RejectReason::Entry(e)
-                                        }
-                                        other => RejectReason::Entry(
-                                            EntryError::SignedHeaderShape(other.to_string()),
-                                        ),
-                                    };
+                                // A header that does not verify proves nothing.
+                                Err(tagline_format::ForkProofError::Entry(err)) => {
                                     report.rejected.push(Rejection {
                                         author,
                                         seq: e.signed.seq(),
-                                        reason,
+                                        reason: err.into(),
                                     });
+                                }
+                                // Same author and seq by construction, ids differ
+                                // by the match above: only a stored row that does
+                                // not match its key gets here.
+                                Err(other) => {
+                                    return Err(StoreError::Corrupt(format!(
+                                        "feed {author}, entry {}: {other}",
+                                        e.signed.seq()
+                                    )));
                                 }
                             }
                         }
@@ -821,7 +727,7 @@ impl Store {
                     }
                     if let Some(mut m) = meta {
                         m.forked_at = Some(f);
-                        feeds.insert(author.as_bytes(), &m.encode())?;
+                        w.feeds.insert(author.as_bytes(), &m.encode())?;
                     }
                     continue;
                 }
@@ -835,20 +741,12 @@ impl Store {
                     .take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64)
                     .count();
                 let signed: &[Entry] = new.get(..run_len).unwrap_or_default();
-                // Ids of stored entries that lipmaa links of the run point to.
-                let mut earlier = HashMap::new();
-                for e in signed {
-                    let t = lipmaa(e.signed.seq());
-                    if has_distinct_lipmaa(e.signed.seq())
-                        && t <= head_seq
-                        && !earlier.contains_key(&t)
-                        && let Some(id) = entries
-                            .get(&entry_key(author.as_bytes(), t))?
-                            .and_then(|v| stored_id(v.value()))
-                    {
-                        earlier.insert(t, id);
-                    }
-                }
+                let earlier = linked_stored_ids(
+                    &w.entries,
+                    &author,
+                    head_seq,
+                    signed.iter().map(|e| e.signed.seq()),
+                )?;
                 let feed_seed = derive_seed(&seed, feed_no);
                 let start_head = meta.map(|m| m.head);
                 // Verify on a second thread, chunk by chunk; write each verified
@@ -869,7 +767,7 @@ impl Store {
                                 }
                             };
                             let mut start = 0usize;
-                            for (c, chunk) in signed.chunks(INGEST_VERIFY_CHUNK).enumerate() {
+                            for (c, chunk) in signed.chunks(VERIFY_CHUNK).enumerate() {
                                 let chunk_seed = derive_seed(&feed_seed, c as u64 + 1);
                                 match tagline_format::verify_run(
                                     &author,
@@ -906,13 +804,7 @@ impl Store {
                                     });
                                     break 'chunks;
                                 }
-                                put_entry(
-                                    &mut entries,
-                                    &mut index,
-                                    &mut payloads,
-                                    &e.signed,
-                                    e.payload.as_deref(),
-                                )?;
+                                w.put_entry(&e.signed, e.payload.as_deref())?;
                                 accepted += 1;
                             }
                         }
@@ -923,13 +815,7 @@ impl Store {
                     })?;
                 report.appended += accepted as u64;
                 if let Some(last) = new.get(accepted.wrapping_sub(1)).filter(|_| accepted > 0) {
-                    let m = FeedMeta {
-                        author,
-                        head: Head::of(&last.signed),
-                        forked_at: None,
-                        confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
-                    };
-                    feeds.insert(author.as_bytes(), &m.encode())?;
+                    w.set_head(meta, &last.signed)?;
                 }
                 if let Some(r) = payload_err {
                     report.rejected.push(r);
@@ -980,11 +866,7 @@ impl Store {
                 if forks.get(&key)?.is_none() {
                     forks.insert(&key, p.encode().as_slice())?;
                 }
-                let meta = feeds
-                    .get(p.author().as_bytes())?
-                    .map(|v| FeedMeta::decode(p.author().as_bytes(), v.value()))
-                    .transpose()?;
-                if let Some(mut m) = meta {
+                if let Some(mut m) = read_meta(&feeds, p.author())? {
                     m.forked_at = Some(m.forked_at.map_or(p.seq(), |f| f.min(p.seq())));
                     feeds.insert(p.author().as_bytes(), &m.encode())?;
                 }
@@ -995,39 +877,22 @@ impl Store {
     }
 
     /// Rebuilds every derived index (id index, identity and review entries,
-    /// review references, series) from the stored entries and payloads, in one
-    /// transaction. Returns the number of entries indexed.
+    /// review references, series, identity digest, entries awaiting payloads)
+    /// from the stored entries and payloads, in one transaction, and drops the
+    /// identity cache. Returns the number of entries indexed.
     pub fn rebuild_indexes(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_write()?;
         let mut n = 0u64;
         {
-            for t in [IDENTITY_ENTRIES, REVIEW_ENTRIES] {
-                tx.delete_table(t)?;
-            }
-            tx.delete_table(REVIEW_REFS)?;
-            tx.delete_table(SERIES)?;
-            tx.delete_table(IDENTITY_DIGEST)?;
+            Indexes::delete(&tx)?;
             tx.delete_table(IDENTITY_CACHE)?;
-            tx.delete_table(ID_INDEX)?;
-            tx.delete_table(ID_OVERFLOW)?;
             let entries = tx.open_table(ENTRIES)?;
             let payloads = tx.open_table(PAYLOADS)?;
-            let mut index = IdIndex {
-                prefix: tx.open_table(ID_INDEX)?,
-                overflow: tx.open_table(ID_OVERFLOW)?,
-                identity: tx.open_table(IDENTITY_ENTRIES)?,
-                review: tx.open_table(REVIEW_ENTRIES)?,
-                refs: tx.open_table(REVIEW_REFS)?,
-                series: tx.open_table(SERIES)?,
-                digest: tx.open_table(IDENTITY_DIGEST)?,
-            };
+            let mut ix = Indexes::open(&tx)?;
             for row in entries.iter()? {
                 let (k, v) = row?;
-                let signed = decode_stored(v.value())?;
-                let payload = payloads
-                    .get(signed.header().payload_hash.as_bytes())?
-                    .map(|p| p.value().to_vec());
-                index_entry(&mut index, k.value(), &signed, payload.as_deref())?;
+                let e = load_entry(&payloads, v.value())?;
+                ix.index_entry(k.value(), &e.signed, e.payload.as_deref())?;
                 n += 1;
             }
         }
@@ -1040,11 +905,7 @@ impl Store {
         let tx = self.db.begin_write()?;
         {
             let mut feeds = tx.open_table(FEEDS)?;
-            let meta = feeds
-                .get(author.as_bytes())?
-                .map(|v| FeedMeta::decode(author.as_bytes(), v.value()))
-                .transpose()?;
-            if let Some(mut m) = meta {
+            if let Some(mut m) = read_meta(&feeds, author)? {
                 m.confirmed_seq = m.confirmed_seq.max(seq.min(m.head.seq));
                 feeds.insert(author.as_bytes(), &m.encode())?;
             }
@@ -1143,7 +1004,7 @@ impl Store {
                     None => report.payloads_missing += 1,
                 }
                 chunk.push(signed);
-                if chunk.len() >= 1024 {
+                if chunk.len() >= VERIFY_CHUNK {
                     flush(&mut chunk, &mut head, &mut ids, &mut report);
                 }
             }
@@ -1160,13 +1021,21 @@ impl Store {
     }
 }
 
-/// A [`tables::REVIEW_REFS`] key.
-fn ref_key(target: &EntryId, pos: &[u8; 40]) -> [u8; 72] {
+/// A 72-byte key `x [32] ‖ author [32] ‖ seq u64` ([`REVIEW_REFS`],
+/// [`AWAITING_PAYLOAD`]): rows about the entry at `pos`, grouped by `x`.
+fn key_of(x: &[u8; 32], pos: &[u8; 40]) -> [u8; 72] {
     let mut k = [0u8; 72];
     let (a, b) = k.split_at_mut(32);
-    a.copy_from_slice(&target.0);
+    a.copy_from_slice(x);
     b.copy_from_slice(pos);
     k
+}
+
+/// The entry position at the end of a [`key_of`] key.
+fn pos_in(k: &[u8; 72]) -> [u8; 40] {
+    let mut pos = [0u8; 40];
+    pos.copy_from_slice(k.get(32..).unwrap_or(&[0; 40]));
+    pos
 }
 
 /// Distinct batch-verification randomness per feed, derived from one fresh seed.
@@ -1201,41 +1070,108 @@ fn decode_stored(v: &[u8]) -> Result<SignedHeader, StoreError> {
     Ok(signed)
 }
 
-/// The two id-index tables, written together.
-struct IdIndex<'t> {
-    prefix: redb::Table<'t, &'static [u8; 16], &'static [u8; 40]>,
-    overflow: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
-    identity: redb::Table<'t, &'static [u8; 40], ()>,
-    review: redb::Table<'t, &'static [u8; 40], ()>,
-    refs: redb::Table<'t, &'static [u8; 72], ()>,
-    series: redb::Table<'t, &'static [u8; 32], &'static [u8; 40]>,
-    digest: redb::Table<'t, &'static str, &'static [u8; 40]>,
+/// A feed's [`FEEDS`] row.
+fn read_meta(
+    feeds: &impl ReadableTable<&'static [u8; 32], &'static [u8; FEED_META_LEN]>,
+    author: &PublicKey,
+) -> Result<Option<FeedMeta>, StoreError> {
+    feeds
+        .get(author.as_bytes())?
+        .map(|v| FeedMeta::decode(author.as_bytes(), v.value()))
+        .transpose()
 }
 
-impl IdIndex<'_> {
-    /// Folds an identity entry (with its payload) into the identity digest.
-    fn add_to_identity_digest(&mut self, id: &EntryId) -> Result<(), StoreError> {
-        let mut d = self
-            .digest
-            .get("identity")?
-            .map(|v| *v.value())
-            .unwrap_or([0u8; 40]);
-        let mut count = [0u8; 8];
-        count.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
-        let count = u64::from_be_bytes(count).wrapping_add(1);
-        if let Some(c) = d.get_mut(..8) {
-            c.copy_from_slice(&count.to_be_bytes());
+/// An [`ENTRIES`] row, with its payload if held.
+fn load_entry(
+    payloads: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+    row: &[u8],
+) -> Result<StoredEntry, StoreError> {
+    let signed = decode_stored(row)?;
+    let payload = payloads
+        .get(signed.header().payload_hash.as_bytes())?
+        .map(|p| p.value().to_vec());
+    Ok(StoredEntry { signed, payload })
+}
+
+/// Ids of `author`'s stored entries (seq at most `head_seq`) that the lipmaa
+/// links of the entries `seqs` point to.
+fn linked_stored_ids(
+    entries: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    author: &PublicKey,
+    head_seq: u64,
+    seqs: impl Iterator<Item = u64>,
+) -> Result<HashMap<u64, EntryId>, StoreError> {
+    let mut out = HashMap::new();
+    for seq in seqs {
+        let t = lipmaa(seq);
+        if has_distinct_lipmaa(seq)
+            && t <= head_seq
+            && !out.contains_key(&t)
+            && let Some(id) = entries
+                .get(&entry_key(author.as_bytes(), t))?
+                .and_then(|v| stored_id(v.value()))
+        {
+            out.insert(t, id);
         }
-        for (slot, b) in d.iter_mut().skip(8).zip(id.0.iter()) {
-            *slot ^= b;
-        }
-        self.digest.insert("identity", &d)?;
+    }
+    Ok(out)
+}
+
+/// The [`IDENTITY_DIGEST`] value (all zero when no identity entry counts).
+fn read_digest(
+    t: &impl ReadableTable<&'static str, &'static [u8; 40]>,
+) -> Result<[u8; 40], StoreError> {
+    Ok(t.get(DIGEST_KEY)?.map(|v| *v.value()).unwrap_or([0u8; 40]))
+}
+
+/// Whether indexing an entry of this payload type reads its payload (the
+/// identity digest, review references and series do).
+fn index_needs_payload(payload_type: &str) -> bool {
+    tagline_format::identity::IdentityPayload::is_identity_type(payload_type)
+        || tagline_format::review::ReviewPayload::is_review_type(payload_type)
+}
+
+/// The derived tables, written together. Everything in them can be rebuilt
+/// from [`ENTRIES`] and [`PAYLOADS`] ([`Store::rebuild_indexes`]).
+struct Indexes<'t> {
+    prefix: Table<'t, &'static [u8; 16], &'static [u8; 40]>,
+    overflow: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    identity: Table<'t, &'static [u8; 40], ()>,
+    review: Table<'t, &'static [u8; 40], ()>,
+    refs: Table<'t, &'static [u8; 72], ()>,
+    series: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    digest: Table<'t, &'static str, &'static [u8; 40]>,
+    awaiting: Table<'t, &'static [u8; 72], ()>,
+}
+
+impl<'t> Indexes<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Indexes<'t>, StoreError> {
+        Ok(Indexes {
+            prefix: tx.open_table(ID_INDEX)?,
+            overflow: tx.open_table(ID_OVERFLOW)?,
+            identity: tx.open_table(IDENTITY_ENTRIES)?,
+            review: tx.open_table(REVIEW_ENTRIES)?,
+            refs: tx.open_table(REVIEW_REFS)?,
+            series: tx.open_table(SERIES)?,
+            digest: tx.open_table(IDENTITY_DIGEST)?,
+            awaiting: tx.open_table(AWAITING_PAYLOAD)?,
+        })
+    }
+
+    /// Drops every table [`Indexes::open`] opens.
+    fn delete(tx: &WriteTransaction) -> Result<(), StoreError> {
+        tx.delete_table(ID_INDEX)?;
+        tx.delete_table(ID_OVERFLOW)?;
+        tx.delete_table(IDENTITY_ENTRIES)?;
+        tx.delete_table(REVIEW_ENTRIES)?;
+        tx.delete_table(REVIEW_REFS)?;
+        tx.delete_table(SERIES)?;
+        tx.delete_table(IDENTITY_DIGEST)?;
+        tx.delete_table(AWAITING_PAYLOAD)?;
         Ok(())
     }
-}
 
-impl IdIndex<'_> {
-    fn insert(&mut self, id: &EntryId, pos: &[u8; 40]) -> Result<(), StoreError> {
+    fn insert_id(&mut self, id: &EntryId, pos: &[u8; 40]) -> Result<(), StoreError> {
         let prefix = id_prefix(&id.0);
         let previous = self.prefix.insert(&prefix, pos)?.map(|old| *old.value());
         if let Some(old) = previous.filter(|old| old != pos) {
@@ -1245,69 +1181,173 @@ impl IdIndex<'_> {
         }
         Ok(())
     }
-}
 
-fn put_entry(
-    entries: &mut redb::Table<&[u8; 40], &[u8]>,
-    index: &mut IdIndex<'_>,
-    payloads: &mut redb::Table<&[u8; 32], &[u8]>,
-    signed: &SignedHeader,
-    payload: Option<&[u8]>,
-) -> Result<(), StoreError> {
-    let key = entry_key(signed.author().as_bytes(), signed.seq());
-    let id = signed.id();
-    let mut row = Vec::with_capacity(32 + signed.as_bytes().len());
-    row.extend_from_slice(&id.0);
-    row.extend_from_slice(signed.as_bytes());
-    entries.insert(&key, row.as_slice())?;
-    if let Some(p) = payload {
-        payloads.insert(signed.header().payload_hash.as_bytes(), p)?;
-    }
-    index_entry(index, &key, signed, payload)
-}
-
-/// Writes the index rows of one stored entry.
-fn index_entry(
-    index: &mut IdIndex<'_>,
-    key: &[u8; 40],
-    signed: &SignedHeader,
-    payload: Option<&[u8]>,
-) -> Result<(), StoreError> {
-    let key = *key;
-    let id = signed.id();
-    index.insert(&id, &key)?;
-    let payload_type = &signed.header().payload_type;
-    if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
-        index.identity.insert(&key, ())?;
-        if payload.is_some() {
-            index.add_to_identity_digest(&id)?;
+    /// Writes the index rows of the entry stored at `pos`. `payload` is its
+    /// payload if held; without it, the rows that need it wait in
+    /// [`AWAITING_PAYLOAD`] (see [`Writer::add_payload`]).
+    fn index_entry(
+        &mut self,
+        pos: &[u8; 40],
+        signed: &SignedHeader,
+        payload: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.insert_id(&signed.id(), pos)?;
+        let payload_type = &signed.header().payload_type;
+        if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
+            self.identity.insert(pos, ())?;
         }
-    }
-    if tagline_format::review::ReviewPayload::is_review_type(payload_type) {
-        index.review.insert(&key, ())?;
-        if let Some(p) = payload
-            && let Ok(Some(decoded)) =
-                tagline_format::review::ReviewPayload::decode(payload_type, p)
-        {
-            use tagline_format::review::ReviewPayload as R;
-            let target = match &decoded {
-                R::Revision(r) => {
-                    if r.series.is_none() {
-                        index.series.insert(&id.0, &key)?;
-                    }
-                    Some(r.series.unwrap_or(id))
+        if tagline_format::review::ReviewPayload::is_review_type(payload_type) {
+            self.review.insert(pos, ())?;
+        }
+        if index_needs_payload(payload_type) {
+            match payload {
+                Some(p) => self.index_payload(pos, signed, p)?,
+                None => {
+                    self.awaiting
+                        .insert(&key_of(signed.header().payload_hash.as_bytes(), pos), ())?;
                 }
-                R::Review(r) => Some(r.revision),
-                R::Ci(c) => Some(c.revision),
-                R::Merge(m) => Some(m.revision),
-                R::Tag(t) => Some(t.target),
-                R::Withdraw(s) => Some(*s),
-                R::Project(p) => p.amends,
-            };
-            if let Some(t) = target {
-                index.refs.insert(&ref_key(&t, &key), ())?;
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// The index rows that need the payload: the identity digest for identity
+    /// entries; review references and series for review entries.
+    fn index_payload(
+        &mut self,
+        pos: &[u8; 40],
+        signed: &SignedHeader,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        use tagline_format::review::ReviewPayload as R;
+        let id = signed.id();
+        let payload_type = &signed.header().payload_type;
+        if tagline_format::identity::IdentityPayload::is_identity_type(payload_type) {
+            self.add_to_identity_digest(&id)?;
+        }
+        let Ok(Some(decoded)) = R::decode(payload_type, payload) else {
+            return Ok(());
+        };
+        let target = match &decoded {
+            R::Revision(r) => {
+                if r.series.is_none() {
+                    self.series.insert(&id.0, pos)?;
+                }
+                Some(r.series.unwrap_or(id))
+            }
+            R::Review(r) => Some(r.revision),
+            R::Ci(c) => Some(c.revision),
+            R::Merge(m) => Some(m.revision),
+            R::Tag(t) => Some(t.target),
+            R::Withdraw(s) => Some(*s),
+            R::Project(p) => p.amends,
+        };
+        if let Some(t) = target {
+            self.refs.insert(&key_of(&t.0, pos), ())?;
+        }
+        Ok(())
+    }
+
+    /// Folds an identity entry (whose payload is held) into the identity digest.
+    fn add_to_identity_digest(&mut self, id: &EntryId) -> Result<(), StoreError> {
+        let mut d = read_digest(&self.digest)?;
+        let mut count = [0u8; 8];
+        count.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
+        let count = u64::from_be_bytes(count).wrapping_add(1);
+        if let Some(c) = d.get_mut(..8) {
+            c.copy_from_slice(&count.to_be_bytes());
+        }
+        for (slot, b) in d.iter_mut().skip(8).zip(id.0.iter()) {
+            *slot ^= b;
+        }
+        self.digest.insert(DIGEST_KEY, &d)?;
+        Ok(())
+    }
+}
+
+/// The tables an append writes, opened once per write transaction.
+struct Writer<'t> {
+    feeds: Table<'t, &'static [u8; 32], &'static [u8; FEED_META_LEN]>,
+    entries: Table<'t, &'static [u8; 40], &'static [u8]>,
+    payloads: Table<'t, &'static [u8; 32], &'static [u8]>,
+    forks: Table<'t, &'static [u8; 40], &'static [u8]>,
+    ix: Indexes<'t>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Writer<'t>, StoreError> {
+        Ok(Writer {
+            feeds: tx.open_table(FEEDS)?,
+            entries: tx.open_table(ENTRIES)?,
+            payloads: tx.open_table(PAYLOADS)?,
+            forks: tx.open_table(FORKS)?,
+            ix: Indexes::open(tx)?,
+        })
+    }
+
+    /// Moves a (not forked) feed's head to `last`, keeping what `meta` knew.
+    fn set_head(&mut self, meta: Option<FeedMeta>, last: &SignedHeader) -> Result<(), StoreError> {
+        let m = FeedMeta {
+            author: *last.author(),
+            head: Head::of(last),
+            forked_at: None,
+            confirmed_seq: meta.map_or(0, |m| m.confirmed_seq),
+        };
+        self.feeds.insert(last.author().as_bytes(), &m.encode())?;
+        Ok(())
+    }
+
+    /// Stores one validated entry, and its payload if given, and indexes it.
+    /// Payloads are shared by hash: without its own, the entry is indexed with
+    /// the one already held, if any.
+    fn put_entry(
+        &mut self,
+        signed: &SignedHeader,
+        payload: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let pos = entry_key(signed.author().as_bytes(), signed.seq());
+        let mut row = Vec::with_capacity(32 + signed.as_bytes().len());
+        row.extend_from_slice(&signed.id().0);
+        row.extend_from_slice(signed.as_bytes());
+        self.entries.insert(&pos, row.as_slice())?;
+        let hash = &signed.header().payload_hash;
+        match payload {
+            Some(p) => {
+                self.ix.index_entry(&pos, signed, Some(p))?;
+                self.add_payload(hash, p)?;
+            }
+            None => {
+                let held = if index_needs_payload(&signed.header().payload_type) {
+                    self.payloads.get(hash.as_bytes())?
+                } else {
+                    None
+                };
+                self.ix
+                    .index_entry(&pos, signed, held.as_ref().map(|p| p.value()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a checked payload. When it is new, the entries that were stored
+    /// without it get their payload index rows now. Returns whether it was new.
+    fn add_payload(&mut self, hash: &PayloadHash, payload: &[u8]) -> Result<bool, StoreError> {
+        if self.payloads.insert(hash.as_bytes(), payload)?.is_some() {
+            return Ok(false);
+        }
+        let lo = key_of(hash.as_bytes(), &[0u8; 40]);
+        let hi = key_of(hash.as_bytes(), &[0xffu8; 40]);
+        let mut waiting = Vec::new();
+        for row in self.ix.awaiting.range::<&[u8; 72]>(&lo..=&hi)? {
+            waiting.push(pos_in(row?.0.value()));
+        }
+        for pos in waiting {
+            self.ix.awaiting.remove(&key_of(hash.as_bytes(), &pos))?;
+            if let Some(v) = self.entries.get(&pos)? {
+                let signed = decode_stored(v.value())?;
+                self.ix.index_payload(&pos, &signed, payload)?;
+            }
+        }
+        Ok(true)
+    }
 }

@@ -99,12 +99,28 @@ pub const REVIEW_REFS: TableDefinition<&[u8; 72], ()> = TableDefinition::new("re
 pub const SERIES: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("series_v1");
 
 /// A running digest of the identity entries whose payloads are held: key
-/// `"identity"`, value `count u64 ‖ XOR of their ids [32]`. It changes whenever
-/// the input of identity resolution changes.
+/// [`DIGEST_KEY`], value `count u64 ‖ XOR of their ids [32]`. It changes
+/// whenever the input of identity resolution changes, including when a payload
+/// arrives that an identity entry stored without one was waiting for
+/// ([`AWAITING_PAYLOAD`]).
 pub const IDENTITY_DIGEST: TableDefinition<&str, &[u8; 40]> =
     TableDefinition::new("identity_digest_v1");
 
-/// A cached resolution of the identities: key `"registry"`, value `digest [40]
-/// ‖ encoded registry` (tagline-identity's `Registry::encode`). Valid only
+/// The one key of [`IDENTITY_DIGEST`].
+pub const DIGEST_KEY: &str = "identity";
+
+/// A cached resolution of the identities: key [`CACHE_KEY`], value `digest
+/// [40] ‖ encoded registry` (tagline-identity's `Registry::encode`). Valid only
 /// while the digest equals [`IDENTITY_DIGEST`]'s.
 pub const IDENTITY_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_cache_v1");
+
+/// The one key of [`IDENTITY_CACHE`].
+pub const CACHE_KEY: &str = "registry";
+
+/// Identity and review entries stored without their payload, by the payload
+/// they wait for: when that payload is stored (with any entry: payloads are
+/// shared by hash), their payload-dependent index rows (identity digest,
+/// review references, series) are written and the rows here removed.
+/// Key: `payload hash [32] ‖ author [32] ‖ seq u64` (72 bytes). Value: empty.
+pub const AWAITING_PAYLOAD: TableDefinition<&[u8; 72], ()> =
+    TableDefinition::new("awaiting_payload_v1");

@@ -8,6 +8,7 @@
 )]
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,13 @@ fn notes(n: usize, tag: &str) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| ("tagline/note".to_string(), note(&format!("{tag} {i}"))))
         .collect()
+}
+
+/// A store in a fresh temporary directory (removed when the guard drops).
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
 }
 
 fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
@@ -37,8 +45,7 @@ fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
 
 #[test]
 fn append_read_and_lookup() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = temp_store();
     let key = SecretKey::from_seed(&[1; 32]);
     let first = store.append_local(&key, notes(3, "a"), NOW).unwrap();
     let more = store.append_local(&key, notes(200, "b"), NOW + 1).unwrap();
@@ -57,10 +64,8 @@ fn append_read_and_lookup() {
 
 #[test]
 fn ingest_copies_a_feed_and_is_idempotent() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let src = Store::open(a.path()).unwrap();
-    let dst = Store::open(b.path()).unwrap();
+    let (_a, src) = temp_store();
+    let (_b, dst) = temp_store();
     let key = SecretKey::from_seed(&[2; 32]);
     src.append_local(&key, notes(500, "x"), NOW).unwrap();
     let mut entries = all_entries(&src, &key);
@@ -81,10 +86,8 @@ fn ingest_copies_a_feed_and_is_idempotent() {
 
 #[test]
 fn tampered_entries_are_refused_and_valid_prefix_kept_in_best_effort() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let src = Store::open(a.path()).unwrap();
-    let dst = Store::open(b.path()).unwrap();
+    let (_a, src) = temp_store();
+    let (_b, dst) = temp_store();
     let key = SecretKey::from_seed(&[3; 32]);
     src.append_local(&key, notes(10, "x"), NOW).unwrap();
     let mut entries = all_entries(&src, &key);
@@ -111,12 +114,9 @@ fn tampered_entries_are_refused_and_valid_prefix_kept_in_best_effort() {
 
 #[test]
 fn a_fork_is_proven_kept_and_stops_the_feed() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let c = tempfile::tempdir().unwrap();
-    let one = Store::open(a.path()).unwrap();
-    let two = Store::open(b.path()).unwrap();
-    let dst = Store::open(c.path()).unwrap();
+    let (_a, one) = temp_store();
+    let (_b, two) = temp_store();
+    let (_c, dst) = temp_store();
     let key = SecretKey::from_seed(&[4; 32]);
     // Same key used in two places (a restored backup): both write seq 1..=3.
     one.append_local(&key, notes(3, "one"), NOW).unwrap();
@@ -166,10 +166,8 @@ fn a_fork_is_proven_kept_and_stops_the_feed() {
 
 #[test]
 fn future_timestamps_are_refused() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let src = Store::open(a.path()).unwrap();
-    let dst = Store::open(b.path()).unwrap();
+    let (_a, src) = temp_store();
+    let (_b, dst) = temp_store();
     let key = SecretKey::from_seed(&[5; 32]);
     let years = 3 * 365 * 24 * 3600 * 1000;
     src.append_local(&key, notes(2, "x"), NOW + years).unwrap();
@@ -187,8 +185,28 @@ fn future_timestamps_are_refused() {
     );
 }
 
+/// Set in a process this test binary starts on itself: the test it runs (by
+/// name) plays the child's part on the store in this directory.
+const CHILD_DIR_ENV: &str = "TAGLINE_CHILD_DIR";
+
+/// This test binary, running only `test` as a child on the store in `dir`.
+fn child(test: &str, dir: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR_ENV, dir);
+    c
+}
+
 #[test]
 fn a_second_open_gets_a_clear_error() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR_ENV) {
+        // The child's part.
+        match Store::open(Path::new(&dir)) {
+            Err(StoreError::Locked { .. }) => println!("CHILD-LOCKED"),
+            other => println!("CHILD-UNEXPECTED {other:?}"),
+        }
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let _first = Store::open(dir.path()).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
@@ -198,42 +216,18 @@ fn a_second_open_gets_a_clear_error() {
         "{err}"
     );
     // And from another process.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_open_store",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env("TAGLINE_CHILD_DIR", dir.path())
+    let out = child("a_second_open_gets_a_clear_error", dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("CHILD-LOCKED"), "child said: {stdout}");
 }
 
-#[test]
-#[ignore = "run as a child process by a_second_open_gets_a_clear_error"]
-fn child_open_store() {
-    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else {
-        return;
-    };
-    match Store::open(std::path::Path::new(&dir)) {
-        Err(StoreError::Locked { .. }) => println!("CHILD-LOCKED"),
-        other => println!("CHILD-UNEXPECTED {other:?}"),
-    }
-}
-
-/// The child of the kill test: appends batches of varying size forever,
-/// printing `begin N` before each commit (N = the head it will reach) and
-/// `acked N` after the commit returned.
-#[test]
-#[ignore = "run as a child process by killed_appender_reopens_consistent"]
-fn child_append_loop() {
-    let Some(dir) = std::env::var_os("TAGLINE_CHILD_DIR") else {
-        return;
-    };
-    let store = Store::open(std::path::Path::new(&dir)).unwrap();
+/// The child's part in the kill test: appends batches of varying size until
+/// killed, printing `begin N` before each commit (N = the head it will reach)
+/// and `acked N` after the commit returned.
+fn append_until_killed(dir: &Path) -> ! {
+    let store = Store::open(dir).unwrap();
     let key = SecretKey::from_seed(&[9; 32]);
     let mut head = store.feed(&key.public()).unwrap().map_or(0, |m| m.head.seq);
     let mut out = std::io::stdout();
@@ -246,10 +240,14 @@ fn child_append_loop() {
         writeln!(out, "acked {head}").unwrap();
         out.flush().unwrap();
     }
+    unreachable!("appends until killed")
 }
 
 #[test]
 fn killed_appender_reopens_consistent() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR_ENV) {
+        append_until_killed(Path::new(&dir));
+    }
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::from_seed(&[9; 32]);
     let rounds: u64 = std::env::var("TAGLINE_KILL_ROUNDS")
@@ -257,15 +255,7 @@ fn killed_appender_reopens_consistent() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_append_loop",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("TAGLINE_CHILD_DIR", dir.path())
+        let mut child = child("killed_appender_reopens_consistent", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -337,14 +327,9 @@ fn killed_appender_reopens_consistent() {
 #[test]
 fn series_index_holds_a_series_whatever_the_arrival_order() {
     use tagline_format::review::*;
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let c = tempfile::tempdir().unwrap();
-    let (ada_store, bob_store, dst) = (
-        Store::open(a.path()).unwrap(),
-        Store::open(b.path()).unwrap(),
-        Store::open(c.path()).unwrap(),
-    );
+    let (_a, ada_store) = temp_store();
+    let (_b, bob_store) = temp_store();
+    let (_c, dst) = temp_store();
     let (ada, bob) = (
         SecretKey::from_seed(&[21; 32]),
         SecretKey::from_seed(&[22; 32]),
@@ -424,8 +409,7 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
 #[test]
 fn indexes_rebuild_from_the_entries() {
     use tagline_format::review::*;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = temp_store();
     let key = SecretKey::from_seed(&[31; 32]);
     let rev = ReviewPayload::Revision(Revision {
         project: tagline_format::EntryId([1; 32]),
@@ -482,8 +466,7 @@ fn indexes_rebuild_from_the_entries() {
 #[test]
 fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
     use tagline_format::identity::IdentityPayload;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = temp_store();
     let root = SecretKey::from_seed(&[41; 32]);
     let empty = store.identity_digest().unwrap();
     store
@@ -520,4 +503,131 @@ fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
     let d2 = store.identity_digest().unwrap();
     store.rebuild_indexes().unwrap();
     assert_eq!(store.identity_digest().unwrap(), d2);
+}
+
+/// Payloads are shared by hash: an identity or review entry stored without its
+/// payload is indexed in full once any entry brings that payload, whichever
+/// arrives first, and the incremental indexes equal rebuilt ones.
+#[test]
+fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
+    use tagline_format::identity::IdentityPayload;
+    use tagline_format::review::*;
+    let (_a, ada_store) = temp_store();
+    let (_b, bob_store) = temp_store();
+    let (_c, dst) = temp_store();
+    let (ada, bob) = (
+        SecretKey::from_seed(&[51; 32]),
+        SecretKey::from_seed(&[52; 32]),
+    );
+    let genesis = (
+        IdentityPayload::Genesis.type_name().to_string(),
+        IdentityPayload::Genesis.encode(),
+    );
+    let series = tagline_format::EntryId([7; 32]);
+    let ack = ReviewPayload::Review(Review {
+        revision: series,
+        patch: None,
+        trailers: vec![("Acked-by".into(), "Lead <lead@x.org>".into())],
+        comment: None,
+        inline: vec![],
+        retracts: None,
+    });
+    let ack = (ack.type_name().to_string(), ack.encode());
+    // Both feeds hold byte-identical payloads: a genesis and the same ack.
+    ada_store
+        .append_local(&ada, vec![genesis.clone(), ack.clone()], NOW)
+        .unwrap();
+    bob_store
+        .append_local(&bob, vec![genesis, ack], NOW)
+        .unwrap();
+    let headers_only = |store: &Store, key: &SecretKey| -> Vec<Entry> {
+        all_entries(store, key)
+            .into_iter()
+            .map(|e| Entry {
+                signed: e.signed,
+                payload: None,
+            })
+            .collect()
+    };
+    let empty = dst.identity_digest().unwrap();
+    dst.ingest(
+        headers_only(&ada_store, &ada),
+        NOW,
+        [1; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    assert_eq!(
+        dst.identity_digest().unwrap(),
+        empty,
+        "no payload, no input"
+    );
+    assert!(dst.entries_referencing(&series).unwrap().is_empty());
+    // Bob's entries bring the same payloads: Ada's entries count now too.
+    dst.ingest(
+        all_entries(&bob_store, &bob),
+        NOW,
+        [2; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
+    let both = dst.identity_digest().unwrap();
+    // Ada's payloads arriving late change nothing more (no double count).
+    let report = dst
+        .ingest(
+            all_entries(&ada_store, &ada),
+            NOW,
+            [3; 32],
+            IngestMode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!((report.duplicates, report.payloads_added), (2, 0));
+    assert_eq!(dst.identity_digest().unwrap(), both);
+    dst.rebuild_indexes().unwrap();
+    assert_eq!(dst.identity_digest().unwrap(), both);
+    assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
+
+    // The other order: the payload is held before the header-only entry comes.
+    let (_d, dst) = temp_store();
+    dst.ingest(
+        all_entries(&bob_store, &bob),
+        NOW,
+        [4; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    dst.ingest(
+        headers_only(&ada_store, &ada),
+        NOW,
+        [5; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    assert_eq!(dst.identity_digest().unwrap(), both);
+    assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
+
+    // And a header-only entry whose own payload comes later, with nobody else's.
+    let (_e, dst) = temp_store();
+    dst.ingest(
+        headers_only(&ada_store, &ada),
+        NOW,
+        [6; 32],
+        IngestMode::AllOrNothing,
+    )
+    .unwrap();
+    let report = dst
+        .ingest(
+            all_entries(&ada_store, &ada),
+            NOW,
+            [7; 32],
+            IngestMode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!(report.payloads_added, 2);
+    assert_eq!(dst.entries_referencing(&series).unwrap().len(), 1);
+    let ada_only = dst.identity_digest().unwrap();
+    assert_ne!(ada_only, empty);
+    dst.rebuild_indexes().unwrap();
+    assert_eq!(dst.identity_digest().unwrap(), ada_only);
 }
