@@ -160,14 +160,25 @@ impl ProjectFields {
 enum ProjectCmd {
     /// Declare a project, with you (this identity) as its lead
     Create(ProjectFields),
-    /// Replace a project's declaration (lead only): the whole declaration is
-    /// given again, as for create
+    /// Replace a project's declaration: the whole declaration is given again,
+    /// as for create. The lead's amendment takes effect at once; a declared
+    /// maintainer's is a proposal that takes effect when the policy's `[amend]
+    /// maintainer_quorum` maintainers have published the same declaration
     Amend {
         /// The project (name or id)
         #[arg(long = "project", value_name = "PROJECT")]
         project: String,
         #[command(flatten)]
         fields: ProjectFields,
+    },
+    /// Show a project's declaration in force: roles, policy, the amendments
+    /// that took effect and maintainer proposals still short of their quorum
+    Show {
+        /// The project (name or id) [default: the only one known]
+        #[arg(long = "project", value_name = "PROJECT")]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -424,6 +435,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Project(ProjectCmd::Amend { project, fields }) => {
             reviewcmd::project_create(&home, fields.into_args(), Some(&project), opts.force)
+        }
+        Command::Project(ProjectCmd::Show { project, json }) => {
+            reviewcmd::project_show(&home, project.as_deref(), json)
         }
         Command::Submit { args, files } => reviewcmd::submit(&home, args, &files, opts.force),
         Command::Review {

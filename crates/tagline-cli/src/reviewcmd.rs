@@ -127,37 +127,22 @@ impl World {
         self.registry.identity_of(e.signed.author(), e.signed.seq())
     }
 
-    /// Projects: (declaring entry id, current declaration, lead). The
-    /// current declaration is the lead's latest amendment, if any.
+    /// Projects: (declaring entry id, declaration in force, lead), resolved
+    /// as every node resolves them (tagline-review's `project::resolve`: the
+    /// lead's amendments, or a maintainer quorum's when the policy allows).
     fn projects(&self) -> Vec<(EntryId, &Project, Option<IdentityId>)> {
-        let mut out = Vec::new();
-        for (e, p) in &self.entries {
-            let ReviewPayload::Project(decl) = p else {
-                continue;
-            };
-            if decl.amends.is_some() {
-                continue;
-            }
-            let id = e.signed.id();
-            let lead = self.identity_of(e);
-            let latest = self
-                .entries
-                .iter()
-                .filter_map(|(x, q)| match q {
-                    ReviewPayload::Project(a)
-                        if a.amends == Some(id)
-                            && lead.is_some()
-                            && self.identity_of(x) == lead =>
-                    {
-                        Some(((x.signed.header().timestamp, x.signed.id()), a))
-                    }
-                    _ => None,
-                })
-                .max_by(|a, b| a.0.cmp(&b.0))
-                .map_or(decl, |(_, a)| a);
-            out.push((id, latest, lead));
-        }
-        out
+        self.resolved_projects()
+            .into_iter()
+            .map(|r| (r.id, r.decl, r.lead))
+            .collect()
+    }
+
+    fn resolved_projects(&self) -> Vec<tagline_review::project::ResolvedProject<'_>> {
+        let inputs = self.inputs();
+        inputs
+            .iter()
+            .filter_map(|i| tagline_review::project::resolve(i, &inputs, &self.registry))
+            .collect()
     }
 
     fn project(&self, arg: Option<&str>) -> Result<(EntryId, &Project, Option<IdentityId>)> {
@@ -392,12 +377,21 @@ pub fn project_create(
     };
     let store = home::open_store(home_dir)?;
     let mut decl = decl;
+    let mut as_maintainer = false;
     if let Some(p) = amends {
         let w = world(&store)?;
-        let (id, _, lead) = w.project(Some(p))?;
+        let (id, current, lead) = w.project(Some(p))?;
         let me = home::identity(home_dir)?;
         if lead.is_none() || lead != me {
-            bail!("only the project's lead can amend it");
+            let quorum = tagline_review::project::quorum_of(current);
+            let maintainer = me.is_some_and(|m| current.maintainers.contains(&m));
+            if !maintainer || quorum == 0 {
+                bail!(
+                    "only the project's lead can amend it (or {} declared maintainers together, when the policy's [amend] maintainer_quorum allows; it is {quorum})",
+                    if quorum == 0 { "N".to_string() } else { quorum.to_string() }
+                );
+            }
+            as_maintainer = true;
         }
         decl.amends = Some(id);
     }
@@ -408,8 +402,124 @@ pub fn project_create(
         force,
     )?;
     match amends {
+        Some(_) if as_maintainer => {
+            let w = world(&store)?;
+            let r = w
+                .resolved_projects()
+                .into_iter()
+                .find(|r| Some(r.id) == decl.amends)
+                .context("the project vanished while amending it")?;
+            if r.applied.last() == Some(&id) {
+                println!("amended project {} ({id}): the maintainers' quorum is reached", decl.name);
+            } else if let Some(p) = r.pending.iter().find(|p| p.entries.contains(&id)) {
+                println!(
+                    "proposed an amendment of project {} ({id}): {} of {} maintainers support it",
+                    decl.name,
+                    p.supporters.len(),
+                    p.needed
+                );
+            } else {
+                println!("published {id}, but it does not amend project {}", decl.name);
+            }
+        }
         Some(_) => println!("amended project {} ({id})", decl.name),
         None => println!("project {} {id}", decl.name),
+    }
+    Ok(())
+}
+
+pub fn project_show(home_dir: &Path, project: Option<&str>, as_json: bool) -> Result<()> {
+    let store = home::open_store(home_dir)?;
+    let w = world(&store)?;
+    let (id, _, _) = w.project(project)?;
+    let r = w
+        .resolved_projects()
+        .into_iter()
+        .find(|r| r.id == id)
+        .context("the project vanished")?;
+    let d = r.decl;
+    let ids = |v: &[IdentityId]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "project": id.to_string(),
+                "name": d.name,
+                "lead": r.lead.map(|l| l.to_string()),
+                "branch": d.branch,
+                "repositories": d.repositories,
+                "lists": d.lists,
+                "policy": d.policy,
+                "maintainers": ids(&d.maintainers),
+                "reviewers": ids(&d.reviewers),
+                "committers": ids(&d.committers),
+                "maintainers_file": d.maintainers_file,
+                "bridges": ids(&d.bridges),
+                "gates": ids(&d.gates),
+                "ci": d.ci.iter().map(|c| json!({"identity": c.identity.to_string(), "contexts": c.contexts})).collect::<Vec<_>>(),
+                "applied": r.applied.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                "pending": r.pending.iter().map(|p| json!({"entries": p.entries.iter().map(|x| x.to_string()).collect::<Vec<_>>(), "supporters": p.supporters.iter().map(|x| x.to_string()).collect::<Vec<_>>(), "needed": p.needed})).collect::<Vec<_>>(),
+                "ignored": r.ignored.iter().map(|(x, why)| json!({"entry": x.to_string(), "reason": why})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    let name = |i: &IdentityId| {
+        w.registry
+            .identities
+            .get(i)
+            .and_then(|x| x.name.clone())
+            .map_or_else(|| i.to_string(), |n| format!("{n} ({})", i.short()))
+    };
+    let names = |v: &[IdentityId]| v.iter().map(name).collect::<Vec<_>>().join(", ");
+    println!("project {}  {id}", d.name);
+    println!("lead        {}", r.lead.as_ref().map_or("(unknown)".into(), name));
+    println!("branch      {}", d.branch);
+    for (label, v) in [
+        ("repository", &d.repositories),
+        ("list", &d.lists),
+    ] {
+        for x in v {
+            println!("{label:<11} {x}");
+        }
+    }
+    for (label, v) in [
+        ("maintainers", &d.maintainers),
+        ("reviewers", &d.reviewers),
+        ("committers", &d.committers),
+        ("bridges", &d.bridges),
+        ("gates", &d.gates),
+    ] {
+        if !v.is_empty() {
+            println!("{label:<11} {}", names(v));
+        }
+    }
+    if d.maintainers_file {
+        println!("maintainers also from the MAINTAINERS file at each series' base");
+    }
+    for c in &d.ci {
+        println!("ci          {}: {}", name(&c.identity), c.contexts.join(", "));
+    }
+    println!("amendments  {} applied", r.applied.len());
+    for p in &r.pending {
+        println!(
+            "proposal    {} of {} maintainers ({}): {}",
+            p.supporters.len(),
+            p.needed,
+            p.supporters.iter().map(name).collect::<Vec<_>>().join(", "),
+            p.entries.first().map(|e| e.short()).unwrap_or_default()
+        );
+    }
+    for (x, why) in &r.ignored {
+        println!("ignored     {}: {why}", x.short());
+    }
+    if d.policy.trim().is_empty() {
+        println!("policy      (the default policy: docs/policy.md)");
+    } else {
+        println!("policy:");
+        for l in d.policy.lines() {
+            println!("    {l}");
+        }
     }
     Ok(())
 }

@@ -1145,3 +1145,77 @@ fn the_lead_amends_a_project_and_status_follows() {
         "the amended policy applies: {msg}"
     );
 }
+
+#[test]
+fn a_quorum_of_maintainers_amends_a_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (lead, m1, m2) = (t.join("lead"), t.join("m1"), t.join("m2"));
+    let mut ids = Vec::new();
+    for h in [&lead, &m1, &m2] {
+        ok(h, &["init"], None);
+        ids.push(
+            json_of(&ok(h, &["id", "--json"], None))["identity"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let policy = t.join("p.toml");
+    std::fs::write(&policy, "[amend]\nmaintainer_quorum = 2\n").unwrap();
+    let fields = |branch: &'static str| -> Vec<String> {
+        [
+            "--name",
+            "demo",
+            "--branch",
+            branch,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--maintainer",
+            &ids[1],
+            "--maintainer",
+            &ids[2],
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = |head: &[&str], branch| {
+        let mut v: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        v.extend(fields(branch));
+        v
+    };
+    let run = |h: &Path, v: Vec<String>| {
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        ok(h, &refs, None)
+    };
+    let branch_of = |h: &Path| {
+        json_of(&ok(h, &["project", "show", "--project", "demo", "--json"], None))["branch"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    run(&lead, args(&["project", "create"], "staging"));
+    sync_feed(t, &lead, &m1);
+    let amend = ["project", "amend", "--project", "demo"];
+    let out = run(&m1, args(&amend, "next"));
+    assert!(out.contains("1 of 2 maintainers support it"), "{out}");
+    assert_eq!(branch_of(&m1), "staging", "one maintainer is not a quorum");
+    sync_feed(t, &lead, &m2);
+    sync_feed(t, &m1, &m2);
+    let out = run(&m2, args(&amend, "next"));
+    assert!(out.contains("quorum is reached"), "{out}");
+    assert_eq!(branch_of(&m2), "next");
+    // Every node holding the same entries agrees.
+    sync_feed(t, &m1, &lead);
+    sync_feed(t, &m2, &lead);
+    assert_eq!(branch_of(&lead), "next");
+    // Someone who is not a maintainer is refused before publishing.
+    let outsider = t.join("outsider");
+    ok(&outsider, &["init"], None);
+    sync_feed(t, &lead, &outsider);
+    let refs: Vec<String> = args(&amend, "mine");
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let err = fails(&outsider, &refs, None);
+    assert!(err.contains("only the project's lead"), "{err}");
+}

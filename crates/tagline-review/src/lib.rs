@@ -5,5 +5,6 @@ pub mod interdiff;
 pub mod maintainers;
 pub mod patchid;
 pub mod policy;
+pub mod project;
 pub mod rules;
 pub mod trailers;

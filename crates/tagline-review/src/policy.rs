@@ -158,6 +158,16 @@ impl Default for DcoPolicy {
     }
 }
 
+/// Who may amend the project declaration besides its lead.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmendPolicy {
+    /// Distinct declared maintainers who must publish the same amendment for
+    /// it to take effect; 0 (the default) means only the lead amends.
+    #[serde(default)]
+    pub maintainer_quorum: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -173,6 +183,8 @@ struct RawPolicy {
     labels: Labels,
     #[serde(default)]
     dco: DcoPolicy,
+    #[serde(default)]
+    amend: AmendPolicy,
 }
 
 /// A project's merge policy.
@@ -184,6 +196,7 @@ pub struct Policy {
     pub freezes: Vec<Freeze>,
     pub labels: Labels,
     pub dco: DcoPolicy,
+    pub amend: AmendPolicy,
 }
 
 /// Milliseconds since the epoch of a TOML date-time (UTC; offsets applied).
@@ -245,6 +258,7 @@ impl Policy {
             freezes,
             labels: raw.labels,
             dco: raw.dco,
+            amend: raw.amend,
         })
     }
 

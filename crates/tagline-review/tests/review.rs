@@ -866,4 +866,149 @@ mod rules_scenario {
             prop_assert_eq!(reference, shuffled);
         }
     }
+
+    mod amendments {
+        use super::*;
+        use tagline_review::project::resolve;
+
+        /// Lead (0), maintainers 1..=3, outsider 4. The declaration asks for
+        /// `quorum` maintainers.
+        struct Amend {
+            people: Vec<Person>,
+            decl: EntryId,
+        }
+
+        fn decl(quorum: u64, maintainers: &[IdentityId], branch: &str) -> Project {
+            Project {
+                name: "xen".into(),
+                branch: branch.into(),
+                policy: format!("[amend]\nmaintainer_quorum = {quorum}\n"),
+                maintainers: maintainers.to_vec(),
+                ..Project::default()
+            }
+        }
+
+        fn setup(quorum: u64) -> Amend {
+            let mut people: Vec<Person> = (0..5).map(|i| person(40 + i)).collect();
+            let m: Vec<IdentityId> = people[1..=3].iter().map(Person::identity).collect();
+            let d = people[0]
+                .dev
+                .post(ReviewPayload::Project(decl(quorum, &m, "staging")), 100);
+            Amend { people, decl: d }
+        }
+
+        impl Amend {
+            fn maintainers(&self) -> Vec<IdentityId> {
+                self.people[1..=3].iter().map(Person::identity).collect()
+            }
+            fn propose(&mut self, who: usize, branch: &str, quorum: u64, ts: u64) -> EntryId {
+                let mut p = decl(quorum, &self.maintainers(), branch);
+                p.amends = Some(self.decl);
+                self.people[who].dev.post(ReviewPayload::Project(p), ts)
+            }
+            /// (branch in force, applied, pending supporters, ignored) for
+            /// the inputs taken in `order` (indices), with duplicates.
+            fn resolve(&self, order: Option<&[usize]>) -> (String, Vec<EntryId>, Vec<usize>, usize) {
+                let all: Vec<&(Entry, Option<ReviewPayload>)> = self
+                    .people
+                    .iter()
+                    .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
+                    .collect();
+                let id_inputs: Vec<tagline_identity::Input<'_>> = all
+                    .iter()
+                    .map(|(e, _)| tagline_identity::Input {
+                        signed: &e.signed,
+                        payload: e.payload.as_deref(),
+                    })
+                    .collect();
+                let reg = tagline_identity::resolve(&id_inputs);
+                let mut inputs: Vec<Input<'_>> = all
+                    .iter()
+                    .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
+                    .collect();
+                if let Some(order) = order {
+                    let n = inputs.len();
+                    let mut v: Vec<Input<'_>> =
+                        order.iter().filter(|i| **i < n).map(|i| inputs[*i]).collect();
+                    assert_eq!(v.len(), n, "the order is a permutation of every input");
+                    // And duplicates.
+                    v.extend(inputs.iter().take(3).copied());
+                    inputs = v;
+                }
+                let declaring = *inputs.iter().find(|i| i.id == self.decl).unwrap();
+                let r = resolve(&declaring, &inputs, &reg).unwrap();
+                (
+                    r.decl.branch.clone(),
+                    r.applied,
+                    r.pending.iter().map(|p| p.supporters.len()).collect(),
+                    r.ignored.len(),
+                )
+            }
+        }
+
+        #[test]
+        fn a_quorum_of_maintainers_amends_and_others_do_not() {
+            let mut a = setup(2);
+            a.propose(1, "next", 2, 200);
+            a.propose(4, "outsider", 2, 210);
+            assert_eq!(
+                a.resolve(None),
+                ("staging".into(), vec![], vec![1], 1),
+                "one maintainer is a proposal; an outsider counts for nothing"
+            );
+            // The same maintainer again does not make two.
+            a.propose(1, "next", 2, 215);
+            assert_eq!(a.resolve(None).2, vec![1]);
+            // A different declaration is a different proposal.
+            a.propose(3, "other", 2, 220);
+            assert_eq!(a.resolve(None).2, vec![1, 1]);
+            let second = a.propose(2, "next", 2, 230);
+            assert_eq!(a.resolve(None), ("next".into(), vec![second], vec![], 1));
+        }
+
+        #[test]
+        fn the_lead_always_amends_and_resets_proposals() {
+            let mut a = setup(2);
+            a.propose(1, "next", 2, 200);
+            let lead = a.propose(0, "lead-branch", 2, 210);
+            a.propose(2, "next", 2, 220);
+            let (branch, applied, pending, _) = a.resolve(None);
+            assert_eq!((branch.as_str(), applied), ("lead-branch", vec![lead]));
+            assert_eq!(pending, vec![1], "support given before the lead's amendment is void");
+        }
+
+        #[test]
+        fn without_a_quorum_only_the_lead_amends() {
+            let mut a = setup(0);
+            a.propose(1, "next", 0, 200);
+            a.propose(2, "next", 0, 210);
+            a.propose(3, "next", 0, 220);
+            assert_eq!(a.resolve(None), ("staging".into(), vec![], vec![], 3));
+            // A quorum amendment that sets the quorum to 0 locks maintainers out.
+            let mut a = setup(1);
+            let first = a.propose(1, "next", 0, 200);
+            a.propose(2, "again", 0, 210);
+            assert_eq!(a.resolve(None), ("next".into(), vec![first], vec![], 1));
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+            #[test]
+            fn arrival_order_does_not_matter(order in Just(()).prop_perturb(|_, mut rng| {
+                let mut v: Vec<usize> = (0..12).collect();
+                for i in (1..v.len()).rev() {
+                    let j = (rng.next_u32() as usize) % (i + 1);
+                    v.swap(i, j);
+                }
+                v
+            })) {
+                let mut a = setup(2);
+                a.propose(1, "next", 2, 200);
+                a.propose(3, "other", 2, 205);
+                a.propose(2, "next", 2, 210);
+                a.propose(3, "third", 2, 220);
+                prop_assert_eq!(a.resolve(None), a.resolve(Some(&order)));
+            }
+        }
+    }
 }
