@@ -1,7 +1,9 @@
 //! The review commands: `project create`, `submit`, `review`, `ci report`,
 //! `status`, `series`.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -25,7 +27,7 @@ const LOG_EXCERPT_BYTES: usize = 64 * 1024;
 /// The review entries a node holds, decoded, and the identities.
 struct World {
     entries: Vec<(StoredEntry, ReviewPayload)>,
-    registry: Registry,
+    registry: Rc<Registry>,
     /// Short series numbers local to this node (`series.numbers` in the data dir).
     numbers: Vec<(u64, EntryId)>,
 }
@@ -77,21 +79,38 @@ fn add_numbers(
 /// Every review entry and identity this node holds, with every known series
 /// numbered (oldest first).
 fn world(store: &Store) -> Result<World> {
-    let home_dir = store.dir();
     let mut w = world_of(store, store.review_entries()?)?;
-    w.numbers = read_numbers(home_dir);
-    let mut list: Vec<(u64, EntryId)> = w
-        .series_list()
-        .iter()
-        .map(|(id, _, e)| (e.signed.header().timestamp, *id))
-        .collect();
-    list.sort();
-    add_numbers(home_dir, &mut w.numbers, list.into_iter().map(|(_, id)| id))?;
+    w.numbers = number_series(store)?;
     Ok(w)
+}
+
+/// This node's series numbers, numbering the series that have none yet
+/// (oldest first). Reads the series index, and the first revision of each
+/// series not numbered yet.
+fn number_series(store: &Store) -> Result<Vec<(u64, EntryId)>> {
+    let home_dir = store.dir();
+    let mut numbers = read_numbers(home_dir);
+    let known: std::collections::HashSet<EntryId> = numbers.iter().map(|(_, id)| *id).collect();
+    let mut list = Vec::new();
+    for id in store.series_ids()? {
+        if !known.contains(&id)
+            && let Some(e) = store.get(&id)?
+        {
+            list.push((e.signed.header().timestamp, id));
+        }
+    }
+    list.sort();
+    add_numbers(home_dir, &mut numbers, list.into_iter().map(|(_, id)| id))?;
+    Ok(numbers)
 }
 
 /// A world of just these review entries (and every identity).
 fn world_of(store: &Store, stored: Vec<StoredEntry>) -> Result<World> {
+    world_with(stored, Rc::new(ident::registry(store)?))
+}
+
+/// A world of these review entries and this resolution of the identities.
+fn world_with(stored: Vec<StoredEntry>, registry: Rc<Registry>) -> Result<World> {
     let mut entries = Vec::new();
     for e in stored {
         let Some(p) = e.payload.as_deref() else {
@@ -103,7 +122,7 @@ fn world_of(store: &Store, stored: Vec<StoredEntry>) -> Result<World> {
     }
     Ok(World {
         entries,
-        registry: ident::registry(store)?,
+        registry,
         numbers: Vec::new(),
     })
 }
@@ -388,7 +407,11 @@ pub fn project_create(
             if !maintainer || quorum == 0 {
                 bail!(
                     "only the project's lead can amend it (or {} declared maintainers together, when the policy's [amend] maintainer_quorum allows; it is {quorum})",
-                    if quorum == 0 { "N".to_string() } else { quorum.to_string() }
+                    if quorum == 0 {
+                        "N".to_string()
+                    } else {
+                        quorum.to_string()
+                    }
                 );
             }
             as_maintainer = true;
@@ -410,7 +433,10 @@ pub fn project_create(
                 .find(|r| Some(r.id) == decl.amends)
                 .context("the project vanished while amending it")?;
             if r.applied.last() == Some(&id) {
-                println!("amended project {} ({id}): the maintainers' quorum is reached", decl.name);
+                println!(
+                    "amended project {} ({id}): the maintainers' quorum is reached",
+                    decl.name
+                );
             } else if let Some(p) = r.pending.iter().find(|p| p.entries.contains(&id)) {
                 println!(
                     "proposed an amendment of project {} ({id}): {} of {} maintainers support it",
@@ -419,7 +445,10 @@ pub fn project_create(
                     p.needed
                 );
             } else {
-                println!("published {id}, but it does not amend project {}", decl.name);
+                println!(
+                    "published {id}, but it does not amend project {}",
+                    decl.name
+                );
             }
         }
         Some(_) => println!("amended project {} ({id})", decl.name),
@@ -473,12 +502,12 @@ pub fn project_show(home_dir: &Path, project: Option<&str>, as_json: bool) -> Re
     };
     let names = |v: &[IdentityId]| v.iter().map(name).collect::<Vec<_>>().join(", ");
     println!("project {}  {id}", d.name);
-    println!("lead        {}", r.lead.as_ref().map_or("(unknown)".into(), name));
+    println!(
+        "lead        {}",
+        r.lead.as_ref().map_or("(unknown)".into(), name)
+    );
     println!("branch      {}", d.branch);
-    for (label, v) in [
-        ("repository", &d.repositories),
-        ("list", &d.lists),
-    ] {
+    for (label, v) in [("repository", &d.repositories), ("list", &d.lists)] {
         for x in v {
             println!("{label:<11} {x}");
         }
@@ -498,7 +527,11 @@ pub fn project_show(home_dir: &Path, project: Option<&str>, as_json: bool) -> Re
         println!("maintainers also from the MAINTAINERS file at each series' base");
     }
     for c in &d.ci {
-        println!("ci          {}: {}", name(&c.identity), c.contexts.join(", "));
+        println!(
+            "ci          {}: {}",
+            name(&c.identity),
+            c.contexts.join(", ")
+        );
     }
     println!("amendments  {} applied", r.applied.len());
     for p in &r.pending {
@@ -960,7 +993,7 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
             Some(id) => Some(id),
             None => {
                 // Number series this node has not numbered yet, then look again.
-                world(store)?;
+                number_series(store)?;
                 find()
             }
         };
@@ -984,10 +1017,19 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
             ),
         }
     };
-    let mut stored = store.series_entries(&series)?;
+    Ok((
+        world_of(store, series_and_project(store, &series)?)?,
+        series,
+    ))
+}
+
+/// A series' entries and its project's (declaration and amendments), read
+/// through the indexes.
+fn series_and_project(store: &Store, series: &EntryId) -> Result<Vec<StoredEntry>> {
+    let mut stored = store.series_entries(series)?;
     let project = stored
         .iter()
-        .find(|e| e.signed.id() == series)
+        .find(|e| e.signed.id() == *series)
         .and_then(|e| {
             let p = e.payload.as_deref()?;
             match ReviewPayload::decode(&e.signed.header().payload_type, p) {
@@ -999,7 +1041,7 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
         stored.extend(store.get(&pid)?);
         stored.extend(store.entries_referencing(&pid)?);
     }
-    Ok((world_of(store, stored)?, series))
+    Ok(stored)
 }
 
 pub fn status(
@@ -1122,35 +1164,174 @@ pub struct SeriesFilter {
     pub needs_my_review: bool,
 }
 
-/// Does identity `i` match `who` (a name, an address or an id prefix)?
-fn matches_who(w: &World, i: &IdentityId, who: &str) -> bool {
+/// Format of [`Summary`] rows; a row of another format is recomputed.
+const SUMMARY_FORMAT: u32 = 1;
+
+/// What `tagline series` keeps per series in the store's summary table
+/// (tagline-store's `SERIES_SUMMARY`), so that listing and filtering read one
+/// small row per series instead of every entry. The store drops a row when
+/// the series' entries change; the row itself records the other inputs of the
+/// evaluation, and is used only while they are unchanged.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Summary {
+    format: u32,
+    /// The store's identity digest (hex) when computed.
+    identities: String,
+    /// The project and a hash of its declaration in force and lead.
+    project: String,
+    project_hash: String,
+    /// The evaluation holds until then (ms; `None`: for ever).
+    valid_until: Option<u64>,
+    /// The first revision's timestamp.
+    timestamp: u64,
+    /// The series author's identity.
+    author: Option<String>,
+    version: u64,
+    state: String,
+    subject: String,
+    /// Files the latest revision touches.
+    files: Vec<String>,
+    /// Counted trailers: (key, identity).
+    trailers: Vec<(String, String)>,
+}
+
+/// A project as the summaries need it: the declaration in force, its lead,
+/// and the hash that summaries record.
+struct ProjectInfo {
+    id: EntryId,
+    decl: Project,
+    lead: Option<IdentityId>,
+    hash: String,
+}
+
+/// Resolves project `pid` from its declaration and amendments in the store.
+fn load_project(
+    store: &Store,
+    registry: &Rc<Registry>,
+    pid: EntryId,
+) -> Result<Option<ProjectInfo>> {
+    let mut stored: Vec<StoredEntry> = store.get(&pid)?.into_iter().collect();
+    stored.extend(store.entries_referencing(&pid)?);
+    let w = world_with(stored, registry.clone())?;
+    Ok(w.resolved_projects()
+        .into_iter()
+        .find(|r| r.id == pid)
+        .map(|r| {
+            let mut h = blake3::Hasher::new();
+            h.update(&ReviewPayload::Project(r.decl.clone()).encode());
+            h.update(r.lead.map_or([0u8; 32], |l| *l.0.as_bytes()).as_slice());
+            ProjectInfo {
+                id: pid,
+                decl: r.decl.clone(),
+                lead: r.lead,
+                hash: h.finalize().to_hex().to_string(),
+            }
+        }))
+}
+
+/// Computes a series' summary from its entries (read through the indexes).
+fn summarize(
+    store: &Store,
+    registry: &Rc<Registry>,
+    projects: &mut HashMap<EntryId, Option<ProjectInfo>>,
+    identities: &str,
+    series: EntryId,
+    now: u64,
+) -> Result<Option<Summary>> {
+    let w = world_with(series_and_project(store, &series)?, registry.clone())?;
+    let Some((first_entry, first)) = w.entries.iter().find_map(|(e, p)| match p {
+        ReviewPayload::Revision(r) if e.signed.id() == series && r.series.is_none() => Some((e, r)),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let pid = first.project;
+    if let std::collections::hash_map::Entry::Vacant(slot) = projects.entry(pid) {
+        slot.insert(load_project(store, registry, pid)?);
+    }
+    let Some(Some(project)) = projects.get(&pid) else {
+        return Ok(None);
+    };
+    let policy = Policy::parse(&project.decl.policy)
+        .with_context(|| format!("project {}", project.decl.name))?;
+    let ctx = ProjectContext {
+        id: pid,
+        lead: project.lead,
+        decl: &project.decl,
+        policy: &policy,
+        maintainers_file: None,
+    };
+    let e = evaluate(series, &w.inputs(), &ctx, &w.registry, now);
+    let latest = w.latest(series).map(|(_, r)| r);
+    let mut files: Vec<String> = latest
+        .iter()
+        .flat_map(|r| r.patches.iter())
+        .flat_map(|p| tagline_review::maintainers::files_of_patch(&p.diff))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(Some(Summary {
+        format: SUMMARY_FORMAT,
+        identities: identities.to_string(),
+        project: pid.to_string(),
+        project_hash: project.hash.clone(),
+        valid_until: e.valid_until,
+        timestamp: first_entry.signed.header().timestamp,
+        author: w.identity_of(first_entry).map(|i| i.to_string()),
+        version: e.latest().map_or(0, |(v, _)| v),
+        state: e.state.as_str().to_string(),
+        subject: w.subject(series),
+        files,
+        trailers: e
+            .trailers
+            .iter()
+            .map(|t| (t.key.clone(), t.identity.to_string()))
+            .collect(),
+    }))
+}
+
+/// Does identity `i` (text form) match `who` (a name, an address or an id prefix)?
+fn summary_who(registry: &Registry, i: &str, who: &str) -> bool {
     let who = who.to_lowercase();
-    if i.to_string().starts_with(&who) {
+    if i.starts_with(&who) {
         return true;
     }
-    w.registry.identities.get(i).is_some_and(|x| {
-        x.name
-            .as_ref()
-            .is_some_and(|n| n.to_lowercase().contains(&who))
-            || x.emails.iter().any(|e| e.address.contains(&who))
+    i.parse::<IdentityId>().is_ok_and(|i| {
+        registry.identities.get(&i).is_some_and(|x| {
+            x.name
+                .as_ref()
+                .is_some_and(|n| n.to_lowercase().contains(&who))
+                || x.emails.iter().any(|e| e.address.contains(&who))
+        })
     })
 }
 
-/// `TRAILER[:WHO]` holds on the evaluation?
-fn has_trailer(w: &World, e: &Evaluation, spec: &str) -> bool {
+/// `TRAILER[:WHO]` among a summary's counted trailers?
+fn summary_has(registry: &Registry, s: &Summary, spec: &str) -> bool {
     let (key, who) = match spec.split_once(':') {
         Some((k, w)) => (k, Some(w)),
         None => (spec, None),
     };
-    e.trailers.iter().any(|t| {
-        t.key.eq_ignore_ascii_case(key) && who.is_none_or(|x| matches_who(w, &t.identity, x))
+    s.trailers.iter().any(|(k, i)| {
+        k.eq_ignore_ascii_case(key) && who.is_none_or(|x| summary_who(registry, i, x))
     })
 }
 
+/// Does the series' latest revision mention `k` (lowercase) in a subject or message?
+fn mentions(store: &Store, series: EntryId, k: &str) -> Result<bool> {
+    let w = world_with(store.series_entries(&series)?, Rc::new(Registry::default()))?;
+    Ok(w.latest(series).is_some_and(|(_, r)| {
+        r.cover.as_ref().is_some_and(|c| {
+            c.subject.to_lowercase().contains(k) || c.body.to_lowercase().contains(k)
+        }) || r
+            .patches
+            .iter()
+            .any(|p| p.subject.to_lowercase().contains(k) || p.message.to_lowercase().contains(k))
+    }))
+}
+
 pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()> {
-    let (project, state) = (f.project.as_deref(), f.state.as_deref());
     let store = home::open_store(home_dir)?;
-    let w = world(&store)?;
     let globs = {
         let mut b = globset::GlobSetBuilder::new();
         for g in &f.path {
@@ -1159,106 +1340,139 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
         b.build().context("cannot build the --path globs")?
     };
     let me = if f.needs_my_review {
-        Some(home::identity(home_dir)?.context("--needs-my-review: this device has no identity")?)
+        Some(
+            home::identity(home_dir)?
+                .context("--needs-my-review: this device has no identity")?
+                .to_string(),
+        )
     } else {
         None
     };
-    let projects = w.projects();
-    let wanted = match project {
-        Some(p) => Some(w.project(Some(p))?.0),
+    // The digest first: identities changing meanwhile can only make the
+    // summaries computed now look stale, never fresh.
+    let identities = hex::encode(store.identity_digest()?);
+    let registry = Rc::new(ident::registry(&store)?);
+    let now = home::now_ms();
+    let (generation, rows) = store.series_summaries()?;
+    let mut projects: HashMap<EntryId, Option<ProjectInfo>> = HashMap::new();
+    let mut summaries: Vec<(EntryId, Summary)> = Vec::with_capacity(rows.len());
+    let mut computed: Vec<(EntryId, Vec<u8>)> = Vec::new();
+    for (id, bytes) in rows {
+        let cached = bytes
+            .and_then(|b| serde_json::from_slice::<Summary>(&b).ok())
+            .filter(|s| {
+                s.format == SUMMARY_FORMAT
+                    && s.identities == identities
+                    && s.valid_until.is_none_or(|u| now < u)
+            });
+        let fresh = match cached {
+            Some(s) => {
+                let pid: EntryId = s.project.parse().context("a stored summary's project id")?;
+                if let std::collections::hash_map::Entry::Vacant(slot) = projects.entry(pid) {
+                    slot.insert(load_project(&store, &registry, pid)?);
+                }
+                let same = matches!(projects.get(&pid), Some(Some(p)) if p.hash == s.project_hash);
+                same.then_some(s)
+            }
+            None => None,
+        };
+        let summary = match fresh {
+            Some(s) => s,
+            None => {
+                let Some(s) = summarize(&store, &registry, &mut projects, &identities, id, now)?
+                else {
+                    continue;
+                };
+                computed.push((id, serde_json::to_vec(&s)?));
+                s
+            }
+        };
+        summaries.push((id, summary));
+    }
+    if !computed.is_empty() {
+        // Refused (and recomputed next time) if entries arrived meanwhile.
+        store.put_series_summaries(generation, &computed)?;
+    }
+    let numbers = number_series(&store)?;
+    let number_of = |id: EntryId| {
+        numbers
+            .iter()
+            .find(|(_, x)| *x == id)
+            .map_or(0, |(n, _)| *n)
+    };
+    let wanted: Option<Vec<EntryId>> = match f.project.as_deref() {
+        Some(p) => {
+            let ids: Vec<EntryId> = projects
+                .values()
+                .flatten()
+                .filter(|x| x.decl.name == p || x.id.to_string().starts_with(p))
+                .map(|x| x.id)
+                .collect();
+            if ids.is_empty() {
+                bail!("no project named or with id {p:?} has series here");
+            }
+            Some(ids)
+        }
         None => None,
     };
-    let mut rows = Vec::new();
-    for (id, first, _) in w.series_list() {
-        if wanted.is_some_and(|p| p != first.project) {
+    let keyword = f.keyword.as_deref().map(str::to_lowercase);
+    summaries.sort_by_key(|(id, s)| (std::cmp::Reverse(s.timestamp), *id));
+    let mut out = Vec::new();
+    for (id, s) in &summaries {
+        let pid: EntryId = s.project.parse().context("a summary's project id")?;
+        if wanted.as_ref().is_some_and(|w| !w.contains(&pid))
+            || f.state.as_deref().is_some_and(|st| st != s.state)
+            || (!f.path.is_empty() && !s.files.iter().any(|file| globs.is_match(file)))
+        {
             continue;
         }
-        let Some(proj) = projects
-            .iter()
-            .find(|(pid, _, _)| *pid == first.project)
-            .copied()
-        else {
-            continue;
-        };
-        let e = w.evaluate(id, proj)?;
-        if state.is_some_and(|s| s != e.state.as_str()) {
-            continue;
-        }
-        let latest = w.latest(id).map(|(_, r)| r);
-        if !f.path.is_empty() {
-            let touched = latest.is_some_and(|r| {
-                r.patches
-                    .iter()
-                    .flat_map(|p| tagline_review::maintainers::files_of_patch(&p.diff))
-                    .any(|file| globs.is_match(&file))
-            });
-            if !touched {
-                continue;
-            }
-        }
-        let author = w
-            .entries
-            .iter()
-            .find(|(x, _)| x.signed.id() == id)
-            .and_then(|(x, _)| w.identity_of(x));
         if let Some(a) = &f.author
-            && !author.is_some_and(|i| matches_who(&w, &i, a))
+            && !s
+                .author
+                .as_deref()
+                .is_some_and(|i| summary_who(&registry, i, a))
         {
             continue;
         }
-        if let Some(k) = &f.keyword {
-            let k = k.to_lowercase();
-            let hit = latest.is_some_and(|r| {
-                r.cover.as_ref().is_some_and(|c| {
-                    c.subject.to_lowercase().contains(&k) || c.body.to_lowercase().contains(&k)
-                }) || r.patches.iter().any(|p| {
-                    p.subject.to_lowercase().contains(&k) || p.message.to_lowercase().contains(&k)
-                })
-            });
-            if !hit {
-                continue;
-            }
-        }
-        if !f.has.iter().all(|h| has_trailer(&w, &e, h))
-            || f.lacks.iter().any(|l| has_trailer(&w, &e, l))
+        if !f.has.iter().all(|h| summary_has(&registry, s, h))
+            || f.lacks.iter().any(|l| summary_has(&registry, s, l))
         {
             continue;
         }
-        if let Some(me) = me {
-            let open = matches!(
-                e.state,
-                tagline_review::rules::State::Posted | tagline_review::rules::State::CiFailed
-            );
-            let mine = e
+        if let Some(me) = &me {
+            let open = s.state == "posted" || s.state == "ci-failed";
+            let mine = s
                 .trailers
                 .iter()
-                .any(|t| t.identity == me && (t.key == "Reviewed-by" || t.key == "Acked-by"));
-            if !open || mine || author == Some(me) {
+                .any(|(k, i)| i == me && (k == "Reviewed-by" || k == "Acked-by"));
+            if !open || mine || s.author.as_ref() == Some(me) {
                 continue;
             }
         }
-        let subject = w.subject(id);
-        rows.push((
-            id,
-            proj.1.name.clone(),
-            e.latest().map_or(0, |(v, _)| v),
-            e.state,
-            subject,
-        ));
+        if let Some(k) = &keyword
+            && !mentions(&store, *id, k)?
+        {
+            continue;
+        }
+        let name = match projects.get(&pid) {
+            Some(Some(p)) => p.decl.name.clone(),
+            _ => String::new(),
+        };
+        out.push((*id, name, s));
     }
     if as_json {
-        let v: Vec<_> = rows.iter().map(|(id, p, v, s, subj)| json!({"number": w.number_of(*id), "series": id.to_string(), "project": p, "version": v, "state": s.as_str(), "subject": subj})).collect();
+        let v: Vec<_> = out.iter().map(|(id, p, s)| json!({"number": number_of(*id), "series": id.to_string(), "project": p, "version": s.version, "state": s.state, "subject": s.subject})).collect();
         println!("{}", json!(v));
     } else {
-        for (id, p, v, s, subj) in rows {
+        for (id, p, s) in out {
             println!(
                 "#{:<4} {}  {:<10} v{:<3} {:<18} {}",
-                w.number_of(id),
+                number_of(id),
                 id.short(),
                 p,
-                v,
-                s.as_str(),
-                subj
+                s.version,
+                s.state,
+                s.subject
             );
         }
     }

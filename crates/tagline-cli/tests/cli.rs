@@ -835,6 +835,10 @@ fn a_series_from_format_patch_to_approved() {
         a.extend_from_slice(args);
         json_of(&ok(home, &a, None)).as_array().unwrap().len()
     };
+    // The listing read a cached summary of the series while it was approved;
+    // v2 made it stale.
+    assert_eq!(count(&ada, &["--state", "approved"]), 0);
+    assert_eq!(count(&ada, &["--state", "posted"]), 1);
     assert_eq!(count(&ada, &["--path", "b*"]), 1);
     assert_eq!(count(&ada, &["--path", "docs/**"]), 0);
     assert_eq!(count(&ada, &["--has", "Reviewed-by"]), 1);
@@ -1190,7 +1194,11 @@ fn a_quorum_of_maintainers_amends_a_project() {
         ok(h, &refs, None)
     };
     let branch_of = |h: &Path| {
-        json_of(&ok(h, &["project", "show", "--project", "demo", "--json"], None))["branch"]
+        json_of(&ok(
+            h,
+            &["project", "show", "--project", "demo", "--json"],
+            None,
+        ))["branch"]
             .as_str()
             .unwrap()
             .to_string()

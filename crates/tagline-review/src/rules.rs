@@ -158,6 +158,11 @@ pub struct Evaluation {
     pub rules: Vec<RuleResult>,
     pub trailers: Vec<CountedTrailer>,
     pub uncounted: Vec<UncountedTrailer>,
+    /// The evaluation holds for every `now` from the one given up to (not
+    /// including) this time, as long as the entries do not change: the next
+    /// freeze boundary or the end of a quiet period. `None`: for all later
+    /// times. Lets readers cache an evaluation.
+    pub valid_until: Option<u64>,
 }
 
 impl Evaluation {
@@ -247,6 +252,7 @@ pub fn evaluate(
             )],
             trailers: Vec::new(),
             uncounted: Vec::new(),
+            valid_until: None,
         };
     };
     let author_id = who(first);
@@ -277,6 +283,7 @@ pub fn evaluate(
             rules: Vec::new(),
             trailers: Vec::new(),
             uncounted: Vec::new(),
+            valid_until: None,
         };
     };
     let revision_ids: BTreeMap<EntryId, &Revision> =
@@ -698,6 +705,13 @@ pub fn evaluate(
         Ok("not an RFC".into())
     };
     rules.push(RuleResult::of("rfc", verdict, rfc.into_iter().collect()));
+    // Freezes start and end at fixed times: the evaluation holds until the next.
+    let mut valid_until = policy
+        .freezes
+        .iter()
+        .flat_map(|f| [f.start_ms, f.end_ms])
+        .filter(|t| *t > now_ms)
+        .min();
     if let Some(f) = policy.freeze_at(now_ms) {
         let exception = label_on(&policy.labels.freeze_exception, &maintainer_or_lead);
         let verdict = match exception {
@@ -740,6 +754,7 @@ pub fn evaluate(
         let verdict = if now_ms >= until {
             Ok(format!("no objection for {hours} hours"))
         } else {
+            valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
             Err((
                 Outcome::Missing,
                 format!(
@@ -787,6 +802,7 @@ pub fn evaluate(
         rules,
         trailers: counted,
         uncounted: uncounted.into_iter().collect(),
+        valid_until,
     }
 }
 

@@ -704,6 +704,15 @@ mod rules_scenario {
     }
 
     fn run(w: &World, order: Option<&[usize]>, dup: usize) -> tagline_review::rules::Evaluation {
+        run_at(w, order, dup, 10_000)
+    }
+
+    fn run_at(
+        w: &World,
+        order: Option<&[usize]>,
+        dup: usize,
+        now: u64,
+    ) -> tagline_review::rules::Evaluation {
         let all: Vec<&(Entry, Option<ReviewPayload>)> = w
             .people
             .iter()
@@ -741,7 +750,7 @@ mod rules_scenario {
             policy: &policy,
             maintainers_file: None,
         };
-        evaluate(w.series, &inputs, &ctx, &reg, 10_000)
+        evaluate(w.series, &inputs, &ctx, &reg, now)
     }
 
     fn rule<'a>(
@@ -849,6 +858,42 @@ mod rules_scenario {
         );
     }
 
+    /// An evaluation holds, as it says, until its `valid_until`: with a
+    /// freeze and a quiet period, any `now` before it gives the same answer,
+    /// and the answer changes at it.
+    #[test]
+    fn an_evaluation_holds_until_it_says() {
+        let mut w = world(false, false, false);
+        // Quiet period of 1 hour after the last approval (t=530 ms); a
+        // freeze from 1970-01-01T02:00 to 03:00 (7.2e6..1.08e7 ms).
+        w.project.policy.push_str(
+            "[consensus]\nquiet_period_hours = 1\n[[freeze]]\nname = \"rc\"\nstart = 1970-01-01T02:00:00Z\nend = 1970-01-01T03:00:00Z\n",
+        );
+        let mut now = 600;
+        let mut changes = 0;
+        let strip = |mut e: tagline_review::rules::Evaluation| {
+            e.valid_until = None;
+            e
+        };
+        while let Some(until) = run_at(&w, None, 0, now).valid_until {
+            assert!(until > now);
+            let e = strip(run_at(&w, None, 0, now));
+            for t in [now + 1, (now + until) / 2, until - 1] {
+                assert_eq!(
+                    strip(run_at(&w, None, 0, t)),
+                    e,
+                    "at {t} (valid from {now} until {until})"
+                );
+            }
+            assert_ne!(strip(run_at(&w, None, 0, until)), e, "changes at {until}");
+            now = until;
+            changes += 1;
+        }
+        // Quiet period ends, freeze starts, freeze ends.
+        assert_eq!(changes, 3);
+        assert_eq!(run_at(&w, None, 0, now).state, State::Approved);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
         #[test]
@@ -908,7 +953,10 @@ mod rules_scenario {
             }
             /// (branch in force, applied, pending supporters, ignored) for
             /// the inputs taken in `order` (indices), with duplicates.
-            fn resolve(&self, order: Option<&[usize]>) -> (String, Vec<EntryId>, Vec<usize>, usize) {
+            fn resolve(
+                &self,
+                order: Option<&[usize]>,
+            ) -> (String, Vec<EntryId>, Vec<usize>, usize) {
                 let all: Vec<&(Entry, Option<ReviewPayload>)> = self
                     .people
                     .iter()
@@ -928,8 +976,11 @@ mod rules_scenario {
                     .collect();
                 if let Some(order) = order {
                     let n = inputs.len();
-                    let mut v: Vec<Input<'_>> =
-                        order.iter().filter(|i| **i < n).map(|i| inputs[*i]).collect();
+                    let mut v: Vec<Input<'_>> = order
+                        .iter()
+                        .filter(|i| **i < n)
+                        .map(|i| inputs[*i])
+                        .collect();
                     assert_eq!(v.len(), n, "the order is a permutation of every input");
                     // And duplicates.
                     v.extend(inputs.iter().take(3).copied());
@@ -974,7 +1025,11 @@ mod rules_scenario {
             a.propose(2, "next", 2, 220);
             let (branch, applied, pending, _) = a.resolve(None);
             assert_eq!((branch.as_str(), applied), ("lead-branch", vec![lead]));
-            assert_eq!(pending, vec![1], "support given before the lead's amendment is void");
+            assert_eq!(
+                pending,
+                vec![1],
+                "support given before the lead's amendment is void"
+            );
         }
 
         #[test]

@@ -27,9 +27,13 @@ use tagline_format::{
 
 use crate::tables::{
     AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX,
-    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, META, PAYLOADS, REVIEW_ENTRIES,
-    REVIEW_REFS, SCHEMA_VERSION, SERIES, entry_key, id_prefix,
+    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, INDEX_VERSION, META, PAYLOADS,
+    REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_SUMMARY,
+    entry_key, id_prefix,
 };
+
+/// A series and its stored summary, when one is held and fresh.
+pub type SeriesSummary = (EntryId, Option<Vec<u8>>);
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
 pub const PIPELINE_MIN: usize = 64;
@@ -317,24 +321,39 @@ impl Store {
 
     fn init_schema(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
+        let reindex;
         {
             let mut meta = tx.open_table(META)?;
-            let found = meta.get("schema")?.map(|v| {
-                let mut b = [0u8; 4];
-                b.copy_from_slice(v.value().get(..4).unwrap_or(&[0; 4]));
-                u32::from_be_bytes(b)
-            });
-            match found {
+            // (`meta` is dropped before the writer's tables open: they include META.)
+            let version = |key: &str| -> Result<Option<u32>, StoreError> {
+                Ok(meta.get(key)?.map(|v| {
+                    let mut b = [0u8; 4];
+                    b.copy_from_slice(v.value().get(..4).unwrap_or(&[0; 4]));
+                    u32::from_be_bytes(b)
+                }))
+            };
+            let (schema, indexes) = (version("schema")?, version("indexes")?);
+            match schema {
                 None => {
                     meta.insert("schema", SCHEMA_VERSION.to_be_bytes().as_slice())?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
             }
+            // A new store has nothing to index; an existing one whose derived
+            // tables are of another version is re-indexed below.
+            reindex = schema.is_some() && indexes != Some(INDEX_VERSION);
+            if schema.is_none() {
+                meta.insert("indexes", INDEX_VERSION.to_be_bytes().as_slice())?;
+            }
+            drop(meta);
             Writer::open(&tx)?;
             tx.open_table(IDENTITY_CACHE)?;
         }
         tx.commit()?;
+        if reindex {
+            self.rebuild_indexes()?;
+        }
         Ok(())
     }
 
@@ -480,6 +499,49 @@ impl Store {
         out.sort_by_key(|e| e.signed.id());
         out.dedup_by_key(|e| e.signed.id());
         Ok(out)
+    }
+
+    /// Every series with its stored summary, if one is held and still fresh
+    /// (see [`tables::SERIES_SUMMARY`]): the series' entries have not changed
+    /// since it was written.
+    /// Also the summary generation to pass to [`Store::put_series_summaries`].
+    pub fn series_summaries(&self) -> Result<(u64, Vec<SeriesSummary>), StoreError> {
+        let tx = self.read()?;
+        let generation = read_generation(&tx.open_table(META)?)?;
+        let series = tx.open_table(SERIES)?;
+        let summaries = tx.open_table(SERIES_SUMMARY)?;
+        let mut out = Vec::new();
+        for row in series.iter()? {
+            let (k, _) = row?;
+            let id = *k.value();
+            let s = summaries.get(&id)?.map(|v| v.value().to_vec());
+            out.push((EntryId(id), s));
+        }
+        Ok((generation, out))
+    }
+
+    /// Stores summaries of series computed from what the store held at
+    /// summary generation `generation` (from [`Store::series_summaries`]), in
+    /// one transaction (see [`tables::SERIES_SUMMARY`]). When a review entry
+    /// was indexed since, nothing is stored (they may be stale) and `false`
+    /// is returned: the next reader computes them again.
+    pub fn put_series_summaries(
+        &self,
+        generation: u64,
+        rows: &[(EntryId, Vec<u8>)],
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            if read_generation(&tx.open_table(META)?)? != generation {
+                return Ok(false);
+            }
+            let mut t = tx.open_table(SERIES_SUMMARY)?;
+            for (id, bytes) in rows {
+                t.insert(&id.0, bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     /// The current identity digest (see [`tables::IDENTITY_DIGEST`]).
@@ -895,6 +957,8 @@ impl Store {
                 ix.index_entry(k.value(), &e.signed, e.payload.as_deref())?;
                 n += 1;
             }
+            ix.meta
+                .insert("indexes", INDEX_VERSION.to_be_bytes().as_slice())?;
         }
         tx.commit()?;
         Ok(n)
@@ -1142,6 +1206,24 @@ struct Indexes<'t> {
     series: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
     digest: Table<'t, &'static str, &'static [u8; 40]>,
     awaiting: Table<'t, &'static [u8; 72], ()>,
+    revision_series: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
+    summaries: Table<'t, &'static [u8; 32], &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+}
+
+/// `META` key of the summary generation: a counter bumped whenever an entry
+/// that can change a series' summary is indexed, so that a summary computed
+/// before that write is not stored after it ([`Store::put_series_summaries`]).
+const SUMMARY_GENERATION: &str = "summary_generation";
+
+fn read_generation(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
+    let mut b = [0u8; 8];
+    if let Some(v) = meta.get(SUMMARY_GENERATION)? {
+        b.copy_from_slice(v.value().get(..8).unwrap_or(&[0; 8]));
+    }
+    Ok(u64::from_be_bytes(b))
 }
 
 impl<'t> Indexes<'t> {
@@ -1155,6 +1237,9 @@ impl<'t> Indexes<'t> {
             series: tx.open_table(SERIES)?,
             digest: tx.open_table(IDENTITY_DIGEST)?,
             awaiting: tx.open_table(AWAITING_PAYLOAD)?,
+            revision_series: tx.open_table(REVISION_SERIES)?,
+            summaries: tx.open_table(SERIES_SUMMARY)?,
+            meta: tx.open_table(META)?,
         })
     }
 
@@ -1168,6 +1253,8 @@ impl<'t> Indexes<'t> {
         tx.delete_table(SERIES)?;
         tx.delete_table(IDENTITY_DIGEST)?;
         tx.delete_table(AWAITING_PAYLOAD)?;
+        tx.delete_table(REVISION_SERIES)?;
+        tx.delete_table(SERIES_SUMMARY)?;
         Ok(())
     }
 
@@ -1230,10 +1317,13 @@ impl<'t> Indexes<'t> {
         };
         let target = match &decoded {
             R::Revision(r) => {
+                let series = r.series.unwrap_or(id);
                 if r.series.is_none() {
                     self.series.insert(&id.0, pos)?;
                 }
-                Some(r.series.unwrap_or(id))
+                self.revision_series.insert(&id.0, &series.0)?;
+                self.summaries.remove(&series.0)?;
+                Some(series)
             }
             R::Review(r) => Some(r.revision),
             R::Ci(c) => Some(c.revision),
@@ -1243,7 +1333,16 @@ impl<'t> Indexes<'t> {
             R::Project(p) => p.amends,
         };
         if let Some(t) = target {
+            let generation = read_generation(&self.meta)?.wrapping_add(1);
+            self.meta
+                .insert(SUMMARY_GENERATION, generation.to_be_bytes().as_slice())?;
             self.refs.insert(&key_of(&t.0, pos), ())?;
+            // The series this entry changes, if its revision is held (when it
+            // is not, the revision's arrival makes the summary stale instead).
+            let series = self.revision_series.get(&t.0)?.map(|s| *s.value());
+            if let Some(series) = series {
+                self.summaries.remove(&series)?;
+            }
         }
         Ok(())
     }

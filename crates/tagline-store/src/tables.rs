@@ -9,8 +9,15 @@ use redb::TableDefinition;
 /// Schema version written under `META["schema"]`.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Version of the derived tables (every index and cache: what
+/// `Store::rebuild_indexes` writes). Bumped whenever one is added or changes
+/// layout; a store whose `META["indexes"]` differs is re-indexed from its
+/// entries when opened, so no derived table is ever read half-built.
+pub const INDEX_VERSION: u32 = 2;
+
 /// Store metadata. Key: name. Value: bytes.
 /// - `"schema"`: [`SCHEMA_VERSION`] as u32 big-endian.
+/// - `"indexes"`: [`INDEX_VERSION`] as u32 big-endian (absent before version 2).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 
 /// One row per known feed.
@@ -124,3 +131,19 @@ pub const CACHE_KEY: &str = "registry";
 /// Key: `payload hash [32] ‖ author [32] ‖ seq u64` (72 bytes). Value: empty.
 pub const AWAITING_PAYLOAD: TableDefinition<&[u8; 72], ()> =
     TableDefinition::new("awaiting_payload_v1");
+
+/// Revision to series: key a revision's id, value its series' id (the first
+/// revision maps to itself), so an entry pointing at a revision finds the
+/// series whose summary it makes stale.
+pub const REVISION_SERIES: TableDefinition<&[u8; 32], &[u8; 32]> =
+    TableDefinition::new("revision_series_v1");
+
+/// A per-series summary computed by a reader (the CLI's `series` listing: state,
+/// subject, touched files, counted trailers), opaque to the store. The store
+/// deletes a series' row in the transaction that indexes any entry pointing at
+/// the series or one of its revisions, so a row present was computed from the
+/// series' current entries; what else it depends on (identities, the project
+/// declaration, time) the reader records in it and checks.
+/// Key: series id. Value: the reader's bytes.
+pub const SERIES_SUMMARY: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("series_summary_v1");

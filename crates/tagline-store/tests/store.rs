@@ -404,6 +404,104 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
             .unwrap()
             .is_empty()
     );
+
+    // Summaries: stored at the generation they were computed at, dropped by
+    // any entry that points at the series or one of its revisions.
+    let (generation, rows) = dst.series_summaries().unwrap();
+    assert_eq!(rows, vec![(v1_id, None)]);
+    assert!(
+        dst.put_series_summaries(generation, &[(v1_id, b"s1".to_vec())])
+            .unwrap()
+    );
+    let (generation, rows) = dst.series_summaries().unwrap();
+    assert_eq!(rows, vec![(v1_id, Some(b"s1".to_vec()))]);
+    // A note changes no series: the summary stays.
+    let carol = SecretKey::from_seed(&[23; 32]);
+    dst.append_local(&carol, notes(1, "n"), NOW).unwrap();
+    assert_eq!(
+        dst.series_summaries().unwrap().1[0].1.as_deref(),
+        Some(&b"s1"[..])
+    );
+    // A tag on v2 (a revision, not the series id) makes it stale.
+    let tag = ReviewPayload::Tag(Tag {
+        target: v2_id,
+        label: "for-next".into(),
+        add: true,
+    });
+    dst.append_local(&carol, vec![item(&tag)], NOW).unwrap();
+    assert_eq!(dst.series_summaries().unwrap().1, vec![(v1_id, None)]);
+    // A summary computed before that write is refused.
+    assert!(
+        !dst.put_series_summaries(generation, &[(v1_id, b"old".to_vec())])
+            .unwrap()
+    );
+    assert_eq!(dst.series_summaries().unwrap().1, vec![(v1_id, None)]);
+}
+
+/// A store whose derived tables are of an older version (here: written before
+/// the summary tables existed) is re-indexed when opened.
+#[test]
+fn an_older_index_version_is_rebuilt_on_open() {
+    use tagline_format::review::*;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed(&[24; 32]);
+    let item = |p: &ReviewPayload| (p.type_name().to_string(), p.encode());
+    let rev = ReviewPayload::Revision(Revision {
+        project: tagline_format::EntryId([1; 32]),
+        series: None,
+        version: 1,
+        base_commit: None,
+        cover: None,
+        changelog: None,
+        patches: vec![],
+        change_id: None,
+    });
+    let first = {
+        let store = Store::open(dir.path()).unwrap();
+        store.append_local(&key, vec![item(&rev)], NOW).unwrap()[0]
+            .signed
+            .id()
+    };
+    {
+        // Make it look like a version-1 store: no index version, no new tables.
+        let db = redb::Database::open(dir.path().join("store.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta_v1"))
+                .unwrap();
+            meta.remove("indexes").unwrap();
+        }
+        for t in ["revision_series_v1", "series_summary_v1", "series_v1"] {
+            assert!(
+                tx.delete_table(redb::TableDefinition::<&[u8; 32], &[u8]>::new(t))
+                    .unwrap()
+            );
+        }
+        tx.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.series_ids().unwrap(), vec![first], "SERIES rebuilt");
+    let (generation, _) = store.series_summaries().unwrap();
+    assert!(
+        store
+            .put_series_summaries(generation, &[(first, vec![1])])
+            .unwrap()
+    );
+    let review = ReviewPayload::Review(Review {
+        revision: first,
+        patch: None,
+        trailers: vec![],
+        comment: Some("ok".into()),
+        inline: vec![],
+        retracts: None,
+    });
+    store.append_local(&key, vec![item(&review)], NOW).unwrap();
+    assert_eq!(
+        store.series_summaries().unwrap().1,
+        vec![(first, None)],
+        "REVISION_SERIES rebuilt: the review finds its series"
+    );
 }
 
 #[test]
