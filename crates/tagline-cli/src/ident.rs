@@ -1,5 +1,6 @@
 //! `tagline identity …` and `tagline device …`, and the identity part of `init`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -106,14 +107,19 @@ pub fn init(home_dir: &Path, no_identity: bool) -> Result<()> {
 /// Resolves every identity from the store's identity entries, through the
 /// store's cache when the identity entries have not changed since.
 pub fn registry(store: &Store) -> Result<Registry> {
-    if let Some(bytes) = store.identity_cache()?
-        && let Some(reg) = Registry::decode(&bytes)
-    {
-        return Ok(reg);
-    }
+    Ok(registry_at(store)?.1)
+}
+
+/// [`registry`], with the identity digest read before it.
+fn registry_at(store: &Store) -> Result<([u8; 40], Registry)> {
     // The digest is read first: an append racing with us can only make the
     // cache stale (recomputed next time), never wrong.
     let digest = store.identity_digest()?;
+    if let Some(bytes) = store.identity_cache()?
+        && let Some(reg) = Registry::decode(&bytes)
+    {
+        return Ok((digest, reg));
+    }
     let stored = store.identity_entries()?;
     let inputs: Vec<Input<'_>> = stored
         .iter()
@@ -124,7 +130,49 @@ pub fn registry(store: &Store) -> Result<Registry> {
         .collect();
     let reg = resolve(&inputs);
     store.put_identity_cache(&digest, &reg.encode())?;
-    Ok(reg)
+    Ok((digest, reg))
+}
+
+/// The identities that the owners of `keys`, the identities `ids` and the
+/// email closure make up (see tagline-review's `consulted_keys`): a part of
+/// the registry that answers for them as the whole does, read per identity
+/// from the store's cache, so its cost does not grow with the number of
+/// identities. Splits the cache first when it is stale.
+pub fn registry_for(
+    store: &Store,
+    keys: &BTreeSet<PublicKey>,
+    ids: &BTreeSet<IdentityId>,
+) -> Result<Registry> {
+    let k: Vec<[u8; 32]> = keys.iter().map(|k| *k.as_bytes()).collect();
+    let i: Vec<[u8; 32]> = ids.iter().map(|i| *i.0.as_bytes()).collect();
+    if let Some(parts) = store.identity_parts(&k, &i)?
+        && let Some(decoded) = parts
+            .iter()
+            .map(|p| Registry::decode(p))
+            .collect::<Option<Vec<_>>>()
+    {
+        return Ok(Registry::merge(decoded));
+    }
+    let (digest, full) = registry_at(store)?;
+    let parts: Vec<([u8; 32], Vec<u8>)> = full
+        .identities
+        .keys()
+        .map(|id| {
+            let one: BTreeSet<IdentityId> = [*id].into();
+            (*id.0.as_bytes(), full.subset(&one).encode())
+        })
+        .collect();
+    let owners: Vec<([u8; 32], [u8; 32])> = full
+        .owners()
+        .map(|(k, id)| (*k.as_bytes(), *id.0.as_bytes()))
+        .collect();
+    let always: Vec<[u8; 32]> = full
+        .email_closure()
+        .iter()
+        .map(|id| *id.0.as_bytes())
+        .collect();
+    store.put_identity_parts(&digest, &always, &parts, &owners)?;
+    Ok(full)
 }
 
 fn own_identity(home_dir: &Path) -> Result<IdentityId> {

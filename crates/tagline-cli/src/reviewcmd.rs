@@ -1017,10 +1017,27 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
             ),
         }
     };
-    Ok((
-        world_of(store, series_and_project(store, &series)?)?,
-        series,
-    ))
+    let stored = series_and_project(store, &series)?;
+    let registry = partial_registry(store, &stored)?;
+    Ok((world_with(stored, registry)?, series))
+}
+
+/// The part of the registry that evaluating these entries consults: the
+/// owners of their authors, every identity a project entry among them names,
+/// and the email closure (tagline-review's `consulted_keys`).
+fn partial_registry(store: &Store, stored: &[StoredEntry]) -> Result<Rc<Registry>> {
+    let keys: std::collections::BTreeSet<tagline_format::PublicKey> =
+        stored.iter().map(|e| *e.signed.author()).collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for e in stored {
+        if let Some(p) = e.payload.as_deref()
+            && let Ok(Some(ReviewPayload::Project(decl))) =
+                ReviewPayload::decode(&e.signed.header().payload_type, p)
+        {
+            ids.extend(tagline_review::rules::declared_identities(&decl, None));
+        }
+    }
+    Ok(Rc::new(ident::registry_for(store, &keys, &ids)?))
 }
 
 /// A series' entries and its project's (declaration and amendments), read

@@ -157,6 +157,61 @@ impl Registry {
     pub fn owner_of(&self, key: &PublicKey) -> Option<IdentityId> {
         self.counting.get(key).map(|(id, _, _)| *id)
     }
+
+    /// Every key that counts for some identity, with its owner.
+    pub fn owners(&self) -> impl Iterator<Item = (&PublicKey, &IdentityId)> {
+        self.counting.iter().map(|(k, (id, _, _))| (k, id))
+    }
+
+    /// This registry restricted to the identities in `keep` and the keys that
+    /// count for them (problems are dropped). For any key of a kept identity,
+    /// [`Registry::identity_of`] and [`Registry::owner_of`] answer as before.
+    pub fn subset(&self, keep: &BTreeSet<IdentityId>) -> Registry {
+        Registry {
+            identities: self
+                .identities
+                .iter()
+                .filter(|(id, _)| keep.contains(id))
+                .map(|(id, i)| (*id, i.clone()))
+                .collect(),
+            problems: Vec::new(),
+            counting: self
+                .counting
+                .iter()
+                .filter(|(_, (id, _, _))| keep.contains(id))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+        }
+    }
+
+    /// Joins registries of disjoint identities (such as [`Registry::subset`]s
+    /// of one registry) into one.
+    pub fn merge(parts: impl IntoIterator<Item = Registry>) -> Registry {
+        let mut out = Registry::default();
+        for p in parts {
+            out.identities.extend(p.identities);
+            out.problems.extend(p.problems);
+            out.counting.extend(p.counting);
+        }
+        out
+    }
+
+    /// The identities that email-address checks may consult: those with an
+    /// address that has a proof, and the owners of the proofs' keys. A part
+    /// of the registry that holds these answers every "which identity has
+    /// this verified address, and who verified it" question as the whole does.
+    pub fn email_closure(&self) -> BTreeSet<IdentityId> {
+        let mut out = BTreeSet::new();
+        for i in self.identities.values() {
+            for e in &i.emails {
+                if !e.proofs.is_empty() {
+                    out.insert(i.id);
+                }
+                out.extend(e.proofs.iter().filter_map(|(by, _, _)| self.owner_of(by)));
+            }
+        }
+        out
+    }
 }
 
 struct Decoded {

@@ -216,6 +216,26 @@ fn latest_by<'a, T>(items: impl Iterator<Item = (&'a Input<'a>, T)>) -> Option<(
     items.max_by(|(a, _), (b, _)| (a.timestamp, a.id).cmp(&(b.timestamp, b.id)))
 }
 
+/// The keys whose owners [`evaluate`] (and project resolution) look up for
+/// these entries: their authors. With [`declared_identities`] and the
+/// registry's `email_closure`, the identities a partial registry must hold
+/// for `evaluate` to answer as with the whole one.
+pub fn consulted_keys(entries: &[Input<'_>]) -> BTreeSet<PublicKey> {
+    entries.iter().map(|e| e.author).collect()
+}
+
+/// The identities a project declaration names (lead and every role).
+pub fn declared_identities(decl: &ProjectDecl, lead: Option<IdentityId>) -> BTreeSet<IdentityId> {
+    let mut out: BTreeSet<IdentityId> = lead.into_iter().collect();
+    out.extend(decl.maintainers.iter().copied());
+    out.extend(decl.reviewers.iter().copied());
+    out.extend(decl.committers.iter().copied());
+    out.extend(decl.bridges.iter().copied());
+    out.extend(decl.gates.iter().copied());
+    out.extend(decl.ci.iter().map(|c| c.identity));
+    out
+}
+
 /// Evaluates series `series` (its first revision's id) of `project` from
 /// `entries` (any order, duplicates allowed), with identities `reg`, at `now_ms`.
 pub fn evaluate(

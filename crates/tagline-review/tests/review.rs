@@ -858,6 +858,67 @@ mod rules_scenario {
         );
     }
 
+    /// A registry holding only the identities `evaluate` consults (owners of
+    /// the entries' authors, the declared roles, the email closure) gives the
+    /// same answer as the whole one; one missing an author's identity does not.
+    #[test]
+    fn a_partial_registry_of_the_consulted_identities_is_enough() {
+        use tagline_review::rules::{consulted_keys, declared_identities};
+        let w = world(false, false, false);
+        let all: Vec<&(Entry, Option<ReviewPayload>)> = w
+            .people
+            .iter()
+            .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
+            .collect();
+        let id_inputs: Vec<tagline_identity::Input<'_>> = all
+            .iter()
+            .map(|(e, _)| tagline_identity::Input {
+                signed: &e.signed,
+                payload: e.payload.as_deref(),
+            })
+            .collect();
+        // Plus bystanders who matter to nobody here.
+        let bystanders: Vec<Person> = (0..5).map(|i| person(80 + i)).collect();
+        let mut id_inputs = id_inputs;
+        for b in &bystanders {
+            for (e, _) in b.root.entries.iter().chain(b.dev.entries.iter()) {
+                id_inputs.push(tagline_identity::Input {
+                    signed: &e.signed,
+                    payload: e.payload.as_deref(),
+                });
+            }
+        }
+        let reg = tagline_identity::resolve(&id_inputs);
+        let inputs: Vec<Input<'_>> = all
+            .iter()
+            .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
+            .collect();
+        let policy = Policy::parse(&w.project.policy).unwrap();
+        let ctx = ProjectContext {
+            id: w.project_id,
+            lead: Some(w.people[0].identity()),
+            decl: &w.project,
+            policy: &policy,
+            maintainers_file: None,
+        };
+        let mut keep: std::collections::BTreeSet<IdentityId> = consulted_keys(&inputs)
+            .iter()
+            .filter_map(|k| reg.owner_of(k))
+            .collect();
+        keep.extend(declared_identities(&w.project, ctx.lead));
+        keep.extend(reg.email_closure());
+        let part = reg.subset(&keep);
+        assert!(part.identities.len() < reg.identities.len());
+        let full = evaluate(w.series, &inputs, &ctx, &reg, 10_000);
+        assert_eq!(evaluate(w.series, &inputs, &ctx, &part, 10_000), full);
+        keep.remove(&w.people[2].identity());
+        assert_ne!(
+            evaluate(w.series, &inputs, &ctx, &reg.subset(&keep), 10_000),
+            full,
+            "a reviewer's identity is consulted"
+        );
+    }
+
     /// An evaluation holds, as it says, until its `valid_until`: with a
     /// freeze and a quiet period, any `now` before it gives the same answer,
     /// and the answer changes at it.

@@ -27,9 +27,9 @@ use tagline_format::{
 
 use crate::tables::{
     AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX,
-    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, INDEX_VERSION, META, PAYLOADS,
-    REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_SUMMARY,
-    entry_key, id_prefix,
+    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, IDENTITY_PARTS, INDEX_VERSION,
+    KEY_OWNERS, META, PARTS_KEY, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES,
+    SCHEMA_VERSION, SERIES, SERIES_SUMMARY, entry_key, id_prefix,
 };
 
 /// A series and its stored summary, when one is held and fresh.
@@ -349,6 +349,8 @@ impl Store {
             drop(meta);
             Writer::open(&tx)?;
             tx.open_table(IDENTITY_CACHE)?;
+            tx.open_table(IDENTITY_PARTS)?;
+            tx.open_table(KEY_OWNERS)?;
         }
         tx.commit()?;
         if reindex {
@@ -574,6 +576,80 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces the per-identity cache (see [`tables::IDENTITY_PARTS`]): parts
+    /// made from the inputs with `digest`, the keys' owners, and the
+    /// identities every reader loads.
+    pub fn put_identity_parts(
+        &self,
+        digest: &[u8; 40],
+        always: &[[u8; 32]],
+        parts: &[([u8; 32], Vec<u8>)],
+        owners: &[([u8; 32], [u8; 32])],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.delete_table(IDENTITY_PARTS)?;
+            tx.delete_table(KEY_OWNERS)?;
+            let mut t = tx.open_table(IDENTITY_PARTS)?;
+            for (id, bytes) in parts {
+                t.insert(id, bytes.as_slice())?;
+            }
+            let mut o = tx.open_table(KEY_OWNERS)?;
+            for (k, id) in owners {
+                o.insert(k, id)?;
+            }
+            let mut v = Vec::with_capacity(40 + 32 * always.len());
+            v.extend_from_slice(digest);
+            for id in always {
+                v.extend_from_slice(id);
+            }
+            tx.open_table(IDENTITY_CACHE)?
+                .insert(PARTS_KEY, v.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The cached parts for the owners of `keys`, the identities `ids` and
+    /// the always-loaded identities, each once; `None` when the parts were
+    /// not made from the current identity inputs (or were never made).
+    /// Unknown keys and identities are skipped.
+    pub fn identity_parts(
+        &self,
+        keys: &[[u8; 32]],
+        ids: &[[u8; 32]],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let tx = self.read()?;
+        let digest = read_digest(&tx.open_table(IDENTITY_DIGEST)?)?;
+        let head = tx
+            .open_table(IDENTITY_CACHE)?
+            .get(PARTS_KEY)?
+            .map(|v| v.value().to_vec());
+        let Some(head) = head.filter(|h| h.get(..40) == Some(digest.as_slice())) else {
+            return Ok(None);
+        };
+        let mut wanted: std::collections::BTreeSet<[u8; 32]> = ids.iter().copied().collect();
+        for chunk in head.get(40..).unwrap_or_default().chunks_exact(32) {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(chunk);
+            wanted.insert(id);
+        }
+        let owners = tx.open_table(KEY_OWNERS)?;
+        for k in keys {
+            if let Some(id) = owners.get(k)? {
+                wanted.insert(*id.value());
+            }
+        }
+        let parts = tx.open_table(IDENTITY_PARTS)?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for id in &wanted {
+            if let Some(v) = parts.get(id)? {
+                out.push(v.value().to_vec());
+            }
+        }
+        Ok(Some(out))
     }
 
     /// A payload by its hash.
@@ -948,6 +1024,8 @@ impl Store {
         {
             Indexes::delete(&tx)?;
             tx.delete_table(IDENTITY_CACHE)?;
+            tx.delete_table(IDENTITY_PARTS)?;
+            tx.delete_table(KEY_OWNERS)?;
             let entries = tx.open_table(ENTRIES)?;
             let payloads = tx.open_table(PAYLOADS)?;
             let mut ix = Indexes::open(&tx)?;

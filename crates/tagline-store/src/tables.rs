@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `Store::rebuild_indexes` writes). Bumped whenever one is added or changes
 /// layout; a store whose `META["indexes"]` differs is re-indexed from its
 /// entries when opened, so no derived table is ever read half-built.
-pub const INDEX_VERSION: u32 = 2;
+pub const INDEX_VERSION: u32 = 3;
 
 /// Store metadata. Key: name. Value: bytes.
 /// - `"schema"`: [`SCHEMA_VERSION`] as u32 big-endian.
@@ -147,3 +147,20 @@ pub const REVISION_SERIES: TableDefinition<&[u8; 32], &[u8; 32]> =
 /// Key: series id. Value: the reader's bytes.
 pub const SERIES_SUMMARY: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("series_summary_v1");
+
+/// The cached identity resolution split per identity (tagline-identity's
+/// `Registry::subset(..).encode()`), so a reader loads only the identities it
+/// needs. Valid only while `IDENTITY_CACHE[PARTS_KEY]` starts with the
+/// current [`IDENTITY_DIGEST`]. Key: identity id. Value: encoded part.
+pub const IDENTITY_PARTS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("identity_parts_v1");
+
+/// Key to owning identity, for the keys that count for an identity, written
+/// with [`IDENTITY_PARTS`]. Key: public key. Value: identity id.
+pub const KEY_OWNERS: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("key_owners_v1");
+
+/// The [`IDENTITY_CACHE`] key whose value is `digest [40] ‖ identity ids
+/// [32 each]`: the digest the parts were made at, and the identities every
+/// reader loads (the email closure: who has a verified address and who
+/// verified it).
+pub const PARTS_KEY: &str = "parts";

@@ -587,6 +587,27 @@ fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
         store.identity_cache().unwrap().as_deref(),
         Some(&b"cached"[..])
     );
+    // Per-identity parts: by key owner, by id, plus the always-loaded ones.
+    assert_eq!(store.identity_parts(&[], &[]).unwrap(), None, "never made");
+    let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let key = [9u8; 32];
+    store
+        .put_identity_parts(
+            &d1,
+            &[c],
+            &[(a, b"A".to_vec()), (b, b"B".to_vec()), (c, b"C".to_vec())],
+            &[(key, a)],
+        )
+        .unwrap();
+    assert_eq!(
+        store.identity_parts(&[key, [8; 32]], &[]).unwrap(),
+        Some(vec![b"A".to_vec(), b"C".to_vec()])
+    );
+    assert_eq!(
+        store.identity_parts(&[key], &[b, a]).unwrap(),
+        Some(vec![b"A".to_vec(), b"B".to_vec(), b"C".to_vec()]),
+        "each once"
+    );
     let p = IdentityPayload::Profile { name: "Ada".into() };
     store
         .append_local(&root, vec![(p.type_name().into(), p.encode())], NOW)
@@ -596,6 +617,11 @@ fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
         store.identity_cache().unwrap(),
         None,
         "a stale cache is not returned"
+    );
+    assert_eq!(
+        store.identity_parts(&[key], &[]).unwrap(),
+        None,
+        "nor stale parts"
     );
     // A rebuild reaches the same digest.
     let d2 = store.identity_digest().unwrap();
