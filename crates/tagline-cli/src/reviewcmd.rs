@@ -1069,7 +1069,26 @@ pub fn status(
     as_json: bool,
 ) -> Result<()> {
     let store = home::open_store(home_dir)?;
-    let (w, series) = series_world(&store, home_dir, series)?;
+    status_in(
+        &store,
+        series,
+        project,
+        repo,
+        as_json,
+        &mut std::io::stdout().lock(),
+    )
+}
+
+/// `tagline status` on an open store, writing to `out`.
+pub fn status_in(
+    store: &Store,
+    series: &str,
+    project: Option<&str>,
+    repo: Option<&Path>,
+    as_json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let (w, series) = series_world(store, store.dir(), series)?;
     let (series, first) = w.series(&series.to_string())?;
     let project = match project {
         Some(p) => w.project(Some(p))?,
@@ -1097,7 +1116,8 @@ pub fn status(
     let e = w.evaluate_with(series, project, maintainers.as_ref())?;
     let subject = w.subject(series);
     if as_json {
-        println!(
+        writeln!(
+            out,
             "{}",
             json!({
                 "series": series.to_string(),
@@ -1110,7 +1130,7 @@ pub fn status(
                 "trailers": e.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity.to_string(), "entry": t.entry.to_string(), "carried_from": t.carried_from})).collect::<Vec<_>>(),
                 "uncounted": e.uncounted.iter().map(|u| json!({"entry": u.entry.to_string(), "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
             })
-        );
+        )?;
         return Ok(());
     }
     let names = |i: &IdentityId| {
@@ -1120,35 +1140,37 @@ pub fn status(
             .and_then(|x| x.name.clone())
             .unwrap_or_else(|| i.short())
     };
-    println!("series {}  {}", series.short(), subject);
-    println!(
+    writeln!(out, "series {}  {}", series.short(), subject)?;
+    writeln!(
+        out,
         "project {}  v{}  state: {}",
         project.1.name,
         e.latest().map_or(0, |(v, _)| v),
         e.state.as_str()
-    );
+    )?;
     for r in &e.rules {
         let mark = match r.outcome {
             Outcome::Held => "  ok     ",
             Outcome::Missing => "  MISSING",
             Outcome::Failed => "  FAILED ",
         };
-        println!("{mark} {:<15} {}", r.rule, r.message);
+        writeln!(out, "{mark} {:<15} {}", r.rule, r.message)?;
     }
     for t in &e.trailers {
         let carried = t
             .carried_from
             .map(|v| format!(" (carried from v{v}: patch unchanged)"))
             .unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "  patch {}: {}: {}{carried}",
             t.patch,
             t.key,
             names(&t.identity)
-        );
+        )?;
     }
     for u in &e.uncounted {
-        println!("  not counted: {} ({})", u.trailer, u.reason);
+        writeln!(out, "  not counted: {} ({})", u.trailer, u.reason)?;
     }
     Ok(())
 }
@@ -1349,6 +1371,17 @@ fn mentions(store: &Store, series: EntryId, k: &str) -> Result<bool> {
 
 pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()> {
     let store = home::open_store(home_dir)?;
+    series_list_in(&store, &f, as_json, &mut std::io::stdout().lock())
+}
+
+/// `tagline series` on an open store, writing to `out`.
+pub fn series_list_in(
+    store: &Store,
+    f: &SeriesFilter,
+    as_json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let home_dir = store.dir();
     let globs = {
         let mut b = globset::GlobSetBuilder::new();
         for g in &f.path {
@@ -1368,7 +1401,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
     // The digest first: identities changing meanwhile can only make the
     // summaries computed now look stale, never fresh.
     let identities = hex::encode(store.identity_digest()?);
-    let registry = Rc::new(ident::registry(&store)?);
+    let registry = Rc::new(ident::registry(store)?);
     let now = home::now_ms();
     let (generation, rows) = store.series_summaries()?;
     let mut projects: HashMap<EntryId, Option<ProjectInfo>> = HashMap::new();
@@ -1386,7 +1419,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
             Some(s) => {
                 let pid: EntryId = s.project.parse().context("a stored summary's project id")?;
                 if let std::collections::hash_map::Entry::Vacant(slot) = projects.entry(pid) {
-                    slot.insert(load_project(&store, &registry, pid)?);
+                    slot.insert(load_project(store, &registry, pid)?);
                 }
                 let same = matches!(projects.get(&pid), Some(Some(p)) if p.hash == s.project_hash);
                 same.then_some(s)
@@ -1396,7 +1429,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
         let summary = match fresh {
             Some(s) => s,
             None => {
-                let Some(s) = summarize(&store, &registry, &mut projects, &identities, id, now)?
+                let Some(s) = summarize(store, &registry, &mut projects, &identities, id, now)?
                 else {
                     continue;
                 };
@@ -1410,7 +1443,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
         // Refused (and recomputed next time) if entries arrived meanwhile.
         store.put_series_summaries(generation, &computed)?;
     }
-    let numbers = number_series(&store)?;
+    let numbers = number_series(store)?;
     let number_of = |id: EntryId| {
         numbers
             .iter()
@@ -1434,7 +1467,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
     };
     let keyword = f.keyword.as_deref().map(str::to_lowercase);
     summaries.sort_by_key(|(id, s)| (std::cmp::Reverse(s.timestamp), *id));
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
     for (id, s) in &summaries {
         let pid: EntryId = s.project.parse().context("a summary's project id")?;
         if wanted.as_ref().is_some_and(|w| !w.contains(&pid))
@@ -1467,7 +1500,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
             }
         }
         if let Some(k) = &keyword
-            && !mentions(&store, *id, k)?
+            && !mentions(store, *id, k)?
         {
             continue;
         }
@@ -1475,14 +1508,15 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
             Some(Some(p)) => p.decl.name.clone(),
             _ => String::new(),
         };
-        out.push((*id, name, s));
+        rows.push((*id, name, s));
     }
     if as_json {
-        let v: Vec<_> = out.iter().map(|(id, p, s)| json!({"number": number_of(*id), "series": id.to_string(), "project": p, "version": s.version, "state": s.state, "subject": s.subject})).collect();
-        println!("{}", json!(v));
+        let v: Vec<_> = rows.iter().map(|(id, p, s)| json!({"number": number_of(*id), "series": id.to_string(), "project": p, "version": s.version, "state": s.state, "subject": s.subject})).collect();
+        writeln!(out, "{}", json!(v))?;
     } else {
-        for (id, p, s) in out {
-            println!(
+        for (id, p, s) in rows {
+            writeln!(
+                out,
                 "#{:<4} {}  {:<10} v{:<3} {:<18} {}",
                 number_of(id),
                 id.short(),
@@ -1490,7 +1524,7 @@ pub fn series_list(home_dir: &Path, f: SeriesFilter, as_json: bool) -> Result<()
                 s.version,
                 s.state,
                 s.subject
-            );
+            )?;
         }
     }
     Ok(())
@@ -1584,7 +1618,7 @@ fn rfc2822(ms: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let c = crate::civil(ms);
+    let c = home::civil(ms);
     let wd = DAYS
         .get(usize::try_from(c.days_since_epoch.rem_euclid(7)).unwrap_or(0))
         .unwrap_or(&"Thu");
