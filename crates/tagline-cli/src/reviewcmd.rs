@@ -980,7 +980,6 @@ fn maintainers_at(
 /// The world `status` needs, read through the series index: the series'
 /// entries, its project's declaration and amendments, and the identities.
 fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, EntryId)> {
-    let ids = store.series_ids()?;
     let number = arg.trim_start_matches('#');
     let series = if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
         let find = || {
@@ -1001,11 +1000,11 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
             format!("no series is numbered {number} on this node (see `tagline series`)")
         })?
     } else {
-        let found: Vec<EntryId> = ids
-            .iter()
-            .copied()
-            .filter(|id| id.to_string().starts_with(arg))
-            .collect();
+        // A prefix is a range of the series index: no scan.
+        let found: Vec<EntryId> = match EntryId::prefix_range(arg) {
+            Some((lo, hi)) => store.series_in_range(&lo, &hi, usize::MAX)?,
+            None => Vec::new(),
+        };
         match found.as_slice() {
             [one] => *one,
             [] => bail!(

@@ -79,7 +79,7 @@ impl FromStr for IdentityId {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = crate::keys::parse_text_form(s, HRP_IDENTITY, "identity id")?;
-        Ok(IdentityId(PublicKey::from_bytes(&bytes)?))
+        Ok(IdentityId(crate::keys::validated_key(&bytes)?))
     }
 }
 
@@ -122,7 +122,7 @@ pub enum IdentityPayload {
 
 fn key_field(m: &mut IntMap, what: &'static str, k: u64) -> Result<PublicKey, PayloadError> {
     let b = m.bytes32(what, k)?;
-    PublicKey::from_bytes(&b).map_err(|e| {
+    crate::keys::validated_key(&b).map_err(|e| {
         FieldError::Invalid {
             what,
             detail: format!("field {k}: {e}"),

@@ -63,6 +63,36 @@ pub fn text_form(hrp: &'static str, bytes: &[u8]) -> String {
     bech32::encode_lower::<Bech32m>(hrp, bytes).unwrap_or_default()
 }
 
+/// The bech32 data alphabet: character `i` stands for the 5-bit value `i`.
+const BECH32_CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+/// See the id types' `prefix_range`.
+fn prefix_range(hrp: &str, prefix: &str) -> Option<([u8; 32], [u8; 32])> {
+    let data = prefix.to_ascii_lowercase();
+    let data = data.strip_prefix(hrp)?.strip_prefix('1')?;
+    let (mut lo, mut hi) = ([0u8; 32], [0xffu8; 32]);
+    // 32 bytes are 51.2 characters: the 52nd and later (the checksum) say
+    // nothing more about the bytes.
+    for (i, c) in data.bytes().enumerate() {
+        let v = BECH32_CHARSET.iter().position(|x| *x == c)? as u8;
+        for bit in 0..5 {
+            let n = i * 5 + bit;
+            if n >= 256 {
+                break;
+            }
+            let set = v >> (4 - bit) & 1 == 1;
+            let mask = 0x80u8 >> (n % 8);
+            let (l, h) = (lo.get_mut(n / 8)?, hi.get_mut(n / 8)?);
+            if set {
+                *l |= mask;
+            } else {
+                *h &= !mask;
+            }
+        }
+    }
+    Some((lo, hi))
+}
+
 /// Parses a bech32m text form, checking its checksum and prefix.
 pub fn parse_text_form(
     s: &str,
@@ -151,7 +181,7 @@ impl PublicKey {
 }
 
 /// Number of recently validated keys remembered per thread by [`validated_key`].
-pub const KEY_CACHE_SLOTS: usize = 64;
+pub const KEY_CACHE_SLOTS: usize = 256;
 
 thread_local! {
     static KEY_CACHE: std::cell::RefCell<[Option<PublicKey>; KEY_CACHE_SLOTS]> =
@@ -292,6 +322,13 @@ macro_rules! hash_type {
             pub fn short(&self) -> String {
                 self.to_string().chars().take(12).collect()
             }
+            /// The ids whose text form starts with `prefix` (at least the
+            /// human-readable part and `1`), as an inclusive byte range
+            /// `(lowest, highest)`, so a prefix is looked up by a range read.
+            /// `None` if `prefix` cannot start such a text form.
+            pub fn prefix_range(prefix: &str) -> Option<([u8; 32], [u8; 32])> {
+                prefix_range($hrp, prefix)
+            }
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -341,6 +378,37 @@ impl PayloadHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An id is in the range of every prefix of its text form, and an id
+        /// in the range of a prefix has that prefix.
+        #[test]
+        fn prefix_ranges_match_text_prefixes(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), len in 4usize..70) {
+            let (ta, tb) = (EntryId(a).to_string(), EntryId(b).to_string());
+            let prefix: String = ta.chars().take(len).collect();
+            let (lo, hi) = EntryId::prefix_range(&prefix).unwrap();
+            prop_assert!(lo <= a && a <= hi);
+            prop_assert_eq!(lo <= b && b <= hi, tb.starts_with(&prefix));
+            // And b's own prefixes near a's.
+            let common = ta.chars().zip(tb.chars()).take_while(|(x, y)| x == y).count();
+            let p2: String = tb.chars().take(common.max(4) + 1).collect();
+            let (lo, hi) = EntryId::prefix_range(&p2).unwrap();
+            prop_assert!(lo <= b && b <= hi);
+            prop_assert_eq!(lo <= a && a <= hi, ta.starts_with(&p2));
+        }
+    }
+
+    #[test]
+    fn prefix_ranges_refuse_other_forms() {
+        assert!(EntryId::prefix_range("tlk1q").is_none());
+        assert!(
+            EntryId::prefix_range("tle1b").is_none(),
+            "b is not in the alphabet"
+        );
+        assert_eq!(EntryId::prefix_range("tle1"), Some(([0; 32], [0xff; 32])));
+        assert_eq!(EntryId::prefix_range("TLE1L").unwrap().0[0], 0xf8);
+    }
 
     #[test]
     fn text_forms_round_trip_and_are_typed() {

@@ -595,7 +595,7 @@ impl Reader {
     }
     fn identity(&self, v: Value, key: u64) -> Result<IdentityId, PayloadError> {
         let b = cbor::as_bytes32(self.what, key, v)?;
-        PublicKey::from_bytes(&b)
+        crate::keys::validated_key(&b)
             .map(IdentityId)
             .map_err(|e| self.invalid(key, e.to_string()))
     }

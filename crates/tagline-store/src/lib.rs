@@ -484,6 +484,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` series whose ids lie in `lo..=hi` (an id prefix's range:
+    /// `EntryId::prefix_range`), in id order.
+    pub fn series_in_range(
+        &self,
+        lo: &[u8; 32],
+        hi: &[u8; 32],
+        limit: usize,
+    ) -> Result<Vec<EntryId>, StoreError> {
+        let tx = self.read()?;
+        let t = tx.open_table(SERIES)?;
+        let mut out = Vec::new();
+        for row in t.range::<&[u8; 32]>(lo..=hi)?.take(limit) {
+            out.push(EntryId(*row?.0.value()));
+        }
+        Ok(out)
+    }
+
     /// All review-model entries of one series: its revisions, and what points at
     /// the series or at any of its revisions. Reads the index, never the log.
     pub fn series_entries(&self, series: &EntryId) -> Result<Vec<StoredEntry>, StoreError> {
@@ -1026,6 +1043,10 @@ impl Store {
             tx.delete_table(IDENTITY_CACHE)?;
             tx.delete_table(IDENTITY_PARTS)?;
             tx.delete_table(KEY_OWNERS)?;
+            // Recreated empty: readers expect every table to exist.
+            tx.open_table(IDENTITY_CACHE)?;
+            tx.open_table(IDENTITY_PARTS)?;
+            tx.open_table(KEY_OWNERS)?;
             let entries = tx.open_table(ENTRIES)?;
             let payloads = tx.open_table(PAYLOADS)?;
             let mut ix = Indexes::open(&tx)?;

@@ -627,6 +627,14 @@ fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
     let d2 = store.identity_digest().unwrap();
     store.rebuild_indexes().unwrap();
     assert_eq!(store.identity_digest().unwrap(), d2);
+    // The caches are emptied, and still readable and writable.
+    assert_eq!(store.identity_cache().unwrap(), None);
+    assert_eq!(store.identity_parts(&[key], &[]).unwrap(), None);
+    store.put_identity_cache(&d2, b"again").unwrap();
+    assert_eq!(
+        store.identity_cache().unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
 }
 
 /// Payloads are shared by hash: an identity or review entry stored without its
