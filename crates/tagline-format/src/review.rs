@@ -6,7 +6,7 @@ use ciborium::value::Value;
 
 use crate::cbor::{self, FieldError, IntMap, uint};
 use crate::identity::IdentityId;
-use crate::keys::{EntryId, PublicKey};
+use crate::keys::EntryId;
 use crate::limits::MAX_PAYLOAD_SIZE;
 use crate::payload::PayloadError;
 
