@@ -1029,6 +1029,10 @@ fn partial_registry(store: &Store, stored: &[StoredEntry]) -> Result<Rc<Registry
         stored.iter().map(|e| *e.signed.author()).collect();
     let mut ids = std::collections::BTreeSet::new();
     for e in stored {
+        // Only project entries name identities: decode nothing else here.
+        if e.signed.header().payload_type != tagline_format::review::PROJECT_TYPE {
+            continue;
+        }
         if let Some(p) = e.payload.as_deref()
             && let Ok(Some(ReviewPayload::Project(decl))) =
                 ReviewPayload::decode(&e.signed.header().payload_type, p)
