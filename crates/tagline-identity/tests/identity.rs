@@ -653,3 +653,41 @@ fn identity_vectors() {
         }
     }
 }
+
+/// Split per identity (as the store caches it), each part encoded and
+/// decoded, and merged back: the same identities and the same answers for
+/// every key, in every scenario.
+#[test]
+fn per_identity_parts_merge_back_to_the_registry() {
+    for s in scenarios() {
+        let feeds: Vec<&Feed> = s.feeds.iter().collect();
+        let reg = run(&feeds);
+        let parts: Vec<Registry> = reg
+            .identities
+            .keys()
+            .map(|id| {
+                let one: std::collections::BTreeSet<IdentityId> = [*id].into();
+                Registry::decode(&reg.subset(&one).encode()).unwrap()
+            })
+            .collect();
+        let merged = Registry::merge(parts);
+        assert_eq!(merged.identities, reg.identities, "{}", s.name);
+        for f in &s.feeds {
+            for seq in 0..=8 {
+                assert_eq!(
+                    merged.identity_of(&f.public(), seq),
+                    reg.identity_of(&f.public(), seq),
+                    "{}: key {} seq {seq}",
+                    s.name,
+                    f.public()
+                );
+            }
+        }
+        let closure = reg.email_closure();
+        for i in reg.identities.values() {
+            if i.emails.iter().any(|e| e.verified()) {
+                assert!(closure.contains(&i.id), "{}", s.name);
+            }
+        }
+    }
+}
