@@ -106,11 +106,20 @@ fn number_series(store: &Store) -> Result<Vec<(u64, EntryId)>> {
 
 /// A world of just these review entries (and every identity).
 fn world_of(store: &Store, stored: Vec<StoredEntry>) -> Result<World> {
-    world_with(stored, Rc::new(ident::registry(store)?))
+    Ok(world_with(stored, Rc::new(ident::registry(store)?)))
 }
 
 /// A world of these review entries and this resolution of the identities.
-fn world_with(stored: Vec<StoredEntry>, registry: Rc<Registry>) -> Result<World> {
+fn world_with(stored: Vec<StoredEntry>, registry: Rc<Registry>) -> World {
+    World {
+        entries: decode_review(stored),
+        registry,
+        numbers: Vec::new(),
+    }
+}
+
+/// The entries whose review payload is held and decodes, with it decoded.
+fn decode_review(stored: Vec<StoredEntry>) -> Vec<(StoredEntry, ReviewPayload)> {
     let mut entries = Vec::new();
     for e in stored {
         let Some(p) = e.payload.as_deref() else {
@@ -120,11 +129,14 @@ fn world_with(stored: Vec<StoredEntry>, registry: Rc<Registry>) -> Result<World>
             entries.push((e, d));
         }
     }
-    Ok(World {
-        entries,
-        registry,
-        numbers: Vec::new(),
-    })
+    entries
+}
+
+/// A project's declaring entry and its amendments, read through the indexes.
+fn project_entries(store: &Store, pid: &EntryId) -> Result<Vec<StoredEntry>> {
+    let mut stored: Vec<StoredEntry> = store.get(pid)?.into_iter().collect();
+    stored.extend(store.entries_referencing(pid)?);
+    Ok(stored)
 }
 
 impl World {
@@ -271,19 +283,12 @@ impl World {
             .unwrap_or_default()
     }
 
-    fn evaluate(
-        &self,
-        series: EntryId,
-        project: (EntryId, &Project, Option<IdentityId>),
-    ) -> Result<Evaluation> {
-        self.evaluate_with(series, project, None)
-    }
-
     fn evaluate_with(
         &self,
         series: EntryId,
         project: (EntryId, &Project, Option<IdentityId>),
         maintainers: Option<&tagline_review::maintainers::Maintainers>,
+        now: u64,
     ) -> Result<Evaluation> {
         let policy = Policy::parse(&project.1.policy)
             .with_context(|| format!("project {}", project.1.name))?;
@@ -294,13 +299,7 @@ impl World {
             policy: &policy,
             maintainers_file: maintainers,
         };
-        Ok(evaluate(
-            series,
-            &self.inputs(),
-            &ctx,
-            &self.registry,
-            home::now_ms(),
-        ))
+        Ok(evaluate(series, &self.inputs(), &ctx, &self.registry, now))
     }
 }
 
@@ -426,7 +425,9 @@ pub fn project_create(
     )?;
     match amends {
         Some(_) if as_maintainer => {
-            let w = world(&store)?;
+            // Only the project's own entries: no second scan of every review entry.
+            let pid = decl.amends.context("an amendment names its project")?;
+            let w = world_of(&store, project_entries(&store, &pid)?)?;
             let r = w
                 .resolved_projects()
                 .into_iter()
@@ -1016,52 +1017,41 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
             ),
         }
     };
-    let stored = series_and_project(store, &series)?;
-    let registry = partial_registry(store, &stored)?;
-    Ok((world_with(stored, registry)?, series))
+    // Each payload is decoded once: the project's id, the identities its
+    // declarations name and the evaluation all read the decoded entries.
+    let mut entries = decode_review(store.series_entries(&series)?);
+    let pid = entries.iter().find_map(|(e, p)| match p {
+        ReviewPayload::Revision(r) if e.signed.id() == series => Some(r.project),
+        _ => None,
+    });
+    if let Some(pid) = pid {
+        entries.extend(decode_review(project_entries(store, &pid)?));
+    }
+    let registry = partial_registry(store, &entries)?;
+    let w = World {
+        entries,
+        registry,
+        numbers: Vec::new(),
+    };
+    Ok((w, series))
 }
 
 /// The part of the registry that evaluating these entries consults: the
 /// owners of their authors, every identity a project entry among them names,
 /// and the email closure (tagline-review's `consulted_keys`).
-fn partial_registry(store: &Store, stored: &[StoredEntry]) -> Result<Rc<Registry>> {
+fn partial_registry(
+    store: &Store,
+    entries: &[(StoredEntry, ReviewPayload)],
+) -> Result<Rc<Registry>> {
     let keys: std::collections::BTreeSet<tagline_format::PublicKey> =
-        stored.iter().map(|e| *e.signed.author()).collect();
+        entries.iter().map(|(e, _)| *e.signed.author()).collect();
     let mut ids = std::collections::BTreeSet::new();
-    for e in stored {
-        // Only project entries name identities: decode nothing else here.
-        if e.signed.header().payload_type != tagline_format::review::PROJECT_TYPE {
-            continue;
-        }
-        if let Some(p) = e.payload.as_deref()
-            && let Ok(Some(ReviewPayload::Project(decl))) =
-                ReviewPayload::decode(&e.signed.header().payload_type, p)
-        {
-            ids.extend(tagline_review::rules::declared_identities(&decl, None));
+    for (_, p) in entries {
+        if let ReviewPayload::Project(decl) = p {
+            ids.extend(tagline_review::rules::declared_identities(decl, None));
         }
     }
     Ok(Rc::new(ident::registry_for(store, &keys, &ids)?))
-}
-
-/// A series' entries and its project's (declaration and amendments), read
-/// through the indexes.
-fn series_and_project(store: &Store, series: &EntryId) -> Result<Vec<StoredEntry>> {
-    let mut stored = store.series_entries(series)?;
-    let project = stored
-        .iter()
-        .find(|e| e.signed.id() == *series)
-        .and_then(|e| {
-            let p = e.payload.as_deref()?;
-            match ReviewPayload::decode(&e.signed.header().payload_type, p) {
-                Ok(Some(ReviewPayload::Revision(r))) => Some(r.project),
-                _ => None,
-            }
-        });
-    if let Some(pid) = project {
-        stored.extend(store.get(&pid)?);
-        stored.extend(store.entries_referencing(&pid)?);
-    }
-    Ok(stored)
 }
 
 pub fn status(
@@ -1116,7 +1106,7 @@ pub fn status_in(
         }
         _ => None,
     };
-    let e = w.evaluate_with(series, project, maintainers.as_ref())?;
+    let e = w.evaluate_with(series, project, maintainers.as_ref(), home::now_ms())?;
     let subject = w.subject(series);
     if as_json {
         writeln!(
@@ -1252,9 +1242,7 @@ fn load_project(
     registry: &Rc<Registry>,
     pid: EntryId,
 ) -> Result<Option<ProjectInfo>> {
-    let mut stored: Vec<StoredEntry> = store.get(&pid)?.into_iter().collect();
-    stored.extend(store.entries_referencing(&pid)?);
-    let w = world_with(stored, registry.clone())?;
+    let w = world_with(project_entries(store, &pid)?, registry.clone());
     Ok(w.resolved_projects()
         .into_iter()
         .find(|r| r.id == pid)
@@ -1279,8 +1267,9 @@ fn summarize(
     identities: &str,
     series: EntryId,
     now: u64,
-) -> Result<Option<Summary>> {
-    let w = world_with(series_and_project(store, &series)?, registry.clone())?;
+) -> Result<Option<(EntryId, Summary)>> {
+    // The project comes from `projects`: only the series' own entries are read.
+    let w = world_with(store.series_entries(&series)?, registry.clone());
     let Some((first_entry, first)) = w.entries.iter().find_map(|(e, p)| match p {
         ReviewPayload::Revision(r) if e.signed.id() == series && r.series.is_none() => Some((e, r)),
         _ => None,
@@ -1294,16 +1283,7 @@ fn summarize(
     let Some(Some(project)) = projects.get(&pid) else {
         return Ok(None);
     };
-    let policy = Policy::parse(&project.decl.policy)
-        .with_context(|| format!("project {}", project.decl.name))?;
-    let ctx = ProjectContext {
-        id: pid,
-        lead: project.lead,
-        decl: &project.decl,
-        policy: &policy,
-        maintainers_file: None,
-    };
-    let e = evaluate(series, &w.inputs(), &ctx, &w.registry, now);
+    let e = w.evaluate_with(series, (pid, &project.decl, project.lead), None, now)?;
     let latest = w.latest(series).map(|(_, r)| r);
     let mut files: Vec<String> = latest
         .iter()
@@ -1312,24 +1292,27 @@ fn summarize(
         .collect();
     files.sort();
     files.dedup();
-    Ok(Some(Summary {
-        format: SUMMARY_FORMAT,
-        identities: identities.to_string(),
-        project: pid.to_string(),
-        project_hash: project.hash.clone(),
-        valid_until: e.valid_until,
-        timestamp: first_entry.signed.header().timestamp,
-        author: w.identity_of(first_entry).map(|i| i.to_string()),
-        version: e.latest().map_or(0, |(v, _)| v),
-        state: e.state.as_str().to_string(),
-        subject: w.subject(series),
-        files,
-        trailers: e
-            .trailers
-            .iter()
-            .map(|t| (t.key.clone(), t.identity.to_string()))
-            .collect(),
-    }))
+    Ok(Some((
+        pid,
+        Summary {
+            format: SUMMARY_FORMAT,
+            identities: identities.to_string(),
+            project: pid.to_string(),
+            project_hash: project.hash.clone(),
+            valid_until: e.valid_until,
+            timestamp: first_entry.signed.header().timestamp,
+            author: w.identity_of(first_entry).map(|i| i.to_string()),
+            version: e.latest().map_or(0, |(v, _)| v),
+            state: e.state.as_str().to_string(),
+            subject: w.subject(series),
+            files,
+            trailers: e
+                .trailers
+                .iter()
+                .map(|t| (t.key.clone(), t.identity.to_string()))
+                .collect(),
+        },
+    )))
 }
 
 /// Does identity `i` (text form) match `who` (a name, an address or an id prefix)?
@@ -1361,7 +1344,7 @@ fn summary_has(registry: &Registry, s: &Summary, spec: &str) -> bool {
 
 /// Does the series' latest revision mention `k` (lowercase) in a subject or message?
 fn mentions(store: &Store, series: EntryId, k: &str) -> Result<bool> {
-    let w = world_with(store.series_entries(&series)?, Rc::new(Registry::default()))?;
+    let w = world_with(store.series_entries(&series)?, Rc::new(Registry::default()));
     Ok(w.latest(series).is_some_and(|(_, r)| {
         r.cover.as_ref().is_some_and(|c| {
             c.subject.to_lowercase().contains(k) || c.body.to_lowercase().contains(k)
@@ -1408,7 +1391,8 @@ pub fn series_list_in(
     let now = home::now_ms();
     let (generation, rows) = store.series_summaries()?;
     let mut projects: HashMap<EntryId, Option<ProjectInfo>> = HashMap::new();
-    let mut summaries: Vec<(EntryId, Summary)> = Vec::with_capacity(rows.len());
+    // (series, project, summary)
+    let mut summaries: Vec<(EntryId, EntryId, Summary)> = Vec::with_capacity(rows.len());
     let mut computed: Vec<(EntryId, Vec<u8>)> = Vec::new();
     for (id, bytes) in rows {
         let cached = bytes
@@ -1425,22 +1409,23 @@ pub fn series_list_in(
                     slot.insert(load_project(store, &registry, pid)?);
                 }
                 let same = matches!(projects.get(&pid), Some(Some(p)) if p.hash == s.project_hash);
-                same.then_some(s)
+                same.then_some((pid, s))
             }
             None => None,
         };
-        let summary = match fresh {
-            Some(s) => s,
+        let (pid, summary) = match fresh {
+            Some(x) => x,
             None => {
-                let Some(s) = summarize(store, &registry, &mut projects, &identities, id, now)?
+                let Some((pid, s)) =
+                    summarize(store, &registry, &mut projects, &identities, id, now)?
                 else {
                     continue;
                 };
                 computed.push((id, serde_json::to_vec(&s)?));
-                s
+                (pid, s)
             }
         };
-        summaries.push((id, summary));
+        summaries.push((id, pid, summary));
     }
     if !computed.is_empty() {
         // Refused (and recomputed next time) if entries arrived meanwhile.
@@ -1469,11 +1454,10 @@ pub fn series_list_in(
         None => None,
     };
     let keyword = f.keyword.as_deref().map(str::to_lowercase);
-    summaries.sort_by_key(|(id, s)| (std::cmp::Reverse(s.timestamp), *id));
+    summaries.sort_by_key(|(id, _, s)| (std::cmp::Reverse(s.timestamp), *id));
     let mut rows = Vec::new();
-    for (id, s) in &summaries {
-        let pid: EntryId = s.project.parse().context("a summary's project id")?;
-        if wanted.as_ref().is_some_and(|w| !w.contains(&pid))
+    for (id, pid, s) in &summaries {
+        if wanted.as_ref().is_some_and(|w| !w.contains(pid))
             || f.state.as_deref().is_some_and(|st| st != s.state)
             || (!f.path.is_empty() && !s.files.iter().any(|file| globs.is_match(file)))
         {
@@ -1507,7 +1491,7 @@ pub fn series_list_in(
         {
             continue;
         }
-        let name = match projects.get(&pid) {
+        let name = match projects.get(pid) {
             Some(Some(p)) => p.decl.name.clone(),
             _ => String::new(),
         };
@@ -1649,7 +1633,7 @@ pub fn am(home_dir: &Path, series: &str, output: Option<&Path>) -> Result<()> {
         .into_iter()
         .find(|(id, _, _)| *id == first.project)
         .context("the series' project is not known here")?;
-    let e = w.evaluate(series, project)?;
+    let e = w.evaluate_with(series, project, None, home::now_ms())?;
     let (_, rev) = w
         .latest(series)
         .context("the series has no revision here")?;

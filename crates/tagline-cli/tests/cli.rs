@@ -613,32 +613,36 @@ fn sync_feed(tmp: &Path, from: &Path, to: &Path) {
     ok(to, &["import", rfile.to_str().unwrap()], None);
 }
 
+/// Runs real `git` in `repo` as Ada, isolated from the user's and the
+/// system's configuration (`home` as HOME), and asserts it succeeds.
+fn run_git(repo: &Path, home: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_series_from_format_patch_to_approved() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Ada",
-                "-c",
-                "user.email=ada@example.org",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(t.join("repo"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", t)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| run_git(&t.join("repo"), t, args);
     std::fs::create_dir_all(t.join("repo")).unwrap();
     git(&["init", "-q", "-b", "main"]);
     git(&["commit", "-q", "--allow-empty", "-m", "base"]);
@@ -886,28 +890,7 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     let t = tmp.path();
     let repo = t.join("repo");
     std::fs::create_dir_all(repo.join("drivers/b")).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Ada",
-                "-c",
-                "user.email=ada@example.org",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", t)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| run_git(&repo, t, args);
     std::fs::write(
         repo.join("MAINTAINERS"),
         "A CORE\nM:\tLead <lead@example.org>\nS:\tMaintained\nF:\ta.c\n\nB DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tdrivers/b/\n",

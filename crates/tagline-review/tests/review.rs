@@ -572,6 +572,33 @@ mod rules_scenario {
         })
     }
 
+    /// Every entry of these people's feeds.
+    fn entries_of(people: &[Person]) -> Vec<&(Entry, Option<ReviewPayload>)> {
+        people
+            .iter()
+            .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
+            .collect()
+    }
+
+    /// The identities these entries resolve to.
+    fn registry_of(all: &[&(Entry, Option<ReviewPayload>)]) -> tagline_identity::Registry {
+        let id_inputs: Vec<tagline_identity::Input<'_>> = all
+            .iter()
+            .map(|(e, _)| tagline_identity::Input {
+                signed: &e.signed,
+                payload: e.payload.as_deref(),
+            })
+            .collect();
+        tagline_identity::resolve(&id_inputs)
+    }
+
+    /// The review-model inputs among these entries.
+    fn inputs_of<'a>(all: &[&'a (Entry, Option<ReviewPayload>)]) -> Vec<Input<'a>> {
+        all.iter()
+            .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
+            .collect()
+    }
+
     struct World {
         people: Vec<Person>,
         project: Project,
@@ -713,23 +740,9 @@ mod rules_scenario {
         dup: usize,
         now: u64,
     ) -> tagline_review::rules::Evaluation {
-        let all: Vec<&(Entry, Option<ReviewPayload>)> = w
-            .people
-            .iter()
-            .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
-            .collect();
-        let id_inputs: Vec<tagline_identity::Input<'_>> = all
-            .iter()
-            .map(|(e, _)| tagline_identity::Input {
-                signed: &e.signed,
-                payload: e.payload.as_deref(),
-            })
-            .collect();
-        let reg = tagline_identity::resolve(&id_inputs);
-        let mut inputs: Vec<Input<'_>> = all
-            .iter()
-            .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
-            .collect();
+        let all = entries_of(&w.people);
+        let reg = registry_of(&all);
+        let mut inputs = inputs_of(&all);
         if let Some(order) = order {
             let n = inputs.len();
             inputs = order
@@ -865,34 +878,13 @@ mod rules_scenario {
     fn a_partial_registry_of_the_consulted_identities_is_enough() {
         use tagline_review::rules::{consulted_keys, declared_identities};
         let w = world(false, false, false);
-        let all: Vec<&(Entry, Option<ReviewPayload>)> = w
-            .people
-            .iter()
-            .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
-            .collect();
-        let id_inputs: Vec<tagline_identity::Input<'_>> = all
-            .iter()
-            .map(|(e, _)| tagline_identity::Input {
-                signed: &e.signed,
-                payload: e.payload.as_deref(),
-            })
-            .collect();
+        let all = entries_of(&w.people);
         // Plus bystanders who matter to nobody here.
         let bystanders: Vec<Person> = (0..5).map(|i| person(80 + i)).collect();
-        let mut id_inputs = id_inputs;
-        for b in &bystanders {
-            for (e, _) in b.root.entries.iter().chain(b.dev.entries.iter()) {
-                id_inputs.push(tagline_identity::Input {
-                    signed: &e.signed,
-                    payload: e.payload.as_deref(),
-                });
-            }
-        }
-        let reg = tagline_identity::resolve(&id_inputs);
-        let inputs: Vec<Input<'_>> = all
-            .iter()
-            .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
-            .collect();
+        let mut with_bystanders = all.clone();
+        with_bystanders.extend(entries_of(&bystanders));
+        let reg = registry_of(&with_bystanders);
+        let inputs = inputs_of(&all);
         let policy = Policy::parse(&w.project.policy).unwrap();
         let ctx = ProjectContext {
             id: w.project_id,
@@ -1018,23 +1010,9 @@ mod rules_scenario {
                 &self,
                 order: Option<&[usize]>,
             ) -> (String, Vec<EntryId>, Vec<usize>, usize) {
-                let all: Vec<&(Entry, Option<ReviewPayload>)> = self
-                    .people
-                    .iter()
-                    .flat_map(|p| p.root.entries.iter().chain(p.dev.entries.iter()))
-                    .collect();
-                let id_inputs: Vec<tagline_identity::Input<'_>> = all
-                    .iter()
-                    .map(|(e, _)| tagline_identity::Input {
-                        signed: &e.signed,
-                        payload: e.payload.as_deref(),
-                    })
-                    .collect();
-                let reg = tagline_identity::resolve(&id_inputs);
-                let mut inputs: Vec<Input<'_>> = all
-                    .iter()
-                    .filter_map(|(e, p)| p.as_ref().map(|p| Input::new(&e.signed, p)))
-                    .collect();
+                let all = entries_of(&self.people);
+                let reg = registry_of(&all);
+                let mut inputs = inputs_of(&all);
                 if let Some(order) = order {
                     let n = inputs.len();
                     let mut v: Vec<Input<'_>> = order

@@ -1308,6 +1308,9 @@ struct Indexes<'t> {
     revision_series: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
     summaries: Table<'t, &'static [u8; 32], &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    /// The summary generation was bumped in this transaction already (once
+    /// per transaction is enough: summaries are compared per transaction).
+    generation_bumped: bool,
 }
 
 /// `META` key of the summary generation: a counter bumped whenever an entry
@@ -1339,6 +1342,7 @@ impl<'t> Indexes<'t> {
             revision_series: tx.open_table(REVISION_SERIES)?,
             summaries: tx.open_table(SERIES_SUMMARY)?,
             meta: tx.open_table(META)?,
+            generation_bumped: false,
         })
     }
 
@@ -1420,8 +1424,10 @@ impl<'t> Indexes<'t> {
                 if r.series.is_none() {
                     self.series.insert(&id.0, pos)?;
                 }
+                // The series' summary is dropped below: the target is the
+                // series, which maps to itself once its first revision is held
+                // (and no summary exists before).
                 self.revision_series.insert(&id.0, &series.0)?;
-                self.summaries.remove(&series.0)?;
                 Some(series)
             }
             R::Review(r) => Some(r.revision),
@@ -1432,9 +1438,12 @@ impl<'t> Indexes<'t> {
             R::Project(p) => p.amends,
         };
         if let Some(t) = target {
-            let generation = read_generation(&self.meta)?.wrapping_add(1);
-            self.meta
-                .insert(SUMMARY_GENERATION, generation.to_be_bytes().as_slice())?;
+            if !self.generation_bumped {
+                let generation = read_generation(&self.meta)?.wrapping_add(1);
+                self.meta
+                    .insert(SUMMARY_GENERATION, generation.to_be_bytes().as_slice())?;
+                self.generation_bumped = true;
+            }
             self.refs.insert(&key_of(&t.0, pos), ())?;
             // The series this entry changes, if its revision is held (when it
             // is not, the revision's arrival makes the summary stale instead).

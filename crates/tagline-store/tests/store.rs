@@ -43,6 +43,46 @@ fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
         .collect()
 }
 
+/// A review-model payload as `Store::append_local` takes it.
+fn item(p: &tagline_format::review::ReviewPayload) -> (String, Vec<u8>) {
+    (p.type_name().to_string(), p.encode())
+}
+
+/// The first revision of a series of project `[1; 32]`, with `patches`.
+fn first_revision(
+    patches: Vec<tagline_format::review::Patch>,
+) -> tagline_format::review::ReviewPayload {
+    tagline_format::review::ReviewPayload::Revision(tagline_format::review::Revision {
+        project: tagline_format::EntryId([1; 32]),
+        series: None,
+        version: 1,
+        base_commit: None,
+        cover: None,
+        changelog: None,
+        patches,
+        change_id: None,
+    })
+}
+
+/// A review of `revision` with these trailers and comment.
+fn review_of(
+    revision: tagline_format::EntryId,
+    trailers: &[(&str, &str)],
+    comment: Option<&str>,
+) -> tagline_format::review::ReviewPayload {
+    tagline_format::review::ReviewPayload::Review(tagline_format::review::Review {
+        revision,
+        patch: None,
+        trailers: trailers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        comment: comment.map(str::to_string),
+        inline: vec![],
+        retracts: None,
+    })
+}
+
 #[test]
 fn append_read_and_lookup() {
     let (_dir, store) = temp_store();
@@ -334,7 +374,6 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
         SecretKey::from_seed(&[21; 32]),
         SecretKey::from_seed(&[22; 32]),
     );
-    let item = |p: &ReviewPayload| (p.type_name().to_string(), p.encode());
     let patch = Patch {
         subject: "x".into(),
         message: "m\n".into(),
@@ -342,16 +381,7 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
         diff: "d\n".into(),
         patch_id: "p".into(),
     };
-    let v1 = ReviewPayload::Revision(Revision {
-        project: tagline_format::EntryId([1; 32]),
-        series: None,
-        version: 1,
-        base_commit: None,
-        cover: None,
-        changelog: None,
-        patches: vec![patch.clone()],
-        change_id: None,
-    });
+    let v1 = first_revision(vec![patch]);
     let v1_id = ada_store.append_local(&ada, vec![item(&v1)], NOW).unwrap()[0]
         .signed
         .id();
@@ -366,16 +396,7 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
     let v2_id = ada_store.append_local(&ada, vec![item(&v2)], NOW).unwrap()[0]
         .signed
         .id();
-    let review = |rev| {
-        ReviewPayload::Review(Review {
-            revision: rev,
-            patch: None,
-            trailers: vec![("Reviewed-by".into(), "B <b@x.org>".into())],
-            comment: None,
-            inline: vec![],
-            retracts: None,
-        })
-    };
+    let review = |rev| review_of(rev, &[("Reviewed-by", "B <b@x.org>")], None);
     bob_store
         .append_local(&bob, vec![item(&review(v1_id)), item(&review(v2_id))], NOW)
         .unwrap();
@@ -442,20 +463,9 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
 /// the summary tables existed) is re-indexed when opened.
 #[test]
 fn an_older_index_version_is_rebuilt_on_open() {
-    use tagline_format::review::*;
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::from_seed(&[24; 32]);
-    let item = |p: &ReviewPayload| (p.type_name().to_string(), p.encode());
-    let rev = ReviewPayload::Revision(Revision {
-        project: tagline_format::EntryId([1; 32]),
-        series: None,
-        version: 1,
-        base_commit: None,
-        cover: None,
-        changelog: None,
-        patches: vec![],
-        change_id: None,
-    });
+    let rev = first_revision(vec![]);
     let first = {
         let store = Store::open(dir.path()).unwrap();
         store.append_local(&key, vec![item(&rev)], NOW).unwrap()[0]
@@ -488,14 +498,7 @@ fn an_older_index_version_is_rebuilt_on_open() {
             .put_series_summaries(generation, &[(first, vec![1])])
             .unwrap()
     );
-    let review = ReviewPayload::Review(Review {
-        revision: first,
-        patch: None,
-        trailers: vec![],
-        comment: Some("ok".into()),
-        inline: vec![],
-        retracts: None,
-    });
+    let review = review_of(first, &[], Some("ok"));
     store.append_local(&key, vec![item(&review)], NOW).unwrap();
     assert_eq!(
         store.series_summaries().unwrap().1,
@@ -506,32 +509,15 @@ fn an_older_index_version_is_rebuilt_on_open() {
 
 #[test]
 fn indexes_rebuild_from_the_entries() {
-    use tagline_format::review::*;
     let (_dir, store) = temp_store();
     let key = SecretKey::from_seed(&[31; 32]);
-    let rev = ReviewPayload::Revision(Revision {
-        project: tagline_format::EntryId([1; 32]),
-        series: None,
-        version: 1,
-        base_commit: None,
-        cover: None,
-        changelog: None,
-        patches: vec![],
-        change_id: None,
-    });
+    let rev = first_revision(vec![]);
     let first = store
         .append_local(&key, vec![(rev.type_name().into(), rev.encode())], NOW)
         .unwrap()[0]
         .signed
         .id();
-    let review = ReviewPayload::Review(Review {
-        revision: first,
-        patch: None,
-        trailers: vec![],
-        comment: Some("ok".into()),
-        inline: vec![],
-        retracts: None,
-    });
+    let review = review_of(first, &[], Some("ok"));
     store
         .append_local(
             &key,
@@ -643,7 +629,6 @@ fn the_identity_digest_follows_identity_entries_and_gates_the_cache() {
 #[test]
 fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
     use tagline_format::identity::IdentityPayload;
-    use tagline_format::review::*;
     let (_a, ada_store) = temp_store();
     let (_b, bob_store) = temp_store();
     let (_c, dst) = temp_store();
@@ -656,15 +641,11 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
         IdentityPayload::Genesis.encode(),
     );
     let series = tagline_format::EntryId([7; 32]);
-    let ack = ReviewPayload::Review(Review {
-        revision: series,
-        patch: None,
-        trailers: vec![("Acked-by".into(), "Lead <lead@x.org>".into())],
-        comment: None,
-        inline: vec![],
-        retracts: None,
-    });
-    let ack = (ack.type_name().to_string(), ack.encode());
+    let ack = item(&review_of(
+        series,
+        &[("Acked-by", "Lead <lead@x.org>")],
+        None,
+    ));
     // Both feeds hold byte-identical payloads: a genesis and the same ack.
     ada_store
         .append_local(&ada, vec![genesis.clone(), ack.clone()], NOW)
