@@ -1313,9 +1313,10 @@ struct Indexes<'t> {
     generation_bumped: bool,
 }
 
-/// `META` key of the summary generation: a counter bumped whenever an entry
-/// that can change a series' summary is indexed, so that a summary computed
-/// before that write is not stored after it ([`Store::put_series_summaries`]).
+/// `META` key of the summary generation: a counter bumped (once) by every
+/// write transaction that indexes an entry that can change a series' summary,
+/// so that a summary computed before that write is not stored after it
+/// ([`Store::put_series_summaries`]).
 const SUMMARY_GENERATION: &str = "summary_generation";
 
 fn read_generation(
