@@ -1,12 +1,14 @@
 //! The canonical CBOR profile of protocol v1 (SPEC.md §2).
 //!
-//! Encoding goes through serde with ciborium. Decoding is in three steps:
-//! 1. [`check_canonical`] walks the raw bytes without allocating and rejects
-//!    anything outside the profile with a precise, typed error (this also bounds
-//!    every length ciborium will later allocate for);
-//! 2. ciborium parses the bytes into a [`Value`];
-//! 3. the value is re-encoded and the bytes compared with the input: any
-//!    difference is rejected.
+//! Encoding goes through serde with ciborium. Decoding into a [`Value`]
+//! ([`decode`]) is one pass of this module's own scanner: it rejects anything
+//! outside the profile with a precise, typed error before allocating for it
+//! (every length is checked against the bytes that remain) and builds the
+//! value as it goes. The profile admits exactly one encoding per value, so
+//! the value re-encodes to the input (a property test and the fuzz target
+//! check this). Typed decoding through serde ([`decode_typed`]) checks the
+//! profile first and the caller compares its re-encoding
+//! ([`same_as_reencoding`]), since serde may skip or coerce fields.
 //!
 //! Callers hash and verify the bytes they received, never a re-encoding.
 
@@ -103,9 +105,12 @@ struct Head {
     arg: u64,
 }
 
+#[derive(Debug)]
 struct Scanner<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Accept `null` (simple value 22): only for local caches, never on the wire.
+    allow_null: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -185,20 +190,34 @@ impl<'a> Scanner<'a> {
     }
 
     fn item(&mut self, depth: usize) -> Result<(), CborError> {
+        self.node::<false>(depth).map(|_| ())
+    }
+
+    /// Scans one item; when `BUILD`, also returns it as a [`Value`] (else
+    /// `None`, allocating nothing). Every check happens before the
+    /// allocation it guards.
+    fn node<const BUILD: bool>(&mut self, depth: usize) -> Result<Option<Value>, CborError> {
         let offset = self.pos;
         let head = self.head()?;
         match head.major {
-            0 | 1 => Ok(()),
+            0 => Ok(BUILD.then(|| Value::Integer(head.arg.into()))),
+            1 => Ok(if BUILD {
+                let n = Integer::try_from(-1 - i128::from(head.arg))
+                    .map_err(|e| CborError::Parse(e.to_string()))?;
+                Some(Value::Integer(n))
+            } else {
+                None
+            }),
             2 => {
                 let n = self.len_checked(head.arg, offset)?;
-                self.take(n).map(|_| ())
+                let b = self.take(n)?;
+                Ok(BUILD.then(|| Value::Bytes(b.to_vec())))
             }
             3 => {
                 let n = self.len_checked(head.arg, offset)?;
                 let s = self.take(n)?;
-                std::str::from_utf8(s)
-                    .map(|_| ())
-                    .map_err(|_| CborError::InvalidUtf8 { offset })
+                let t = std::str::from_utf8(s).map_err(|_| CborError::InvalidUtf8 { offset })?;
+                Ok(BUILD.then(|| Value::Text(t.to_owned())))
             }
             4 | 5 => {
                 if depth >= MAX_DEPTH {
@@ -219,18 +238,25 @@ impl<'a> Scanner<'a> {
                 } else {
                     head.arg
                 };
-                // Every item takes at least one byte: refuse impossible counts early.
+                // Every item takes at least one byte: refuse impossible counts
+                // early (this also bounds the capacity reserved below).
                 if items > self.remaining() as u64 {
                     return Err(CborError::Truncated {
                         offset,
                         needed: items - self.remaining() as u64,
                     });
                 }
+                let count = usize::try_from(head.arg).unwrap_or(0);
                 if head.major == 4 {
+                    let mut out = Vec::with_capacity(if BUILD { count } else { 0 });
                     for _ in 0..head.arg {
-                        self.item(depth + 1)?;
+                        if let Some(v) = self.node::<BUILD>(depth + 1)? {
+                            out.push(v);
+                        }
                     }
+                    Ok(BUILD.then_some(Value::Array(out)))
                 } else {
+                    let mut out = Vec::with_capacity(if BUILD { count } else { 0 });
                     let mut prev: Option<&[u8]> = None;
                     for _ in 0..head.arg {
                         let key_start = self.pos;
@@ -245,7 +271,7 @@ impl<'a> Scanner<'a> {
                                 major: key_major,
                             });
                         }
-                        self.item(depth + 1)?;
+                        let k = self.node::<BUILD>(depth + 1)?;
                         let key = self.buf.get(key_start..self.pos).unwrap_or_default();
                         if let Some(p) = prev {
                             match p.cmp(key) {
@@ -259,17 +285,22 @@ impl<'a> Scanner<'a> {
                             }
                         }
                         prev = Some(key);
-                        self.item(depth + 1)?;
+                        let v = self.node::<BUILD>(depth + 1)?;
+                        if let (Some(k), Some(v)) = (k, v) {
+                            out.push((k, v));
+                        }
                     }
+                    Ok(BUILD.then_some(Value::Map(out)))
                 }
-                Ok(())
             }
             6 => Err(CborError::Tag {
                 offset,
                 tag: head.arg,
             }),
             _ => match head.info {
-                20 | 21 => Ok(()),
+                20 => Ok(BUILD.then_some(Value::Bool(false))),
+                21 => Ok(BUILD.then_some(Value::Bool(true))),
+                22 if self.allow_null => Ok(BUILD.then_some(Value::Null)),
                 _ => Err(CborError::SimpleValue {
                     offset,
                     value: head.arg,
@@ -288,28 +319,152 @@ pub fn check_canonical(bytes: &[u8], limit: usize) -> Result<(), CborError> {
             found: bytes.len(),
         });
     }
-    let mut s = Scanner { buf: bytes, pos: 0 };
-    s.item(0)?;
+    scan::<false>(bytes, false).map(|_| ())
+}
+
+/// Scans exactly one item filling `bytes`.
+fn scan<const BUILD: bool>(bytes: &[u8], allow_null: bool) -> Result<Option<Value>, CborError> {
+    let mut s = Scanner {
+        buf: bytes,
+        pos: 0,
+        allow_null,
+    };
+    let v = s.node::<BUILD>(0)?;
     if s.pos != bytes.len() {
         return Err(CborError::TrailingBytes {
             end: s.pos,
             len: bytes.len(),
         });
     }
-    Ok(())
+    Ok(v)
 }
 
-/// Decodes one canonical item: size limit, profile check, parse, and a byte
-/// comparison with the canonical re-encoding.
+/// Decodes one canonical item of at most `limit` bytes in one pass: the
+/// profile check and the parse are the same walk.
 pub fn decode(bytes: &[u8], limit: usize) -> Result<Value, CborError> {
-    check_canonical(bytes, limit)?;
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH + 1)
-        .map_err(|e| CborError::Parse(e.to_string()))?;
-    let again = encode(&value)?;
-    if again != bytes {
-        return Err(CborError::NotCanonical);
+    if bytes.len() > limit {
+        return Err(CborError::TooLarge {
+            limit,
+            found: bytes.len(),
+        });
     }
-    Ok(value)
+    scan::<true>(bytes, false)?.ok_or(CborError::NotCanonical)
+}
+
+/// Decodes a local cache's bytes: the canonical profile plus `null`. Never
+/// for bytes from the wire, where `null` is not part of the profile.
+pub fn decode_local(bytes: &[u8]) -> Result<Value, CborError> {
+    scan::<true>(bytes, true)?.ok_or(CborError::NotCanonical)
+}
+
+/// A pull reader for local caches written by this code base (arrays of
+/// integers, strings, byte strings, booleans and `null`): reads items in
+/// order without building a [`Value`] tree. Heads are checked as
+/// [`decode`] checks them (shortest form, lengths within the input).
+#[derive(Debug)]
+pub struct Pull<'a> {
+    s: Scanner<'a>,
+}
+
+impl<'a> Pull<'a> {
+    pub fn new(bytes: &'a [u8]) -> Pull<'a> {
+        Pull {
+            s: Scanner {
+                buf: bytes,
+                pos: 0,
+                allow_null: true,
+            },
+        }
+    }
+
+    fn expect(&mut self, major: u8, what: &str) -> Result<Head, CborError> {
+        let offset = self.s.pos;
+        let head = self.s.head()?;
+        if head.major != major {
+            return Err(CborError::Parse(format!(
+                "expected {what} at byte {offset}, found major type {}",
+                head.major
+            )));
+        }
+        Ok(head)
+    }
+
+    /// An array's length. Each element takes at least one byte, so the
+    /// length is bounded by the input.
+    pub fn array(&mut self) -> Result<usize, CborError> {
+        let offset = self.s.pos;
+        let head = self.expect(4, "an array")?;
+        self.s.len_checked(head.arg, offset)
+    }
+
+    pub fn uint(&mut self) -> Result<u64, CborError> {
+        Ok(self.expect(0, "an unsigned integer")?.arg)
+    }
+
+    fn is_null(&mut self) -> bool {
+        if self.s.buf.get(self.s.pos) == Some(&0xf6) {
+            self.s.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `null` or an unsigned integer.
+    pub fn opt_uint(&mut self) -> Result<Option<u64>, CborError> {
+        if self.is_null() {
+            return Ok(None);
+        }
+        self.uint().map(Some)
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8], CborError> {
+        let offset = self.s.pos;
+        let head = self.expect(2, "a byte string")?;
+        let n = self.s.len_checked(head.arg, offset)?;
+        self.s.take(n)
+    }
+
+    pub fn text(&mut self) -> Result<&'a str, CborError> {
+        let offset = self.s.pos;
+        let head = self.expect(3, "a text string")?;
+        let n = self.s.len_checked(head.arg, offset)?;
+        std::str::from_utf8(self.s.take(n)?).map_err(|_| CborError::InvalidUtf8 { offset })
+    }
+
+    /// `null` or a text string.
+    pub fn opt_text(&mut self) -> Result<Option<&'a str>, CborError> {
+        if self.is_null() {
+            return Ok(None);
+        }
+        self.text().map(Some)
+    }
+
+    pub fn bool(&mut self) -> Result<bool, CborError> {
+        let offset = self.s.pos;
+        match self.s.head()? {
+            Head {
+                major: 7, info: 20, ..
+            } => Ok(false),
+            Head {
+                major: 7, info: 21, ..
+            } => Ok(true),
+            _ => Err(CborError::Parse(format!(
+                "expected a boolean at byte {offset}"
+            ))),
+        }
+    }
+
+    /// Checks that the input is used up.
+    pub fn finish(&self) -> Result<(), CborError> {
+        if self.s.pos != self.s.buf.len() {
+            return Err(CborError::TrailingBytes {
+                end: self.s.pos,
+                len: self.s.buf.len(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Encodes a value. The caller builds values in canonical form (sorted map keys,

@@ -180,12 +180,19 @@ impl PublicKey {
     }
 }
 
-/// Number of recently validated keys remembered per thread by [`validated_key`].
-pub const KEY_CACHE_SLOTS: usize = 256;
+/// Sets in the per-thread memo of [`validated_key`] (a key's set is chosen by
+/// two of its bytes).
+pub const KEY_CACHE_SETS: usize = 256;
+/// Keys remembered per set, most recently used first: with several ways, a
+/// handful of keys that share a set (a series' dozen authors, say) do not
+/// evict each other.
+pub const KEY_CACHE_WAYS: usize = 4;
+
+type KeySet = [Option<PublicKey>; KEY_CACHE_WAYS];
 
 thread_local! {
-    static KEY_CACHE: std::cell::RefCell<[Option<PublicKey>; KEY_CACHE_SLOTS]> =
-        const { std::cell::RefCell::new([None; KEY_CACHE_SLOTS]) };
+    static KEY_CACHE: std::cell::RefCell<[KeySet; KEY_CACHE_SETS]> =
+        const { std::cell::RefCell::new([[None; KEY_CACHE_WAYS]; KEY_CACHE_SETS]) };
 }
 
 /// [`PublicKey::from_bytes`] with a small per-thread memo of keys that passed:
@@ -194,21 +201,27 @@ thread_local! {
 /// exact (the full 32 bytes match a key that passed every check), so results
 /// are the same with or without it.
 pub fn validated_key(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
-    let slot = usize::from(bytes[0] ^ bytes[31]) % KEY_CACHE_SLOTS;
+    let set = usize::from(bytes[0] ^ bytes[31]) % KEY_CACHE_SETS;
     let hit = KEY_CACHE.with(|c| {
-        c.borrow()
-            .get(slot)
-            .copied()
-            .flatten()
-            .filter(|k| k.bytes == *bytes)
+        let mut c = c.borrow_mut();
+        let ways = c.get_mut(set)?;
+        let way = ways
+            .iter()
+            .position(|k| k.is_some_and(|k| k.bytes == *bytes))?;
+        // Move to the front: the least recently used key is evicted first.
+        ways.get_mut(..=way)?.rotate_right(1);
+        ways.first().copied().flatten()
     });
     if let Some(k) = hit {
         return Ok(k);
     }
     let k = PublicKey::from_bytes(bytes)?;
     KEY_CACHE.with(|c| {
-        if let Some(s) = c.borrow_mut().get_mut(slot) {
-            *s = Some(k);
+        if let Some(ways) = c.borrow_mut().get_mut(set) {
+            ways.rotate_right(1);
+            if let Some(first) = ways.first_mut() {
+                *first = Some(k);
+            }
         }
     });
     Ok(k)
@@ -396,6 +409,37 @@ mod tests {
             let (lo, hi) = EntryId::prefix_range(&p2).unwrap();
             prop_assert!(lo <= b && b <= hi);
             prop_assert_eq!(lo <= a && a <= hi, ta.starts_with(&p2));
+        }
+    }
+
+    proptest! {
+        /// The memo never changes an answer: keys that share a set, valid or
+        /// not, in any order and repeated, validate exactly as without it.
+        #[test]
+        fn key_memo_answers_as_the_full_check(
+            seeds in proptest::collection::vec(any::<[u8; 32]>(), 1..12),
+            order in proptest::collection::vec(any::<prop::sample::Index>(), 1..60),
+        ) {
+            // Force every key into one set so ways are evicted.
+            let keys: Vec<[u8; 32]> = seeds
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut b = if i % 3 == 2 {
+                        *s // mostly not a valid point, or weak
+                    } else {
+                        *SecretKey::from_seed(s).public().as_bytes()
+                    };
+                    b[0] = b[31] ^ 7;
+                    b
+                })
+                .collect();
+            for ix in order {
+                let k = ix.get(&keys);
+                let memo = validated_key(k).map(|p| p.bytes);
+                let full = PublicKey::from_bytes(k).map(|p| p.bytes);
+                prop_assert_eq!(memo, full);
+            }
         }
     }
 

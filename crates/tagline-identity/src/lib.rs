@@ -507,6 +507,7 @@ pub fn resolve(inputs: &[Input<'_>]) -> Registry {
 // ---- Encoding of a resolved registry, for caches ----
 
 use ciborium::value::Value;
+use tagline_format::cbor::{CborError, Pull};
 
 fn uint(n: u64) -> Value {
     Value::Integer(n.into())
@@ -516,67 +517,6 @@ fn opt(n: Option<u64>) -> Value {
 }
 fn key(k: &PublicKey) -> Value {
     Value::Bytes(k.as_bytes().to_vec())
-}
-
-struct Reader(std::vec::IntoIter<Value>);
-
-impl Reader {
-    fn of(v: Value) -> Option<Reader> {
-        match v {
-            Value::Array(a) => Some(Reader(a.into_iter())),
-            _ => None,
-        }
-    }
-    fn next(&mut self) -> Option<Value> {
-        self.0.next()
-    }
-    fn u(&mut self) -> Option<u64> {
-        match self.next()? {
-            Value::Integer(i) => u64::try_from(i).ok(),
-            _ => None,
-        }
-    }
-    fn ou(&mut self) -> Option<Option<u64>> {
-        match self.next()? {
-            Value::Null => Some(None),
-            Value::Integer(i) => Some(Some(u64::try_from(i).ok()?)),
-            _ => None,
-        }
-    }
-    fn s(&mut self) -> Option<String> {
-        match self.next()? {
-            Value::Text(t) => Some(t),
-            _ => None,
-        }
-    }
-    fn os(&mut self) -> Option<Option<String>> {
-        match self.next()? {
-            Value::Null => Some(None),
-            Value::Text(t) => Some(Some(t)),
-            _ => None,
-        }
-    }
-    fn b(&mut self) -> Option<bool> {
-        match self.next()? {
-            Value::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-    /// Keys in a cache were validated when the registry was resolved.
-    fn k(&mut self) -> Option<PublicKey> {
-        match self.next()? {
-            Value::Bytes(b) => Some(PublicKey::from_cached_bytes(
-                &<[u8; 32]>::try_from(b.as_slice()).ok()?,
-            )),
-            _ => None,
-        }
-    }
-    fn list<T>(&mut self, f: impl Fn(Value) -> Option<T>) -> Option<Vec<T>> {
-        match self.next()? {
-            Value::Array(a) => a.into_iter().map(f).collect(),
-            _ => None,
-        }
-    }
 }
 
 const KINDS: [ProblemKind; 8] = [
@@ -679,35 +619,71 @@ impl Registry {
 
     /// Decodes [`Registry::encode`]'s output; `None` if it does not decode.
     pub fn decode(bytes: &[u8]) -> Option<Registry> {
-        let v: Value = ciborium::de::from_reader(bytes).ok()?;
-        let mut top = Reader::of(v)?;
-        let identities = top.list(|v| {
-            let mut r = Reader::of(v)?;
-            let id = IdentityId(r.k()?);
-            let roots = r.list(|v| {
-                let mut x = Reader::of(v)?;
-                Some((x.k()?, x.ou()?))
-            })?;
-            let name = r.os()?;
-            let emails = r.list(|v| {
-                let mut x = Reader::of(v)?;
-                let address = x.s()?;
-                let proofs = x.list(|v| {
-                    let mut y = Reader::of(v)?;
-                    Some((y.k()?, y.s()?, y.s()?))
-                })?;
-                Some(Email { address, proofs })
-            })?;
-            let devices = r.list(|v| {
-                let mut x = Reader::of(v)?;
-                Some(Device {
-                    key: x.k()?,
-                    from_seq: x.u()?,
-                    last_valid_seq: x.ou()?,
-                    joined: x.b()?,
-                })
-            })?;
-            Some((
+        Registry::pull(bytes).ok()?
+    }
+
+    /// [`Registry::decode`] with a pull reader (no intermediate value tree:
+    /// `tagline status` decodes a dozen of these per call).
+    fn pull(bytes: &[u8]) -> Result<Option<Registry>, CborError> {
+        /// Keys in a cache were validated when the registry was resolved.
+        fn key(p: &mut Pull<'_>) -> Result<Option<PublicKey>, CborError> {
+            Ok(<[u8; 32]>::try_from(p.bytes()?)
+                .ok()
+                .map(|b| PublicKey::from_cached_bytes(&b)))
+        }
+        fn fixed(p: &mut Pull<'_>, n: usize) -> Result<bool, CborError> {
+            Ok(p.array()? == n)
+        }
+        let p = &mut Pull::new(bytes);
+        if !fixed(p, 3)? {
+            return Ok(None);
+        }
+        let mut identities = BTreeMap::new();
+        for _ in 0..p.array()? {
+            if !fixed(p, 5)? {
+                return Ok(None);
+            }
+            let Some(id) = key(p)? else { return Ok(None) };
+            let id = IdentityId(id);
+            let mut roots = Vec::new();
+            for _ in 0..p.array()? {
+                if !fixed(p, 2)? {
+                    return Ok(None);
+                }
+                let Some(k) = key(p)? else { return Ok(None) };
+                roots.push((k, p.opt_uint()?));
+            }
+            let name = p.opt_text()?.map(str::to_owned);
+            let mut emails = Vec::new();
+            for _ in 0..p.array()? {
+                if !fixed(p, 2)? {
+                    return Ok(None);
+                }
+                let address = p.text()?.to_owned();
+                let mut proofs = Vec::new();
+                for _ in 0..p.array()? {
+                    if !fixed(p, 3)? {
+                        return Ok(None);
+                    }
+                    let Some(by) = key(p)? else { return Ok(None) };
+                    proofs.push((by, p.text()?.to_owned(), p.text()?.to_owned()));
+                }
+                emails.push(Email { address, proofs });
+            }
+            let mut devices = Vec::new();
+            for _ in 0..p.array()? {
+                if !fixed(p, 4)? {
+                    return Ok(None);
+                }
+                let Some(key) = key(p)? else { return Ok(None) };
+                devices.push(Device {
+                    key,
+                    from_seq: p.uint()?,
+                    last_valid_seq: p.opt_uint()?,
+                    joined: p.bool()?,
+                });
+            }
+            identities.insert(
                 id,
                 Identity {
                     id,
@@ -716,26 +692,41 @@ impl Registry {
                     emails,
                     devices,
                 },
-            ))
-        })?;
-        let problems = top.list(|v| {
-            let mut r = Reader::of(v)?;
-            let kind = *KINDS.get(usize::try_from(r.u()?).ok()?)?;
-            Some(Problem {
-                kind,
-                author: r.k()?,
-                seq: r.u()?,
-                message: r.s()?,
-            })
-        })?;
-        let counting = top.list(|v| {
-            let mut r = Reader::of(v)?;
-            Some((r.k()?, (IdentityId(r.k()?), r.u()?, r.ou()?)))
-        })?;
-        Some(Registry {
-            identities: identities.into_iter().collect(),
+            );
+        }
+        let mut problems = Vec::new();
+        for _ in 0..p.array()? {
+            if !fixed(p, 4)? {
+                return Ok(None);
+            }
+            let Some(kind) = usize::try_from(p.uint()?).ok().and_then(|k| KINDS.get(k)) else {
+                return Ok(None);
+            };
+            let Some(author) = key(p)? else {
+                return Ok(None);
+            };
+            problems.push(Problem {
+                kind: *kind,
+                author,
+                seq: p.uint()?,
+                message: p.text()?.to_owned(),
+            });
+        }
+        let mut counting = BTreeMap::new();
+        for _ in 0..p.array()? {
+            if !fixed(p, 4)? {
+                return Ok(None);
+            }
+            let (Some(k), Some(id)) = (key(p)?, key(p)?) else {
+                return Ok(None);
+            };
+            counting.insert(k, (IdentityId(id), p.uint()?, p.opt_uint()?));
+        }
+        p.finish()?;
+        Ok(Some(Registry {
+            identities,
             problems,
-            counting: counting.into_iter().collect(),
-        })
+            counting,
+        }))
     }
 }

@@ -135,6 +135,14 @@ fn registries_encode_and_decode_exactly() {
     assert_eq!(back, reg);
     assert_eq!(back.identity_of(&d1.public(), 3), None);
     assert_eq!(Registry::decode(b"\x01\x02"), None);
+    // A cut or extended cache is refused, never half read.
+    let bytes = reg.encode();
+    for n in 0..bytes.len() {
+        assert_eq!(Registry::decode(&bytes[..n]), None, "prefix of {n} bytes");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(Registry::decode(&longer), None);
 }
 
 #[test]

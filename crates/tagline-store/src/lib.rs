@@ -1050,12 +1050,22 @@ impl Store {
             let entries = tx.open_table(ENTRIES)?;
             let payloads = tx.open_table(PAYLOADS)?;
             let mut ix = Indexes::open(&tx)?;
+            ix.deferred = Some(Deferred::default());
             for row in entries.iter()? {
                 let (k, v) = row?;
                 let e = load_entry(&payloads, v.value())?;
                 ix.index_entry(k.value(), &e.signed, e.payload.as_deref())?;
                 n += 1;
+                if ix
+                    .deferred
+                    .as_ref()
+                    .is_some_and(|d| d.rows() >= REBUILD_RUN_ROWS)
+                {
+                    ix.flush_deferred()?;
+                }
             }
+            ix.flush_deferred()?;
+            ix.deferred = None;
             ix.meta
                 .insert("indexes", INDEX_VERSION.to_be_bytes().as_slice())?;
         }
@@ -1311,6 +1321,30 @@ struct Indexes<'t> {
     /// The summary generation was bumped in this transaction already (once
     /// per transaction is enough: summaries are compared per transaction).
     generation_bumped: bool,
+    /// While rebuilding: the rows of the randomly keyed tables, written in
+    /// key order in runs (a B-tree filled in key order touches each page
+    /// once, instead of once per row).
+    deferred: Option<Deferred>,
+}
+
+/// Rows held back for key-ordered insertion ([`Store::rebuild_indexes`]).
+#[derive(Default)]
+struct Deferred {
+    /// (id prefix, position, full id).
+    ids: Vec<([u8; 16], [u8; 40], [u8; 32])>,
+    refs: Vec<[u8; 72]>,
+    series: Vec<([u8; 32], [u8; 40])>,
+    revision_series: Vec<([u8; 32], [u8; 32])>,
+}
+
+/// Rows a rebuild holds in memory before writing them out sorted (about
+/// 90 bytes each): bounds its memory whatever the store's size.
+pub const REBUILD_RUN_ROWS: usize = 1 << 20;
+
+impl Deferred {
+    fn rows(&self) -> usize {
+        self.ids.len() + self.refs.len() + self.series.len() + self.revision_series.len()
+    }
 }
 
 /// `META` key of the summary generation: a counter bumped (once) by every
@@ -1344,6 +1378,7 @@ impl<'t> Indexes<'t> {
             summaries: tx.open_table(SERIES_SUMMARY)?,
             meta: tx.open_table(META)?,
             generation_bumped: false,
+            deferred: None,
         })
     }
 
@@ -1364,12 +1399,55 @@ impl<'t> Indexes<'t> {
 
     fn insert_id(&mut self, id: &EntryId, pos: &[u8; 40]) -> Result<(), StoreError> {
         let prefix = id_prefix(&id.0);
+        if let Some(d) = &mut self.deferred {
+            d.ids.push((prefix, *pos, id.0));
+            return Ok(());
+        }
         let previous = self.prefix.insert(&prefix, pos)?.map(|old| *old.value());
         if let Some(old) = previous.filter(|old| old != pos) {
             // Prefix already taken by another entry: keep it, index this one by full id.
             self.prefix.insert(&prefix, &old)?;
             self.overflow.insert(&id.0, pos)?;
         }
+        Ok(())
+    }
+
+    /// Writes the deferred rows out in key order (a rebuild's run). Ids that
+    /// share a prefix: the first by position keeps the prefix row, the
+    /// others go to the overflow table, as [`Indexes::insert_id`] does.
+    fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        let Some(mut d) = self.deferred.take() else {
+            return Ok(());
+        };
+        d.ids.sort_unstable();
+        let mut overflow = Vec::new();
+        for (prefix, pos, id) in &d.ids {
+            let taken = self.prefix.get(prefix)?.map(|old| *old.value());
+            match taken {
+                Some(old) if old != *pos => overflow.push((*id, *pos)),
+                Some(_) => {}
+                None => {
+                    self.prefix.insert(prefix, pos)?;
+                }
+            }
+        }
+        overflow.sort_unstable();
+        for (id, pos) in &overflow {
+            self.overflow.insert(id, pos)?;
+        }
+        d.refs.sort_unstable();
+        for k in &d.refs {
+            self.refs.insert(k, ())?;
+        }
+        d.series.sort_unstable();
+        for (k, v) in &d.series {
+            self.series.insert(k, v)?;
+        }
+        d.revision_series.sort_unstable();
+        for (k, v) in &d.revision_series {
+            self.revision_series.insert(k, v)?;
+        }
+        self.deferred = Some(Deferred::default());
         Ok(())
     }
 
@@ -1423,12 +1501,22 @@ impl<'t> Indexes<'t> {
             R::Revision(r) => {
                 let series = r.series.unwrap_or(id);
                 if r.series.is_none() {
-                    self.series.insert(&id.0, pos)?;
+                    match &mut self.deferred {
+                        Some(d) => d.series.push((id.0, *pos)),
+                        None => {
+                            self.series.insert(&id.0, pos)?;
+                        }
+                    }
                 }
                 // The series' summary is dropped below: the target is the
                 // series, which maps to itself once its first revision is held
                 // (and no summary exists before).
-                self.revision_series.insert(&id.0, &series.0)?;
+                match &mut self.deferred {
+                    Some(d) => d.revision_series.push((id.0, series.0)),
+                    None => {
+                        self.revision_series.insert(&id.0, &series.0)?;
+                    }
+                }
                 Some(series)
             }
             R::Review(r) => Some(r.revision),
@@ -1444,6 +1532,11 @@ impl<'t> Indexes<'t> {
                 self.meta
                     .insert(SUMMARY_GENERATION, generation.to_be_bytes().as_slice())?;
                 self.generation_bumped = true;
+            }
+            if let Some(d) = &mut self.deferred {
+                // A rebuild starts with no summaries: none to drop.
+                d.refs.push(key_of(&t.0, pos));
+                return Ok(());
             }
             self.refs.insert(&key_of(&t.0, pos), ())?;
             // The series this entry changes, if its revision is held (when it
@@ -1557,5 +1650,75 @@ impl<'t> Writer<'t> {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Rows of the id tables after indexing `ids` (id, position) directly or
+    /// deferred (as a rebuild does, with runs of `run` rows).
+    fn id_rows(ids: &[([u8; 32], [u8; 40])], deferred: bool) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut ix = Indexes::open(&tx).unwrap();
+            if deferred {
+                ix.deferred = Some(Deferred::default());
+            }
+            for (i, (id, pos)) in ids.iter().enumerate() {
+                ix.insert_id(&EntryId(*id), pos).unwrap();
+                if deferred && i % 2 == 1 {
+                    ix.flush_deferred().unwrap();
+                }
+            }
+            ix.flush_deferred().unwrap();
+        }
+        tx.commit().unwrap();
+        let tx = db.begin_read().unwrap();
+        let rows = |t: redb::ReadOnlyTable<&'static [u8; 16], &'static [u8; 40]>| {
+            t.iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    [k.value().as_slice(), v.value().as_slice()].concat()
+                })
+                .collect()
+        };
+        let over = tx.open_table(ID_OVERFLOW).unwrap();
+        let over = over
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                [k.value().as_slice(), v.value().as_slice()].concat()
+            })
+            .collect();
+        (rows(tx.open_table(ID_INDEX).unwrap()), over)
+    }
+
+    #[test]
+    fn deferred_id_rows_equal_direct_ones_with_shared_prefixes() {
+        // Three ids share a prefix, inserted in position order as a rebuild
+        // reads them; one id stands alone.
+        let id = |p: u8, rest: u8| {
+            let mut b = [rest; 32];
+            b[..16].copy_from_slice(&[p; 16]);
+            b
+        };
+        let pos = |n: u8| [n; 40];
+        let ids = [
+            (id(1, 9), pos(1)),
+            (id(1, 3), pos(2)),
+            (id(2, 0), pos(3)),
+            (id(1, 5), pos(4)),
+        ];
+        let direct = id_rows(&ids, false);
+        assert_eq!(direct.0.len(), 2);
+        assert_eq!(direct.1.len(), 2, "two ids overflow");
+        assert_eq!(id_rows(&ids, true), direct);
     }
 }

@@ -76,6 +76,29 @@ proptest! {
     }
 
     #[test]
+    fn decoded_bytes_are_the_reencoding(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        // Whatever the one-pass decoder accepts is canonical: ciborium reads
+        // the same value and writes the same bytes back.
+        if let Ok(v) = cbor::decode(&bytes, bytes.len()) {
+            prop_assert_eq!(cbor::encode(&v).unwrap(), bytes.clone());
+            let theirs: ciborium::value::Value = ciborium::de::from_reader(bytes.as_slice()).unwrap();
+            prop_assert_eq!(theirs, v);
+        }
+    }
+
+    #[test]
+    fn mutated_encodings_decode_only_canonically(v in arb_value(), at in any::<usize>(), byte in any::<u8>()) {
+        let mut v = v;
+        cbor::canonicalize(&mut v).unwrap();
+        let mut a = cbor::encode(&v).unwrap();
+        let i = at % a.len();
+        a[i] = byte;
+        if let Ok(d) = cbor::decode(&a, a.len()) {
+            prop_assert_eq!(cbor::encode(&d).unwrap(), a);
+        }
+    }
+
+    #[test]
     fn entries_round_trip_exactly((_, feed) in arb_feed()) {
         let mut head: Option<Head> = None;
         let mut ids = Vec::new();
