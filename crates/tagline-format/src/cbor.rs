@@ -367,6 +367,7 @@ pub struct Pull<'a> {
 }
 
 impl<'a> Pull<'a> {
+    /// A reader for a local cache: `null` is accepted.
     pub fn new(bytes: &'a [u8]) -> Pull<'a> {
         Pull {
             s: Scanner {
@@ -375,6 +376,24 @@ impl<'a> Pull<'a> {
                 allow_null: true,
             },
         }
+    }
+
+    /// A reader for bytes from the wire: the canonical profile only (no
+    /// `null`). Reading positional arrays of integers and strings this way
+    /// accepts exactly their canonical encoding.
+    pub fn strict(bytes: &'a [u8]) -> Pull<'a> {
+        Pull {
+            s: Scanner {
+                buf: bytes,
+                pos: 0,
+                allow_null: false,
+            },
+        }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.s.remaining()
     }
 
     fn expect(&mut self, major: u8, what: &str) -> Result<Head, CborError> {
@@ -402,7 +421,7 @@ impl<'a> Pull<'a> {
     }
 
     fn is_null(&mut self) -> bool {
-        if self.s.buf.get(self.s.pos) == Some(&0xf6) {
+        if self.s.allow_null && self.s.buf.get(self.s.pos) == Some(&0xf6) {
             self.s.pos += 1;
             true
         } else {
