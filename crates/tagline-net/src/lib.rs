@@ -1,0 +1,534 @@
+//! Tagline's network driver: the [`tagline_sync::Sync`] state machine run
+//! over libp2p (TCP, noise, yamux; request-response on `/tagline/sync/1`;
+//! identify, ping, mDNS) on a [`tagline_store::Store`]. The clock and the
+//! randomness for batch verification are read here, at the edge.
+//!
+//! [`spawn`] starts a node on the current tokio runtime and returns a
+//! [`Handle`] to tell it about local appends, dial peers, follow feeds, watch
+//! its events and shut it down.
+
+pub mod codec;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux,
+};
+use tagline_format::PublicKey;
+use tagline_store::{IngestMode, Store};
+use tagline_sync::machine::{REQUEST_TIMEOUT_MS, Rejection};
+use tagline_sync::{Event, Input, Output, Record, Response, Sync, entries_response};
+use tokio::sync::{broadcast, mpsc};
+
+pub use codec::{PROTOCOL, SyncCodec};
+
+/// A connection with no stream open is closed after this long. Clock
+/// exchanges every `RESYNC_INTERVAL_MS` keep connections to peers in use.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Commands queued to a running node before senders wait.
+pub const COMMAND_QUEUE: usize = 256;
+/// Events kept for slow watchers; older ones are dropped for them.
+pub const EVENT_QUEUE: usize = 1024;
+/// The identify protocol's version string.
+pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("store: {0}")]
+    Store(#[from] tagline_store::StoreError),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// What a node replicates and where it connects.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    pub peers: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Feeds to replicate (follows, identities' device feeds).
+    pub wants: BTreeSet<PublicKey>,
+    /// This node's own feeds (restore safety).
+    pub own: BTreeSet<PublicKey>,
+    /// Projects (their ids) whose publishing feeds are replicated.
+    pub topics: BTreeSet<[u8; 32]>,
+    /// Feeds never fetched nor served.
+    pub blocked: BTreeSet<PublicKey>,
+}
+
+/// What a running node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    Connected(PeerId),
+    Disconnected(PeerId),
+    FeedUpdated {
+        feed: PublicKey,
+        head: u64,
+    },
+    Misbehaved {
+        peer: PeerId,
+        reason: String,
+    },
+    /// Every connected peer has been compared with and nothing is left to fetch.
+    Idle,
+}
+
+#[derive(Debug)]
+enum Command {
+    Stored { feed: PublicKey, head: u64 },
+    Dial(Multiaddr),
+    Want(Vec<PublicKey>),
+    Status(tokio::sync::oneshot::Sender<Status>),
+    Shutdown,
+}
+
+/// A snapshot of a node's replication state.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub connected: Vec<PeerId>,
+    /// Per connected peer, the feeds where it is ahead: (feed, ours, theirs).
+    pub behind: Vec<(PeerId, Vec<tagline_sync::machine::Behind>)>,
+    pub idle: bool,
+}
+
+/// Talks to a running node.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NetEvent>,
+    pub peer_id: PeerId,
+    /// The addresses it listens on (ports resolved).
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+impl Handle {
+    async fn send(&self, c: Command) -> Result<(), NetError> {
+        self.commands.send(c).await.map_err(|_| NetError::Stopped)
+    }
+    /// Tells the node its store holds `feed` up to `head` (after a local append).
+    pub async fn stored(&self, feed: PublicKey, head: u64) -> Result<(), NetError> {
+        self.send(Command::Stored { feed, head }).await
+    }
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.send(Command::Dial(addr)).await
+    }
+    pub async fn want(&self, feeds: Vec<PublicKey>) -> Result<(), NetError> {
+        self.send(Command::Want(feeds)).await
+    }
+    pub async fn status(&self) -> Result<Status, NetError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::Status(tx)).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+    /// Stops the node: no new requests are taken, the store is left closed
+    /// by the caller dropping its last reference.
+    pub async fn shutdown(&self) -> Result<(), NetError> {
+        self.send(Command::Shutdown).await
+    }
+    pub fn events(&self) -> broadcast::Receiver<NetEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    sync: request_response::Behaviour<SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn seed() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    // Batch verification needs unpredictable coefficients; if the OS source
+    // fails, mix the clock (the batch is still checked, less robustly).
+    if getrandom::fill(&mut s).is_err() {
+        s[..16].copy_from_slice(&u128::from(now_ms()).to_le_bytes());
+    }
+    s
+}
+
+fn build_swarm(key: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError> {
+    let t = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| t(&e))?
+        .with_behaviour(|key| {
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.into(),
+                key.public(),
+            ));
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                sync,
+                identify,
+                ping: ping::Behaviour::default(),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| t(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+/// Starts a node on the current tokio runtime. Returns once it listens on
+/// every address of `config.listen`; the task ends on [`Handle::shutdown`].
+pub async fn spawn(
+    store: Arc<Store>,
+    key: Keypair,
+    config: Config,
+) -> Result<(Handle, tokio::task::JoinHandle<()>), NetError> {
+    let mut swarm = build_swarm(key, config.mdns)?;
+    let peer_id = *swarm.local_peer_id();
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    // Wait for the listeners to report their addresses (ports chosen by the OS).
+    let mut listen_addrs = Vec::new();
+    while listen_addrs.len() < config.listen.len() {
+        match tokio::time::timeout(Duration::from_secs(10), swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { address, .. }) => listen_addrs.push(address),
+            Ok(SwarmEvent::ListenerError { error, .. }) => {
+                return Err(NetError::Transport(error.to_string()));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(NetError::Transport("no listen address in 10 s".into())),
+        }
+    }
+    let local: BTreeMap<PublicKey, u64> = store
+        .feeds()?
+        .into_iter()
+        .map(|f| (f.author, f.head.seq))
+        .collect();
+    let mut sync = Sync::new(local, config.wants.clone(), config.own.clone());
+    sync.set_topics(config.topics.clone());
+    sync.set_blocked(config.blocked.clone());
+    for addr in &config.peers {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, "cannot dial: {e}");
+        }
+    }
+    let (ctx, crx) = mpsc::channel(COMMAND_QUEUE);
+    let (etx, _) = broadcast::channel(EVENT_QUEUE);
+    let handle = Handle {
+        commands: ctx,
+        events: etx.clone(),
+        peer_id,
+        listen_addrs,
+    };
+    let driver = Driver {
+        swarm,
+        sync,
+        store,
+        outbound: HashMap::new(),
+        inbound: HashMap::new(),
+        next_inbound: 1,
+        events: etx,
+        queue: VecDeque::new(),
+    };
+    let task = tokio::spawn(driver.run(crx));
+    Ok((handle, task))
+}
+
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    sync: Sync<PeerId>,
+    store: Arc<Store>,
+    /// libp2p's id of each request the machine sent → (peer, machine's id).
+    outbound: HashMap<OutboundRequestId, (PeerId, tagline_sync::RequestId)>,
+    /// Response channels of inbound requests, by the id given to the machine.
+    inbound: HashMap<u64, ResponseChannel<Response>>,
+    next_inbound: u64,
+    events: broadcast::Sender<NetEvent>,
+    /// Inputs produced while carrying out outputs (a stored ingest).
+    queue: VecDeque<Input<PeerId>>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let wake = self.sync.next_wake().map(|t| {
+                let now = now_ms();
+                tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
+            });
+            let sleep = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(Command::Stored { feed, head }) => self.input(Input::Stored { feed, head, from: None, rejected: None }),
+                    Some(Command::Dial(addr)) => {
+                        if let Err(e) = self.swarm.dial(addr.clone()) {
+                            tracing::warn!(%addr, "cannot dial: {e}");
+                        }
+                    }
+                    Some(Command::Want(feeds)) => {
+                        let outs = self.sync.want(feeds, now_ms());
+                        self.execute(outs);
+                    }
+                    Some(Command::Status(reply)) => {
+                        let _ = reply.send(Status {
+                            connected: self.swarm.connected_peers().copied().collect(),
+                            behind: self.sync.behind(),
+                            idle: self.sync.is_idle(),
+                        });
+                    }
+                },
+                () = sleep => self.input(Input::Tick),
+            }
+        }
+        tracing::info!("sync node stopping");
+    }
+
+    fn input(&mut self, input: Input<PeerId>) {
+        self.queue.push_back(input);
+        while let Some(i) = self.queue.pop_front() {
+            let outs = self.sync.handle(i, now_ms());
+            self.execute(outs);
+        }
+    }
+
+    fn emit(&self, e: NetEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                tracing::info!(%peer_id, "connected");
+                self.emit(NetEvent::Connected(peer_id));
+                self.input(Input::Connected(peer_id));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::info!(%peer_id, "disconnected");
+                self.emit(NetEvent::Disconnected(peer_id));
+                self.input(Input::Disconnected(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::debug!(%peer, %addr, "found on the local network");
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, e: request_response::Event<tagline_sync::Request, Response>) {
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let inbound = self.next_inbound;
+                    self.next_inbound += 1;
+                    self.inbound.insert(inbound, channel);
+                    self.input(Input::Request {
+                        peer,
+                        inbound,
+                        request,
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((p, id)) = self.outbound.remove(&request_id) {
+                        self.input(Input::Response {
+                            peer: p,
+                            id,
+                            response,
+                        });
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((peer, id)) = self.outbound.remove(&request_id) {
+                    tracing::debug!(%peer, "sync request failed: {error}");
+                    self.input(Input::Failed { peer, id });
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound sync request failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn execute(&mut self, outs: Vec<Output<PeerId>>) {
+        for o in outs {
+            match o {
+                Output::Send { peer, id, request } => {
+                    let oid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    self.outbound.insert(oid, (peer, id));
+                }
+                Output::Respond {
+                    inbound, response, ..
+                } => self.respond(inbound, response),
+                Output::Serve {
+                    inbound,
+                    feed,
+                    from,
+                    max,
+                    ..
+                } => {
+                    let to = from.saturating_add(u64::from(max) - 1);
+                    let response = match self.store.range(&feed, from, to) {
+                        Ok(list) => entries_response(list.into_iter().map(|e| Record {
+                            signed: e.signed.into_bytes(),
+                            payload: e.payload,
+                        })),
+                        Err(e) => {
+                            tracing::error!("cannot read feed {feed} to serve it: {e}");
+                            Response::Refused {
+                                reason: "store error".into(),
+                            }
+                        }
+                    };
+                    self.respond(inbound, response);
+                }
+                Output::Ingest {
+                    peer,
+                    feed,
+                    entries,
+                } => {
+                    let (head, rejected) = self.ingest(feed, entries);
+                    self.queue.push_back(Input::Stored {
+                        feed,
+                        head,
+                        from: Some(peer),
+                        rejected,
+                    });
+                }
+                Output::Confirm { feed, seq } => {
+                    if let Err(e) = self.store.set_confirmed(&feed, seq) {
+                        tracing::error!("cannot record the confirmed head of {feed}: {e}");
+                    }
+                }
+                Output::Disconnect { peer, reason } => {
+                    tracing::warn!(%peer, "disconnecting: {reason}");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Output::Event(Event::FeedUpdated { feed, head }) => {
+                    self.emit(NetEvent::FeedUpdated { feed, head });
+                }
+                Output::Event(Event::Misbehaved { peer, reason }) => {
+                    tracing::warn!(%peer, "peer misbehaved: {reason}");
+                    self.emit(NetEvent::Misbehaved { peer, reason });
+                }
+                Output::Event(Event::Idle) => self.emit(NetEvent::Idle),
+            }
+        }
+    }
+
+    fn respond(&mut self, inbound: u64, response: Response) {
+        if let Some(ch) = self.inbound.remove(&inbound) {
+            let _ = self.swarm.behaviour_mut().sync.send_response(ch, response);
+        }
+    }
+
+    /// Stores received entries with full validation; the feed's head after,
+    /// and why entries were refused (hostile unless the refusal is about
+    /// time or a fork, which the sender may not know).
+    fn ingest(
+        &mut self,
+        feed: PublicKey,
+        entries: Vec<tagline_format::Entry>,
+    ) -> (u64, Option<Rejection>) {
+        let result = self
+            .store
+            .ingest(entries, now_ms(), seed(), IngestMode::BestEffort);
+        let head = self
+            .store
+            .feed(&feed)
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.head.seq);
+        match result {
+            Ok(report) => {
+                let rejected = report.rejected.first().map(|r| {
+                    let code = r.reason.code();
+                    Rejection {
+                        hostile: !matches!(code, "future-timestamp" | "forked" | "fork"),
+                        reason: format!("entry {} of {}: {}", r.seq, r.author, r.reason),
+                    }
+                });
+                (head, rejected)
+            }
+            Err(e) => {
+                tracing::error!("cannot store entries of {feed}: {e}");
+                (
+                    head,
+                    Some(Rejection {
+                        hostile: false,
+                        reason: format!("store error: {e}"),
+                    }),
+                )
+            }
+        }
+    }
+}
