@@ -132,16 +132,21 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
 ) -> Result<Option<Head>, (usize, FeedError)> {
     let mut cur = head;
     let first_seq = head.map_or(1, |h| h.seq + 1);
+    // Chain rules first; the first entry that breaks them ends the run, and
+    // the signatures of the entries before it are still verified below, so
+    // that "entries before the index are valid" holds either way.
+    let mut chain_err: Option<(usize, FeedError)> = None;
     for (i, e) in run.iter().enumerate() {
         let e = e.as_ref();
         if e.author() != author {
-            return Err((
+            chain_err = Some((
                 i,
                 FeedError::WrongAuthor {
                     expected: author.to_string(),
                     found: e.author().to_string(),
                 },
             ));
+            break;
         }
         let target = if has_distinct_lipmaa(e.seq()) {
             let t = lipmaa(e.seq());
@@ -156,12 +161,18 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
         } else {
             None
         };
-        validate_next(cur.as_ref(), target, e, now_ms).map_err(|err| (i, err))?;
+        if let Err(err) = validate_next(cur.as_ref(), target, e, now_ms) {
+            chain_err = Some((i, err));
+            break;
+        }
         cur = Some(Head::of(e));
     }
+    let checked = run
+        .get(..chain_err.as_ref().map_or(run.len(), |(i, _)| *i))
+        .unwrap_or_default();
     // Signatures, batched. Messages are built once per chunk.
     let mut chunk_seed = seed;
-    for (c, chunk) in run.chunks(VERIFY_BATCH_SIZE).enumerate() {
+    for (c, chunk) in checked.chunks(VERIFY_BATCH_SIZE).enumerate() {
         let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.as_ref().message()).collect();
         let mut b = BatchVerifier::with_capacity(chunk.len());
         for (e, m) in chunk.iter().zip(&msgs) {
@@ -187,7 +198,10 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
         }
         chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
     }
-    Ok(cur)
+    match chain_err {
+        Some(e) => Err(e),
+        None => Ok(cur),
+    }
 }
 
 /// Two validly signed headers by the same author with the same sequence number

@@ -14,7 +14,7 @@ use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use tagline_format::payload::note;
 use tagline_format::{PublicKey, SecretKey};
-use tagline_net::{Config, Handle, spawn};
+use tagline_net::{Config, Handle, NetEvent, spawn};
 use tagline_store::Store;
 
 /// Longest any test waits for replication.
@@ -140,4 +140,124 @@ async fn a_node_offline_during_1000_publications_catches_up() {
     }
     a.stop().await;
     d.stop().await;
+}
+
+/// A hostile peer on the real network: a bare libp2p swarm speaking the sync
+/// protocol, claiming a far head for a feed and serving forged entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_forgeries_is_dropped_and_nothing_is_stored() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    use tagline_net::{PROTOCOL, SyncCodec};
+    use tagline_sync::{Record, Request, Response};
+
+    let ka = SecretKey::from_seed(&[3; 32]);
+    let victim = ka.public();
+    let forger = SecretKey::from_seed(&[4; 32]);
+    // Entries signed by the forger, then relabelled as the victim's.
+    let forged: Vec<Record> = {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let items = (0..3)
+            .map(|i| ("tagline/note".to_string(), note(&format!("forged {i}"))))
+            .collect();
+        s.append_local(&forger, items, now_ms())
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let mut bytes = e.signed.as_bytes().to_vec();
+                let at = bytes
+                    .windows(32)
+                    .position(|w| w == forger.public().as_bytes())
+                    .unwrap();
+                bytes[at..at + 32].copy_from_slice(victim.as_bytes());
+                Record {
+                    signed: bytes,
+                    payload: e.payload,
+                }
+            })
+            .collect()
+    };
+    let mut evil = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    evil.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let evil_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = evil.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*evil.local_peer_id()));
+        }
+    };
+    let evil_id = *evil.local_peer_id();
+    let evil_task = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = evil.select_next_some().await
+            {
+                let response = match request {
+                    Request::Clock { .. } => Response::Clock {
+                        heads: vec![(victim, 3)],
+                    },
+                    Request::Fetch { .. } => Response::Entries {
+                        records: forged.clone(),
+                    },
+                    Request::Have { .. } => Response::Ack,
+                };
+                let _ = evil.behaviour_mut().send_response(channel, response);
+            }
+        }
+    });
+
+    let honest = node(&[victim], &[], vec![]).await;
+    let mut events = honest.handle.events();
+    honest.handle.dial(evil_addr).await.unwrap();
+    let blamed = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(NetEvent::Misbehaved { peer, reason }) = events.recv().await {
+                break (peer, reason);
+            }
+        }
+    })
+    .await
+    .expect("the forger is blamed");
+    assert_eq!(blamed.0, evil_id);
+    // The store refuses the forgeries (a chain or signature check, whichever
+    // its batch reaches first).
+    assert!(blamed.1.contains("refused"), "{}", blamed.1);
+    assert_eq!(honest.head(&victim), 0, "nothing forged was stored");
+    let t = tokio::time::Instant::now();
+    while honest
+        .handle
+        .status()
+        .await
+        .unwrap()
+        .connected
+        .contains(&evil_id)
+    {
+        assert!(t.elapsed() < WAIT, "the forger is still connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    evil_task.abort();
+    honest.stop().await;
 }
