@@ -1,1 +1,79 @@
-//! End-to-end tests live in `tests/`; this library is empty.
+//! Test support shared by the end-to-end tests in `tests/` and the crates'
+//! own integration tests: real `git`, isolated from the user's and the
+//! system's configuration, and reading `tagline status --json`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a panic is a failure report"
+)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs real `git` in `dir` with `home` as HOME, no system configuration, a
+/// fixed author (Ada <ada@example.org>) and no signing, feeding `input` on
+/// stdin when given; asserts it succeeds and returns its stdout.
+pub fn git_with_input(dir: &Path, home: &Path, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    let mut child = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", home)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git is needed for this test");
+    if let Some(bytes) = input {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// [`git_with_input`] without input.
+pub fn git(dir: &Path, home: &Path, args: &[&str]) -> Vec<u8> {
+    git_with_input(dir, home, args, None)
+}
+
+/// `git patch-id --stable` of a patch: the id, if the patch has a diff.
+pub fn git_patch_id(dir: &Path, patch: &[u8]) -> Option<String> {
+    let out = git_with_input(dir, dir, &["patch-id", "--stable"], Some(patch));
+    String::from_utf8(out)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
+
+/// The outcome and message of rule `name` in `tagline status --json` output.
+pub fn rule(status: &serde_json::Value, name: &str) -> (String, String) {
+    let r = status["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == name)
+        .unwrap_or_else(|| panic!("no rule {name} in {status}"));
+    (
+        r["outcome"].as_str().unwrap().to_string(),
+        r["message"].as_str().unwrap().to_string(),
+    )
+}

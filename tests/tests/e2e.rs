@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use tagline_e2e::rule;
+
 /// The `tagline` binary cargo built beside this test.
 fn tagline_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -85,27 +87,8 @@ impl World {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Ada",
-                "-c",
-                "user.email=ada@example.org",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(self.dir.path().join("repo"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let repo = self.dir.path().join("repo");
+        String::from_utf8(tagline_e2e::git(&repo, self.dir.path(), args)).unwrap()
     }
 
     fn patches(&self, dir: &str) -> Vec<String> {
@@ -115,19 +98,6 @@ impl World {
             .collect();
         v.sort();
         v
-    }
-
-    fn rule(&self, status: &serde_json::Value, name: &str) -> (String, String) {
-        let r = status["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["rule"] == name)
-            .unwrap_or_else(|| panic!("no rule {name} in {status}"));
-        (
-            r["outcome"].as_str().unwrap().to_string(),
-            r["message"].as_str().unwrap().to_string(),
-        )
     }
 }
 
@@ -238,7 +208,7 @@ fn a_series_is_reviewed_tested_approved_and_applied() {
     let repo_arg = repo.to_str().unwrap();
     let st = w.json("ada", &["status", s, "--repo", repo_arg, "--json"]);
     assert_eq!(st["state"], "ci-failed", "{st}");
-    assert!(w.rule(&st, "ci:test").1.contains("irq test crashed"));
+    assert!(rule(&st, "ci:test").1.contains("irq test crashed"));
     let checklist = w.ok("ada", &["status", s, "--repo", repo_arg]);
     assert!(
         checklist.contains("FAILED  ci:test") && checklist.contains("MISSING reviewed-by"),
@@ -295,7 +265,7 @@ fn a_series_is_reviewed_tested_approved_and_applied() {
                 .contains("not carried for patch 2")),
         "{st}"
     );
-    assert_eq!(w.rule(&st, "ci:test").0, "missing", "no result for v2 yet");
+    assert_eq!(rule(&st, "ci:test").0, "missing", "no result for v2 yet");
 
     // CI passes on v2; Bob and Carol review; Maria (X86 per MAINTAINERS) acks.
     w.ok(
@@ -306,7 +276,7 @@ fn a_series_is_reviewed_tested_approved_and_applied() {
     w.ok("carol", &["review", s, "--reviewed-by"]);
     w.sync_all(&people);
     let st = w.json("ada", &["status", s, "--repo", repo_arg, "--json"]);
-    let (outcome, msg) = w.rule(&st, "maintainer-ack");
+    let (outcome, msg) = rule(&st, "maintainer-ack");
     assert_eq!(outcome, "missing");
     assert!(msg.contains("X86 ARCHITECTURE"), "{msg}");
     w.ok("maria", &["review", s, "--acked-by"]);

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use tagline_e2e::rule;
+
 fn tagline(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagline"))
         .args(args)
@@ -613,36 +615,11 @@ fn sync_feed(tmp: &Path, from: &Path, to: &Path) {
     ok(to, &["import", rfile.to_str().unwrap()], None);
 }
 
-/// Runs real `git` in `repo` as Ada, isolated from the user's and the
-/// system's configuration (`home` as HOME), and asserts it succeeds.
-fn run_git(repo: &Path, home: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Ada",
-            "-c",
-            "user.email=ada@example.org",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_series_from_format_patch_to_approved() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let git = |args: &[&str]| run_git(&t.join("repo"), t, args);
+    let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
     std::fs::create_dir_all(t.join("repo")).unwrap();
     git(&["init", "-q", "-b", "main"]);
     git(&["commit", "-q", "--allow-empty", "-m", "base"]);
@@ -890,7 +867,7 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     let t = tmp.path();
     let repo = t.join("repo");
     std::fs::create_dir_all(repo.join("drivers/b")).unwrap();
-    let git = |args: &[&str]| run_git(&repo, t, args);
+    let git = |args: &[&str]| tagline_e2e::git(&repo, t, args);
     std::fs::write(
         repo.join("MAINTAINERS"),
         "A CORE\nM:\tLead <lead@example.org>\nS:\tMaintained\nF:\ta.c\n\nB DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tdrivers/b/\n",
@@ -960,20 +937,15 @@ fn maintainers_file_decides_whose_acks_are_needed() {
         .collect();
     ok(&ada, &["submit", &patch[0]], None);
     let repo_arg = repo.to_str().unwrap();
-    let st = json_of(&ok(
-        &ada,
-        &["status", "1", "--repo", repo_arg, "--json"],
-        None,
-    ));
-    let ack = st["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule"] == "maintainer-ack")
-        .unwrap()
-        .clone();
-    assert_eq!(ack["outcome"], "missing");
-    let msg = ack["message"].as_str().unwrap();
+    let status = || {
+        json_of(&ok(
+            &ada,
+            &["status", "1", "--repo", repo_arg, "--json"],
+            None,
+        ))
+    };
+    let (outcome, msg) = rule(&status(), "maintainer-ack");
+    assert_eq!(outcome, "missing");
     assert!(
         msg.contains("A CORE (a.c)") && msg.contains("B DRIVER (drivers/b/b.c)"),
         "{msg}"
@@ -983,31 +955,14 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     sync_feed(t, &ada, &lead);
     ok(&lead, &["review", "1", "--acked-by"], None);
     sync_feed(t, &lead, &ada);
-    let st = json_of(&ok(
-        &ada,
-        &["status", "1", "--repo", repo_arg, "--json"],
-        None,
-    ));
-    let msg = st["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule"] == "maintainer-ack")
-        .unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, msg) = rule(&status(), "maintainer-ack");
     assert!(!msg.contains("A CORE") && msg.contains("B DRIVER"), "{msg}");
 
     sync_feed(t, &ada, &carol);
     sync_feed(t, &lead, &carol);
     ok(&carol, &["review", "1", "--acked-by"], None);
     sync_feed(t, &carol, &ada);
-    let st = json_of(&ok(
-        &ada,
-        &["status", "1", "--repo", repo_arg, "--json"],
-        None,
-    ));
+    let st = status();
     assert_eq!(st["state"], "approved", "{st}");
 
     // v2 straight from a git range, with a cover letter file.
@@ -1118,15 +1073,7 @@ fn the_lead_amends_a_project_and_status_follows() {
     .unwrap();
     ok(&ada, &["submit", patch.to_str().unwrap()], None);
     let st = json_of(&ok(&ada, &["status", "1", "--json"], None));
-    let msg = st["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule"] == "reviewed-by")
-        .unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, msg) = rule(&st, "reviewed-by");
     assert!(
         msg.contains("needs 3 more"),
         "the amended policy applies: {msg}"

@@ -114,6 +114,14 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    fn new(buf: &'a [u8], allow_null: bool) -> Scanner<'a> {
+        Scanner {
+            buf,
+            pos: 0,
+            allow_null,
+        }
+    }
+
     fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
@@ -313,22 +321,22 @@ impl<'a> Scanner<'a> {
 /// Checks that `bytes` is exactly one item of the canonical profile and at most
 /// `limit` bytes long. Allocates nothing.
 pub fn check_canonical(bytes: &[u8], limit: usize) -> Result<(), CborError> {
+    scan::<false>(bytes, limit, false).map(|_| ())
+}
+
+/// Scans exactly one item filling `bytes`, of at most `limit` bytes.
+fn scan<const BUILD: bool>(
+    bytes: &[u8],
+    limit: usize,
+    allow_null: bool,
+) -> Result<Option<Value>, CborError> {
     if bytes.len() > limit {
         return Err(CborError::TooLarge {
             limit,
             found: bytes.len(),
         });
     }
-    scan::<false>(bytes, false).map(|_| ())
-}
-
-/// Scans exactly one item filling `bytes`.
-fn scan<const BUILD: bool>(bytes: &[u8], allow_null: bool) -> Result<Option<Value>, CborError> {
-    let mut s = Scanner {
-        buf: bytes,
-        pos: 0,
-        allow_null,
-    };
+    let mut s = Scanner::new(bytes, allow_null);
     let v = s.node::<BUILD>(0)?;
     if s.pos != bytes.len() {
         return Err(CborError::TrailingBytes {
@@ -342,19 +350,13 @@ fn scan<const BUILD: bool>(bytes: &[u8], allow_null: bool) -> Result<Option<Valu
 /// Decodes one canonical item of at most `limit` bytes in one pass: the
 /// profile check and the parse are the same walk.
 pub fn decode(bytes: &[u8], limit: usize) -> Result<Value, CborError> {
-    if bytes.len() > limit {
-        return Err(CborError::TooLarge {
-            limit,
-            found: bytes.len(),
-        });
-    }
-    scan::<true>(bytes, false)?.ok_or(CborError::NotCanonical)
+    scan::<true>(bytes, limit, false)?.ok_or(CborError::NotCanonical)
 }
 
 /// Decodes a local cache's bytes: the canonical profile plus `null`. Never
 /// for bytes from the wire, where `null` is not part of the profile.
 pub fn decode_local(bytes: &[u8]) -> Result<Value, CborError> {
-    scan::<true>(bytes, true)?.ok_or(CborError::NotCanonical)
+    scan::<true>(bytes, usize::MAX, true)?.ok_or(CborError::NotCanonical)
 }
 
 /// A pull reader for local caches written by this code base (arrays of
@@ -370,11 +372,7 @@ impl<'a> Pull<'a> {
     /// A reader for a local cache: `null` is accepted.
     pub fn new(bytes: &'a [u8]) -> Pull<'a> {
         Pull {
-            s: Scanner {
-                buf: bytes,
-                pos: 0,
-                allow_null: true,
-            },
+            s: Scanner::new(bytes, true),
         }
     }
 
@@ -383,17 +381,8 @@ impl<'a> Pull<'a> {
     /// accepts exactly their canonical encoding.
     pub fn strict(bytes: &'a [u8]) -> Pull<'a> {
         Pull {
-            s: Scanner {
-                buf: bytes,
-                pos: 0,
-                allow_null: false,
-            },
+            s: Scanner::new(bytes, false),
         }
-    }
-
-    /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
-        self.s.remaining()
     }
 
     fn expect(&mut self, major: u8, what: &str) -> Result<Head, CborError> {
@@ -483,6 +472,46 @@ impl<'a> Pull<'a> {
             });
         }
         Ok(())
+    }
+}
+
+/// Canonical heads written straight into a buffer: the counterpart of
+/// [`Pull`] for positional arrays of integers and strings (the sync
+/// protocol's messages), without building a [`Value`] or copying payloads
+/// into one.
+pub mod write {
+    /// A head of major type `major` with argument `n`, in the shortest form.
+    pub fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+        let m = major << 5;
+        if n < 24 {
+            out.push(m | n as u8);
+        } else if n <= 0xff {
+            out.extend_from_slice(&[m | 24, n as u8]);
+        } else if n <= 0xffff {
+            out.push(m | 25);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        } else if n <= 0xffff_ffff {
+            out.push(m | 26);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            out.push(m | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    pub fn uint(out: &mut Vec<u8>, n: u64) {
+        head(out, 0, n);
+    }
+    pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        head(out, 2, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+    pub fn text(out: &mut Vec<u8>, t: &str) {
+        head(out, 3, t.len() as u64);
+        out.extend_from_slice(t.as_bytes());
+    }
+    /// The head of an array of `n` items (written next by the caller).
+    pub fn array(out: &mut Vec<u8>, n: usize) {
+        head(out, 4, n as u64);
     }
 }
 
@@ -767,6 +796,35 @@ mod tests {
             check_canonical(&deeper, 100).unwrap_err().code(),
             "too-deep"
         );
+    }
+
+    #[test]
+    fn written_heads_are_canonical_and_read_back() {
+        for n in [
+            0,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX as u64,
+            1 << 32,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write::array(&mut out, 3);
+            write::uint(&mut out, n);
+            write::bytes(&mut out, &[7; 30]);
+            write::text(&mut out, "é");
+            check_canonical(&out, out.len()).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let mut p = Pull::strict(&out);
+            assert_eq!(p.array().unwrap(), 3);
+            assert_eq!(p.uint().unwrap(), n);
+            assert_eq!(p.bytes().unwrap(), &[7; 30]);
+            assert_eq!(p.text().unwrap(), "é");
+            p.finish().unwrap();
+        }
     }
 
     #[test]

@@ -341,6 +341,22 @@ mod tests {
         let (i, e) =
             verify_run(&k.public(), None, &gapped, &mut |_| None, 10_000, [0; 32]).unwrap_err();
         assert_eq!((i, e.code()), (70, "seq-gap"));
+        // A forged signature before the gap is reported first: the entries
+        // before a chain error are verified too, never passed as valid.
+        let mut bytes = gapped[0].as_bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        gapped[0] = SignedHeader::decode(bytes).unwrap();
+        let (i, e) =
+            verify_run(&k.public(), None, &gapped, &mut |_| None, 10_000, [0; 32]).unwrap_err();
+        assert_eq!(i, 0, "{e}");
+        assert!(matches!(
+            e,
+            FeedError::Entry {
+                source: EntryError::Signature(_),
+                ..
+            }
+        ));
     }
 
     #[test]

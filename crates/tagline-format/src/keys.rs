@@ -63,9 +63,6 @@ pub fn text_form(hrp: &'static str, bytes: &[u8]) -> String {
     bech32::encode_lower::<Bech32m>(hrp, bytes).unwrap_or_default()
 }
 
-/// The bech32 data alphabet: character `i` stands for the 5-bit value `i`.
-const BECH32_CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-
 /// See the id types' `prefix_range`.
 fn prefix_range(hrp: &str, prefix: &str) -> Option<([u8; 32], [u8; 32])> {
     let data = prefix.to_ascii_lowercase();
@@ -73,8 +70,8 @@ fn prefix_range(hrp: &str, prefix: &str) -> Option<([u8; 32], [u8; 32])> {
     let (mut lo, mut hi) = ([0u8; 32], [0xffu8; 32]);
     // 32 bytes are 51.2 characters: the 52nd and later (the checksum) say
     // nothing more about the bytes.
-    for (i, c) in data.bytes().enumerate() {
-        let v = BECH32_CHARSET.iter().position(|x| *x == c)? as u8;
+    for (i, c) in data.chars().enumerate() {
+        let v = bech32::Fe32::from_char(c).ok()?.to_u8();
         for bit in 0..5 {
             let n = i * 5 + bit;
             if n >= 256 {

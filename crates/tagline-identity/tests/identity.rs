@@ -52,6 +52,17 @@ impl Feed {
     fn note(&mut self) -> u64 {
         self.push("tagline/note", note("work"))
     }
+    /// Authorises `device` from its first entry on.
+    fn add_device(&mut self, device: &Feed) -> u64 {
+        self.id(IdentityPayload::DeviceAdd {
+            device: device.public(),
+            from_seq: 1,
+        })
+    }
+    /// Joins this device's feed to `identity`.
+    fn join(&mut self, identity: IdentityId) -> u64 {
+        self.id(IdentityPayload::Join { identity })
+    }
 }
 
 fn run(feeds: &[&Feed]) -> Registry {
@@ -92,16 +103,10 @@ fn two_devices() -> (Feed, Feed, Feed) {
         address: "ada@old.example".into(),
         claimed: false,
     });
-    r.id(IdentityPayload::DeviceAdd {
-        device: d1.public(),
-        from_seq: 1,
-    });
-    r.id(IdentityPayload::DeviceAdd {
-        device: d2.public(),
-        from_seq: 1,
-    });
-    d1.id(IdentityPayload::Join { identity: id });
-    d2.id(IdentityPayload::Join { identity: id });
+    r.add_device(&d1);
+    r.add_device(&d2);
+    d1.join(id);
+    d2.join(id);
     for _ in 0..5 {
         d1.note();
         d2.note();
@@ -125,10 +130,7 @@ fn registries_encode_and_decode_exactly() {
         detail: "d".into(),
     });
     let mut evil = Feed::new(41);
-    evil.id(IdentityPayload::DeviceAdd {
-        device: d2.public(),
-        from_seq: 1,
-    });
+    evil.add_device(&d2);
     let reg = run(&[&r, &d1, &d2, &bridge, &evil]);
     assert!(!reg.problems.is_empty());
     let back = Registry::decode(&reg.encode()).unwrap();
@@ -175,10 +177,7 @@ fn a_device_counts_only_once_it_joined() {
     let mut d3 = Feed::new(9);
     d3.note();
     let mut r = r;
-    r.id(IdentityPayload::DeviceAdd {
-        device: d3.public(),
-        from_seq: 1,
-    });
+    r.add_device(&d3);
     let reg = run(&[&r, &d2, &d3]);
     assert_eq!(reg.identity_of(&d3.public(), 1), None);
     let dev = reg.identities[&IdentityId(r.public())]
@@ -210,10 +209,7 @@ fn forged_authorisation_by_a_non_root_key_is_rejected() {
     let mut evil = Feed::new(7);
     evil.note();
     // A device (not the root) tries to authorise another key.
-    d1.id(IdentityPayload::DeviceAdd {
-        device: evil.public(),
-        from_seq: 1,
-    });
+    d1.add_device(&evil);
     let reg = run(&[&r, &d1, &d2, &evil]);
     assert_eq!(kinds(&reg), [ProblemKind::NotRoot]);
     assert_eq!(reg.identity_of(&evil.public(), 1), None);
@@ -229,10 +225,7 @@ fn a_device_claimed_by_two_identities_counts_for_the_one_it_joined() {
     let (r, d1, d2) = two_devices();
     let mut mallory = Feed::new(8);
     mallory.id(IdentityPayload::Genesis);
-    mallory.id(IdentityPayload::DeviceAdd {
-        device: d1.public(),
-        from_seq: 1,
-    });
+    mallory.add_device(&d1);
     let reg = run(&[&r, &d1, &d2, &mallory]);
     assert_eq!(kinds(&reg), [ProblemKind::DeviceClaimed]);
     assert_eq!(
@@ -422,16 +415,10 @@ fn scenarios() -> Vec<Scenario> {
         let mut d2 = Feed::new(103);
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
-        r.id(IdentityPayload::DeviceAdd {
-            device: d1.public(),
-            from_seq: 1,
-        });
-        r.id(IdentityPayload::DeviceAdd {
-            device: d2.public(),
-            from_seq: 1,
-        });
-        d1.id(IdentityPayload::Join { identity: id });
-        d2.id(IdentityPayload::Join { identity: id });
+        r.add_device(&d1);
+        r.add_device(&d2);
+        d1.join(id);
+        d2.join(id);
         d1.note();
         d2.note();
         d1.note();
@@ -467,11 +454,8 @@ fn scenarios() -> Vec<Scenario> {
         r3.id(IdentityPayload::Profile {
             name: "Third root".into(),
         });
-        r3.id(IdentityPayload::DeviceAdd {
-            device: d.public(),
-            from_seq: 1,
-        });
-        d.id(IdentityPayload::Join { identity: id });
+        r3.add_device(&d);
+        d.join(id);
         d.note();
         out.push(Scenario {
             name: "rotation-chain",
@@ -486,17 +470,11 @@ fn scenarios() -> Vec<Scenario> {
         let mut e = Feed::new(123);
         let id = IdentityId(r.public());
         r.id(IdentityPayload::Genesis);
-        r.id(IdentityPayload::DeviceAdd {
-            device: d.public(),
-            from_seq: 1,
-        });
-        d.id(IdentityPayload::Join { identity: id });
+        r.add_device(&d);
+        d.join(id);
         // A device (not the root) tries to authorise E, which joined.
-        d.id(IdentityPayload::DeviceAdd {
-            device: e.public(),
-            from_seq: 1,
-        });
-        e.id(IdentityPayload::Join { identity: id });
+        d.add_device(&e);
+        e.join(id);
         e.note();
         out.push(Scenario {
             name: "forged-authorisation",
@@ -534,15 +512,9 @@ fn scenarios() -> Vec<Scenario> {
         let mut y = Feed::new(142);
         let mut d = Feed::new(143);
         x.id(IdentityPayload::Genesis);
-        x.id(IdentityPayload::DeviceAdd {
-            device: d.public(),
-            from_seq: 1,
-        });
+        x.add_device(&d);
         y.id(IdentityPayload::Genesis);
-        y.id(IdentityPayload::DeviceAdd {
-            device: d.public(),
-            from_seq: 1,
-        });
+        y.add_device(&d);
         d.id(IdentityPayload::Join {
             identity: IdentityId(x.public()),
         });

@@ -63,7 +63,9 @@ pub struct Config {
     pub wants: BTreeSet<PublicKey>,
     /// This node's own feeds (restore safety).
     pub own: BTreeSet<PublicKey>,
-    /// Projects (their ids) whose publishing feeds are replicated.
+    /// Projects (their ids) whose publishing feeds are replicated: peers are
+    /// asked for them. (Answering peers' topic questions needs the feeds
+    /// publishing to each project, which the node does not compute yet.)
     pub topics: BTreeSet<[u8; 32]>,
     /// Feeds never fetched nor served.
     pub blocked: BTreeSet<PublicKey>,
@@ -157,14 +159,13 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn seed() -> [u8; 32] {
+/// Fresh randomness for batch verification. Its coefficients must be
+/// unpredictable to the sender, so there is no fallback: without the OS
+/// source nothing is ingested.
+fn seed() -> Result<[u8; 32], getrandom::Error> {
     let mut s = [0u8; 32];
-    // Batch verification needs unpredictable coefficients; if the OS source
-    // fails, mix the clock (the batch is still checked, less robustly).
-    if getrandom::fill(&mut s).is_err() {
-        s[..16].copy_from_slice(&u128::from(now_ms()).to_le_bytes());
-    }
-    s
+    getrandom::fill(&mut s)?;
+    Ok(s)
 }
 
 fn build_swarm(key: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError> {
@@ -313,6 +314,7 @@ impl Driver {
                     Some(Command::Want(feeds)) => {
                         let outs = self.sync.want(feeds, now_ms());
                         self.execute(outs);
+                        self.drain();
                     }
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(Status {
@@ -330,6 +332,12 @@ impl Driver {
 
     fn input(&mut self, input: Input<PeerId>) {
         self.queue.push_back(input);
+        self.drain();
+    }
+
+    /// Hands the queued inputs to the machine and carries out its outputs,
+    /// which may queue more (a stored ingest).
+    fn drain(&mut self) {
         while let Some(i) = self.queue.pop_front() {
             let outs = self.sync.handle(i, now_ms());
             self.execute(outs);
@@ -499,15 +507,25 @@ impl Driver {
         feed: PublicKey,
         entries: Vec<tagline_format::Entry>,
     ) -> (u64, Option<Rejection>) {
+        let head_now = |store: &Store| store.feed(&feed).ok().flatten().map_or(0, |m| m.head.seq);
+        let seed = match seed() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("no randomness for batch verification: {e}");
+                let reason = format!("no randomness for batch verification: {e}");
+                return (
+                    head_now(&self.store),
+                    Some(Rejection {
+                        hostile: false,
+                        reason,
+                    }),
+                );
+            }
+        };
         let result = self
             .store
-            .ingest(entries, now_ms(), seed(), IngestMode::BestEffort);
-        let head = self
-            .store
-            .feed(&feed)
-            .ok()
-            .flatten()
-            .map_or(0, |m| m.head.seq);
+            .ingest(entries, now_ms(), seed, IngestMode::BestEffort);
+        let head = head_now(&self.store);
         match result {
             Ok(report) => {
                 let rejected = report.rejected.first().map(|r| {

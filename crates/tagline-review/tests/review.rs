@@ -257,8 +257,7 @@ fn trailers_agree_with_git_interpret_trailers() {
 /// real `git interpret-trailers --parse`.
 #[test]
 fn trailers_agree_with_real_git_on_generated_messages() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    let scratch = tempfile::tempdir().unwrap();
     let pieces = [
         "Reviewed-by: Ada <ada@example.org>",
         "Signed-off-by: Bob <bob@example.org>",
@@ -299,23 +298,13 @@ fn trailers_agree_with_real_git_on_generated_messages() {
             msg.push_str(pieces[i]);
             msg.push('\n');
         }
-        let mut child = Command::new("git")
-            .args(["-c", "core.commentChar=#", "interpret-trailers", "--parse"])
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", "/nonexistent")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("git is needed for this test");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(msg.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let theirs: Vec<String> = String::from_utf8(out.stdout)
+        let out = tagline_e2e::git_with_input(
+            scratch.path(),
+            scratch.path(),
+            &["-c", "core.commentChar=#", "interpret-trailers", "--parse"],
+            Some(msg.as_bytes()),
+        );
+        let theirs: Vec<String> = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(str::to_string)
@@ -334,32 +323,8 @@ fn trailers_agree_with_real_git_on_generated_messages() {
 /// `git patch-id --stable`'s, on commits of random changes made with real git.
 #[test]
 fn patch_ids_agree_with_real_git() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=T",
-                "-c",
-                "user.email=t@example.org",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let git = |args: &[&str]| tagline_e2e::git(dir.path(), dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     let mut seed: u64 = 42;
     let mut next = move || {
@@ -419,20 +384,7 @@ fn patch_ids_agree_with_real_git() {
             &format!("change {round}\n\nbody\n\nSigned-off-by: T <t@example.org>"),
         ]);
         let patch = git(&["format-patch", "-1", "--stdout", "HEAD"]);
-        let mut child = Command::new("git")
-            .args(["patch-id", "--stable"])
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&patch).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let theirs = String::from_utf8(out.stdout)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .map(str::to_string);
+        let theirs = tagline_e2e::git_patch_id(dir.path(), &patch);
         let ours = tagline_review::patchid::stable(&String::from_utf8_lossy(&patch));
         assert_eq!(
             ours,
@@ -445,26 +397,13 @@ fn patch_ids_agree_with_real_git() {
 
 #[test]
 fn patch_ids_of_real_xen_patches_agree_with_git() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    let scratch = tempfile::tempdir().unwrap();
     let dir = corpus().join("xen/patches-from-history");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        let mut child = Command::new("git")
-            .args(["patch-id", "--stable"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&bytes).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let theirs = String::from_utf8(out.stdout)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .map(str::to_string);
+        let theirs = tagline_e2e::git_patch_id(scratch.path(), &bytes);
         assert_eq!(
             tagline_review::patchid::stable(&String::from_utf8_lossy(&bytes)),
             theirs,

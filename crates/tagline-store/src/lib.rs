@@ -1065,7 +1065,6 @@ impl Store {
                 }
             }
             ix.flush_deferred()?;
-            ix.deferred = None;
             ix.meta
                 .insert("indexes", INDEX_VERSION.to_be_bytes().as_slice())?;
         }
@@ -1416,7 +1415,7 @@ impl<'t> Indexes<'t> {
     /// share a prefix: the first by position keeps the prefix row, the
     /// others go to the overflow table, as [`Indexes::insert_id`] does.
     fn flush_deferred(&mut self) -> Result<(), StoreError> {
-        let Some(mut d) = self.deferred.take() else {
+        let Some(mut d) = self.deferred.as_mut().map(std::mem::take) else {
             return Ok(());
         };
         d.ids.sort_unstable();
@@ -1447,7 +1446,6 @@ impl<'t> Indexes<'t> {
         for (k, v) in &d.revision_series {
             self.revision_series.insert(k, v)?;
         }
-        self.deferred = Some(Deferred::default());
         Ok(())
     }
 

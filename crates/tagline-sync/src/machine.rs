@@ -286,11 +286,6 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         std::mem::take(&mut self.out)
     }
 
-    /// The heads this node holds.
-    pub fn local(&self) -> &BTreeMap<PublicKey, u64> {
-        &self.local
-    }
-
     /// Connected peers, and per peer the feeds where it is ahead: (feed,
     /// ours, theirs).
     pub fn behind(&self) -> Vec<(P, Vec<Behind>)> {
@@ -363,12 +358,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
     pub fn handle(&mut self, input: Input<P>, now: u64) -> Vec<Output<P>> {
         match input {
             Input::Connected(p) => self.on_connected(p, now),
-            Input::Disconnected(p) => {
-                if self.peers.remove(&p).is_some() {
-                    self.fetching.retain(|_, q| *q != p);
-                    self.pump_all(now);
-                }
-            }
+            Input::Disconnected(p) => self.drop_peer(&p, now),
             Input::Request {
                 peer,
                 inbound,
@@ -481,9 +471,15 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             reason,
         });
         self.banned.insert(p.clone(), now + BAN_MS);
-        self.peers.remove(p);
-        self.fetching.retain(|_, q| q != p);
-        self.pump_all(now);
+        self.drop_peer(p, now);
+    }
+
+    /// Forgets `p`: the feeds it was fetching go to the other peers.
+    fn drop_peer(&mut self, p: &P, now: u64) {
+        if self.peers.remove(p).is_some() {
+            self.fetching.retain(|_, q| q != p);
+            self.pump_all(now);
+        }
     }
 
     fn on_request(&mut self, p: P, inbound: u64, request: Request, now: u64) {
@@ -802,10 +798,10 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 peer: p.clone(),
                 reason: format!("{MAX_TIMEOUTS} requests failed or timed out"),
             });
-            self.peers.remove(&p);
-            self.fetching.retain(|_, q| *q != p);
+            self.drop_peer(&p, now);
+        } else {
+            self.pump_all(now);
         }
-        self.pump_all(now);
     }
 
     fn on_stored(

@@ -7,6 +7,7 @@
 //! message is accepted.
 
 use tagline_format::PublicKey;
+use tagline_format::cbor::write::{array, bytes, text, uint};
 use tagline_format::cbor::{CborError, Pull};
 use tagline_format::keys::KeyError;
 use tagline_format::limits::{MAX_PAYLOAD_SIZE, MAX_SIGNED_HEADER_SIZE};
@@ -43,10 +44,14 @@ pub struct Record {
     pub payload: Option<Vec<u8>>,
 }
 
+/// Framing bytes a record adds at most: an array head and two byte-string
+/// heads of up to 5 bytes each (payloads are under 2^32 bytes).
+pub const RECORD_OVERHEAD: usize = 1 + 5 + 5;
+
 impl Record {
-    /// Bytes this record takes in a frame (for response budgets).
+    /// Bytes this record takes in a frame, at most (for response budgets).
     pub fn wire_size(&self) -> usize {
-        self.signed.len() + self.payload.as_ref().map_or(0, Vec::len) + 12
+        self.signed.len() + self.payload.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD
     }
 }
 
@@ -125,39 +130,6 @@ impl WireError {
     }
 }
 
-// ---- encoding (a tiny canonical CBOR writer for arrays, uints, strings) ----
-
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[m | 24, n as u8]);
-    } else if n <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= 0xffff_ffff {
-        out.push(m | 26);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-fn uint(out: &mut Vec<u8>, n: u64) {
-    head(out, 0, n);
-}
-fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-    head(out, 2, b.len() as u64);
-    out.extend_from_slice(b);
-}
-fn text(out: &mut Vec<u8>, t: &str) {
-    head(out, 3, t.len() as u64);
-    out.extend_from_slice(t.as_bytes());
-}
-fn array(out: &mut Vec<u8>, n: usize) {
-    head(out, 4, n as u64);
-}
 fn heads(out: &mut Vec<u8>, hs: &[FeedHead]) {
     array(out, hs.len());
     for (k, s) in hs {
@@ -496,6 +468,12 @@ mod tests {
         }
         for r in resps {
             let b = r.encode();
+            if let Response::Entries { records } = &r {
+                // The budget's estimate bounds the real size (5 bytes: the
+                // message's array, type and records' array heads).
+                let budget: usize = records.iter().map(Record::wire_size).sum();
+                assert!(b.len() <= budget + 5, "{} > {budget} + 5", b.len());
+            }
             tagline_format::cbor::check_canonical(&b, MAX_FRAME_SIZE).unwrap();
             assert_eq!(Response::decode(&b).unwrap(), r);
         }

@@ -113,20 +113,20 @@ struct Node {
     idle_events: u32,
 }
 
-#[derive(Debug, Clone)]
+/// A frame on the simulated wire: a request or response with its id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Msg {
     Req { id: u64, bytes: Vec<u8> },
     Resp { id: u64, bytes: Vec<u8> },
 }
 
+/// A message in flight, delivered at `at` (ties broken by send order).
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Scheduled {
     at: std::cmp::Reverse<(u64, u64)>,
     from: usize,
     to: usize,
-    msg: Vec<u8>,
-    kind: u8,
-    id: u64,
+    msg: Msg,
 }
 
 struct Faults {
@@ -213,17 +213,11 @@ impl Sim {
         for _ in 0..copies {
             let at = self.now + 1 + self.rng.below(self.faults.max_latency);
             self.seq += 1;
-            let (kind, id, bytes) = match &msg {
-                Msg::Req { id, bytes } => (0, *id, bytes.clone()),
-                Msg::Resp { id, bytes } => (1, *id, bytes.clone()),
-            };
             self.queue.push(Scheduled {
                 at: std::cmp::Reverse((at, self.seq)),
                 from,
                 to,
-                msg: bytes,
-                kind,
-                id,
+                msg: msg.clone(),
             });
         }
     }
@@ -448,14 +442,17 @@ impl Sim {
                 if !self.connected.contains(&pair(s.from, s.to)) || !self.linked(s.from, s.to) {
                     continue; // connection gone: the message is lost
                 }
-                if s.kind == 0 {
-                    let Ok(request) = Request::decode(&s.msg) else {
+                let (id, bytes) = match &s.msg {
+                    Msg::Req { id, bytes } | Msg::Resp { id, bytes } => (*id, bytes),
+                };
+                if let Msg::Req { .. } = s.msg {
+                    let Ok(request) = Request::decode(bytes) else {
                         continue;
                     };
                     let n = &mut self.nodes[s.to];
                     let inbound = n.next_inbound;
                     n.next_inbound += 1;
-                    n.inbound.insert(inbound, (s.from, s.id));
+                    n.inbound.insert(inbound, (s.from, id));
                     if let (true, Request::Fetch { feed, from, max }) = (n.hostile, &request) {
                         // A hostile node answers every fetch with forgeries.
                         let forged = self.forged(s.to, *feed, *from, *max);
@@ -471,12 +468,12 @@ impl Sim {
                         },
                     );
                 } else {
-                    let response = Response::decode(&s.msg).unwrap();
+                    let response = Response::decode(bytes).unwrap();
                     self.input(
                         s.to,
                         Input::Response {
                             peer: s.from,
-                            id: s.id,
+                            id,
                             response,
                         },
                     );
