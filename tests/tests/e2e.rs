@@ -17,6 +17,8 @@ use std::process::Command;
 
 use tagline_e2e::rule;
 
+mod nodes;
+
 /// The `tagline` binary cargo built beside this test.
 fn tagline_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

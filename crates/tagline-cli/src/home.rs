@@ -168,14 +168,42 @@ fn zeroizing_read(p: &Path) -> Result<String> {
     fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
 }
 
-pub fn open_store(home: &Path) -> Result<Store> {
+pub fn open_store(home: &Path) -> Result<OpenStore> {
     if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
         bail!(
             "{} is not a Tagline data directory (run `tagline init` first, or pass --home)",
             home.display()
         );
     }
-    Ok(Store::open(home)?)
+    // While a node runs it holds the store: borrow it (see tagline-node's api).
+    let lease = match tagline_node::Client::connect(home)? {
+        Some(c) => Some(
+            c.lease()
+                .context("the node running on this data directory did not lend its store")?,
+        ),
+        None => None,
+    };
+    let store = Store::open(home)?;
+    Ok(OpenStore {
+        store,
+        _lease: lease,
+    })
+}
+
+/// The store, opened directly or borrowed from a running node: dereferences
+/// to [`Store`]. Dropping it closes the store, then gives it back.
+#[derive(Debug)]
+pub struct OpenStore {
+    // Field order matters: the store closes before the lease ends.
+    store: Store,
+    _lease: Option<tagline_node::Lease>,
+}
+
+impl std::ops::Deref for OpenStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
 }
 
 /// A UTC calendar date and time.

@@ -9,7 +9,7 @@ use tagline_format::identity::{
     IdentityId, IdentityPayload, email_challenge, normalize_email, rotation,
 };
 use tagline_format::{Entry, PublicKey, SecretKey};
-use tagline_identity::{Input, Registry, resolve};
+use tagline_identity::Registry;
 use tagline_store::Store;
 
 use crate::{guard, home};
@@ -112,25 +112,7 @@ pub fn registry(store: &Store) -> Result<Registry> {
 
 /// [`registry`], with the identity digest read before it.
 fn registry_at(store: &Store) -> Result<([u8; 40], Registry)> {
-    // The digest is read first: an append racing with us can only make the
-    // cache stale (recomputed next time), never wrong.
-    let digest = store.identity_digest()?;
-    if let Some(bytes) = store.identity_cache()?
-        && let Some(reg) = Registry::decode(&bytes)
-    {
-        return Ok((digest, reg));
-    }
-    let stored = store.identity_entries()?;
-    let inputs: Vec<Input<'_>> = stored
-        .iter()
-        .map(|e| Input {
-            signed: &e.signed,
-            payload: e.payload.as_deref(),
-        })
-        .collect();
-    let reg = resolve(&inputs);
-    store.put_identity_cache(&digest, &reg.encode())?;
-    Ok((digest, reg))
+    Ok(tagline_node::interests::registry_at(store)?)
 }
 
 /// The identities that the owners of `keys`, the identities `ids` and the

@@ -6,4 +6,5 @@ pub mod guard;
 pub mod home;
 pub mod ident;
 pub mod maint;
+pub mod netcmd;
 pub mod reviewcmd;

@@ -4,6 +4,7 @@
 //! non-zero exit status; `--json` outputs are documented in docs/json.md.
 
 use tagline_cli::home::civil;
+use tagline_cli::netcmd::{self, List};
 use tagline_cli::{guard, home, ident, maint, reviewcmd};
 
 use std::fs::File;
@@ -198,7 +199,67 @@ enum CiCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum PeersCmd {
+    /// Remember a peer (MULTIADDR, with or without /p2p/PEER_ID) and dial it
+    /// now if a node runs
+    Add { addr: String },
+    /// Forget a peer added with `peers add`
+    Remove { addr: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum SyncCmd {
+    /// Per peer and per feed: how far behind this node is (needs a running node)
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the local node in the foreground: sync feeds with peers, serve the
+    /// local API (creates the data directory and an identity on first run)
+    Node {
+        #[command(flatten)]
+        args: netcmd::NodeArgs,
+    },
+    /// Known and connected peers; `peers add MULTIADDR` to add one
+    Peers {
+        #[command(subcommand)]
+        cmd: Option<PeersCmd>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replication state
+    #[command(subcommand)]
+    Sync(SyncCmd),
+    /// Replicate a feed (tlk1…) or an identity's feeds (tli1…); without an
+    /// argument, list what is followed, subscribed to and blocked
+    Follow {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop replicating a feed or identity (what is stored stays)
+    Unfollow {
+        id: String,
+    },
+    /// Replicate a project: the feeds publishing to it and the identities it names
+    Subscribe {
+        /// Project id, or the name of a project known here
+        project: String,
+    },
+    Unsubscribe {
+        project: String,
+    },
+    /// Never fetch nor serve a feed or an identity's feeds
+    Block {
+        id: String,
+    },
+    Unblock {
+        id: String,
+    },
     /// Create the data directory, an identity (root key) and a first device
     Init {
         /// Only a device key: for a second machine of an existing identity
@@ -339,7 +400,11 @@ enum Command {
         full: bool,
     },
     /// What changed between two versions of a series, patch by patch
-    Interdiff { series: String, v1: u64, v2: u64 },
+    Interdiff {
+        series: String,
+        v1: u64,
+        v2: u64,
+    },
     /// List series with their state, with a maintainer's pre-filters
     Series {
         #[command(flatten)]
@@ -377,6 +442,10 @@ fn run(cli: Cli) -> Result<()> {
         return maint::run(args);
     }
     let home = home::resolve(cli.home)?;
+    if let Command::Node { args } = cli.command {
+        init_logging();
+        return netcmd::node(&home, args);
+    }
     let opts = ident::AppendOpts {
         force: cli.force,
         root_key: cli.root_key.as_deref(),
@@ -406,11 +475,13 @@ fn run(cli: Cli) -> Result<()> {
             let key = home::load_key(&home)?;
             let identity = home::identity(&home)?;
             if json {
+                let node = tagline_node::files::node_key(&home)?;
                 println!(
                     "{}",
                     json!({
                         "feed": key.public().to_string(),
                         "identity": identity.map(|i| i.to_string()),
+                        "peer_id": node.public().to_peer_id().to_string(),
                         "home": home.display().to_string(),
                     })
                 );
@@ -502,8 +573,38 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => reviewcmd::status(&home, &series, project.as_deref(), repo.as_deref(), json),
         Command::Series { filter, json } => reviewcmd::series_list(&home, filter, json),
-        Command::Maintainers { .. } | Command::Completions { .. } => Ok(()), // handled above
+        Command::Peers { cmd: None, json } => netcmd::peers_list(&home, json),
+        Command::Peers {
+            cmd: Some(PeersCmd::Add { addr }),
+            ..
+        } => netcmd::peers_add(&home, &addr),
+        Command::Peers {
+            cmd: Some(PeersCmd::Remove { addr }),
+            ..
+        } => netcmd::peers_remove(&home, &addr),
+        Command::Sync(SyncCmd::Status { json }) => netcmd::sync_status(&home, json),
+        Command::Follow { id: None, json } => netcmd::show_replication(&home, json),
+        Command::Follow { id: Some(id), .. } => netcmd::edit(&home, List::Follow, &id, true),
+        Command::Unfollow { id } => netcmd::edit(&home, List::Follow, &id, false),
+        Command::Subscribe { project } => netcmd::edit(&home, List::Subscribe, &project, true),
+        Command::Unsubscribe { project } => netcmd::edit(&home, List::Subscribe, &project, false),
+        Command::Block { id } => netcmd::edit(&home, List::Block, &id, true),
+        Command::Unblock { id } => netcmd::edit(&home, List::Block, &id, false),
+        Command::Maintainers { .. } | Command::Completions { .. } | Command::Node { .. } => Ok(()), // handled above
     }
+}
+
+/// Logs of `tagline node` go to stderr, filtered by `RUST_LOG` (default:
+/// info for Tagline's crates, warnings for the rest).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,tagline_node=info,tagline_net=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .try_init();
 }
 
 fn read_input(arg: &str) -> Result<Vec<u8>> {

@@ -458,6 +458,13 @@ pub fn project_create(
     Ok(())
 }
 
+/// A project's id from its full id, its name or an id prefix this node knows.
+pub fn project_id(home_dir: &Path, arg: &str) -> Result<EntryId> {
+    let store = home::open_store(home_dir)?;
+    let w = world_of(&store, store.review_entries()?)?;
+    Ok(w.project(Some(arg))?.0)
+}
+
 pub fn project_show(home_dir: &Path, project: Option<&str>, as_json: bool) -> Result<()> {
     let store = home::open_store(home_dir)?;
     let w = world(&store)?;

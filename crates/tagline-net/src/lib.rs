@@ -18,7 +18,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, Swarm, connection_limits, identify, identity::Keypair, mdns, noise, ping,
+    tcp, yamux,
 };
 use tagline_format::PublicKey;
 use tagline_store::{IngestMode, Store};
@@ -35,6 +36,14 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const COMMAND_QUEUE: usize = 256;
 /// Events kept for slow watchers; older ones are dropped for them.
 pub const EVENT_QUEUE: usize = 1024;
+/// Connections kept at once when the configuration does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 128;
+/// Connections per peer (one each way while both dial at once).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections being set up at once, each way (handshakes cost CPU).
+pub const MAX_PENDING_CONNECTIONS: u32 = 32;
+/// Characters of a peer's identify agent string kept for display.
+pub const MAX_AGENT_LEN: usize = 64;
 /// The identify protocol's version string.
 pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
 
@@ -69,6 +78,8 @@ pub struct Config {
     pub topics: BTreeSet<[u8; 32]>,
     /// Feeds never fetched nor served.
     pub blocked: BTreeSet<PublicKey>,
+    /// Most connections at once, in and out together (0: [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: u32,
 }
 
 /// What a running node reports.
@@ -86,6 +97,23 @@ pub enum NetEvent {
     },
     /// Every connected peer has been compared with and nothing is left to fetch.
     Idle,
+    /// A dial failed (`peer` when the address named one).
+    DialFailed {
+        peer: Option<PeerId>,
+        error: String,
+    },
+}
+
+/// What the node replicates: a new [`Config`]'s worth of interests, given to
+/// a running node with [`Handle::set_interests`].
+#[derive(Debug, Clone, Default)]
+pub struct Interests {
+    pub wants: BTreeSet<PublicKey>,
+    pub own: BTreeSet<PublicKey>,
+    pub topics: BTreeSet<[u8; 32]>,
+    /// The feeds this node holds that publish to each topic (to answer peers).
+    pub topic_feeds: BTreeMap<[u8; 32], BTreeSet<PublicKey>>,
+    pub blocked: BTreeSet<PublicKey>,
 }
 
 #[derive(Debug)]
@@ -94,16 +122,33 @@ enum Command {
     Dial(Multiaddr),
     Want(Vec<PublicKey>),
     Status(tokio::sync::oneshot::Sender<Status>),
+    Interests(Interests),
+    Lend(tokio::sync::oneshot::Sender<Arc<Store>>),
+    Resume(Arc<Store>),
     Shutdown,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    /// The address of the first connection (ours to it, or its to us).
+    pub addr: Multiaddr,
+    /// Whether we dialled it.
+    pub dialled: bool,
+    /// Its identify agent string, once known.
+    pub agent: Option<String>,
 }
 
 /// A snapshot of a node's replication state.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
-    pub connected: Vec<PeerId>,
+    pub connected: Vec<PeerInfo>,
     /// Per connected peer, the feeds where it is ahead: (feed, ours, theirs).
     pub behind: Vec<(PeerId, Vec<tagline_sync::machine::Behind>)>,
     pub idle: bool,
+    /// Whether the store is lent out (see [`Handle::lend`]): sync waits.
+    pub lent: bool,
 }
 
 /// Talks to a running node.
@@ -130,6 +175,23 @@ impl Handle {
     pub async fn want(&self, feeds: Vec<PublicKey>) -> Result<(), NetError> {
         self.send(Command::Want(feeds)).await
     }
+    /// Replaces what the node replicates.
+    pub async fn set_interests(&self, i: Interests) -> Result<(), NetError> {
+        self.send(Command::Interests(i)).await
+    }
+    /// Takes the store from the node, so that another process can open the
+    /// database (redb allows one process at a time). The node keeps its
+    /// connections and queues what needs the store until [`Handle::resume`].
+    pub async fn lend(&self) -> Result<Arc<Store>, NetError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::Lend(tx)).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+    /// Gives the store back (opened again): the node compares its heads with
+    /// the ones it knew, announces what was appended meanwhile and goes on.
+    pub async fn resume(&self, store: Arc<Store>) -> Result<(), NetError> {
+        self.send(Command::Resume(store)).await
+    }
     pub async fn status(&self) -> Result<Status, NetError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Command::Status(tx)).await?;
@@ -147,6 +209,7 @@ impl Handle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -168,7 +231,18 @@ fn seed() -> Result<[u8; 32], getrandom::Error> {
     Ok(s)
 }
 
-fn build_swarm(key: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError> {
+fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
+    let mdns_on = config.mdns;
+    let max = if config.max_connections == 0 {
+        DEFAULT_MAX_CONNECTIONS
+    } else {
+        config.max_connections
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(max))
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
+        .with_max_pending_outgoing(Some(MAX_PENDING_CONNECTIONS));
     let t = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -198,6 +272,7 @@ fn build_swarm(key: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError
                 None
             };
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 sync,
                 identify,
                 ping: ping::Behaviour::default(),
@@ -217,7 +292,7 @@ pub async fn spawn(
     key: Keypair,
     config: Config,
 ) -> Result<(Handle, tokio::task::JoinHandle<()>), NetError> {
-    let mut swarm = build_swarm(key, config.mdns)?;
+    let mut swarm = build_swarm(key, &config)?;
     let peer_id = *swarm.local_peer_id();
     for addr in &config.listen {
         swarm
@@ -245,6 +320,7 @@ pub async fn spawn(
         .map(|f| (f.author, f.head.seq))
         .collect();
     let mut sync = Sync::new(local, config.wants.clone(), config.own.clone());
+    // Topic answers: set later with `Handle::set_interests`.
     sync.set_topics(config.topics.clone());
     sync.set_blocked(config.blocked.clone());
     for addr in &config.peers {
@@ -263,7 +339,8 @@ pub async fn spawn(
     let driver = Driver {
         swarm,
         sync,
-        store,
+        store: Some(store),
+        connected: BTreeMap::new(),
         outbound: HashMap::new(),
         inbound: HashMap::new(),
         next_inbound: 1,
@@ -277,7 +354,9 @@ pub async fn spawn(
 struct Driver {
     swarm: Swarm<Behaviour>,
     sync: Sync<PeerId>,
-    store: Arc<Store>,
+    /// `None` while lent out: inputs wait in `queue`.
+    store: Option<Arc<Store>>,
+    connected: BTreeMap<PeerId, PeerInfo>,
     /// libp2p's id of each request the machine sent → (peer, machine's id).
     outbound: HashMap<OutboundRequestId, (PeerId, tagline_sync::RequestId)>,
     /// Response channels of inbound requests, by the id given to the machine.
@@ -291,7 +370,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
-            let wake = self.sync.next_wake().map(|t| {
+            let wake = self.store.as_ref().and(self.sync.next_wake()).map(|t| {
                 let now = now_ms();
                 tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
             });
@@ -309,6 +388,7 @@ impl Driver {
                     Some(Command::Dial(addr)) => {
                         if let Err(e) = self.swarm.dial(addr.clone()) {
                             tracing::warn!(%addr, "cannot dial: {e}");
+                            self.emit(NetEvent::DialFailed { peer: None, error: format!("{addr}: {e}") });
                         }
                     }
                     Some(Command::Want(feeds)) => {
@@ -318,16 +398,61 @@ impl Driver {
                     }
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(Status {
-                            connected: self.swarm.connected_peers().copied().collect(),
+                            connected: self.connected.values().cloned().collect(),
                             behind: self.sync.behind(),
-                            idle: self.sync.is_idle(),
+                            idle: self.sync.is_idle() && self.queue.is_empty(),
+                            lent: self.store.is_none(),
                         });
+                    }
+                    Some(Command::Interests(i)) => {
+                        self.sync.set_topics(i.topics);
+                        for (t, f) in i.topic_feeds {
+                            self.sync.set_topic_feeds(t, f);
+                        }
+                        self.sync.set_blocked(i.blocked);
+                        let outs = self.sync.set_wants(i.wants, i.own, now_ms());
+                        self.execute(outs);
+                        self.drain();
+                    }
+                    Some(Command::Lend(reply)) => {
+                        if let Some(store) = self.store.take() {
+                            tracing::debug!("store lent out");
+                            if let Err(store) = reply.send(store) {
+                                self.store = Some(store);
+                            }
+                        }
+                    }
+                    Some(Command::Resume(store)) => {
+                        tracing::debug!("store back");
+                        self.resume(store);
                     }
                 },
                 () = sleep => self.input(Input::Tick),
             }
         }
         tracing::info!("sync node stopping");
+    }
+
+    /// Takes the store back and tells the machine of heads that moved while
+    /// it was lent (local appends by another process).
+    fn resume(&mut self, store: Arc<Store>) {
+        match store.feeds() {
+            Ok(feeds) => {
+                for f in feeds {
+                    if f.head.seq != self.sync.head_of(&f.author) {
+                        self.queue.push_back(Input::Stored {
+                            feed: f.author,
+                            head: f.head.seq,
+                            from: None,
+                            rejected: None,
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot read the feeds of the store given back: {e}"),
+        }
+        self.store = Some(store);
+        self.drain();
     }
 
     fn input(&mut self, input: Input<PeerId>) {
@@ -338,6 +463,9 @@ impl Driver {
     /// Hands the queued inputs to the machine and carries out its outputs,
     /// which may queue more (a stored ingest).
     fn drain(&mut self) {
+        if self.store.is_none() {
+            return;
+        }
         while let Some(i) = self.queue.pop_front() {
             let outs = self.sync.handle(i, now_ms());
             self.execute(outs);
@@ -353,9 +481,19 @@ impl Driver {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } if num_established.get() == 1 => {
-                tracing::info!(%peer_id, "connected");
+                tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.connected.insert(
+                    peer_id,
+                    PeerInfo {
+                        peer: peer_id,
+                        addr: endpoint.get_remote_address().clone(),
+                        dialled: endpoint.is_dialer(),
+                        agent: None,
+                    },
+                );
                 self.emit(NetEvent::Connected(peer_id));
                 self.input(Input::Connected(peer_id));
             }
@@ -365,6 +503,7 @@ impl Driver {
                 ..
             } => {
                 tracing::info!(%peer_id, "disconnected");
+                self.connected.remove(&peer_id);
                 self.emit(NetEvent::Disconnected(peer_id));
                 self.input(Input::Disconnected(peer_id));
             }
@@ -376,6 +515,22 @@ impl Driver {
                         let _ = self.swarm.dial(addr);
                     }
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(p) = self.connected.get_mut(&peer_id) {
+                    p.agent = Some(info.agent_version.chars().take(MAX_AGENT_LEN).collect());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::info!(peer = ?peer_id, "cannot connect: {error}");
+                self.emit(NetEvent::DialFailed {
+                    peer: peer_id,
+                    error: error.to_string(),
+                });
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -445,7 +600,16 @@ impl Driver {
                     ..
                 } => {
                     let to = from.saturating_add(u64::from(max) - 1);
-                    let response = match self.store.range(&feed, from, to) {
+                    let Some(store) = self.store.clone() else {
+                        self.respond(
+                            inbound,
+                            Response::Refused {
+                                reason: "busy".into(),
+                            },
+                        );
+                        continue;
+                    };
+                    let response = match store.range(&feed, from, to) {
                         Ok(list) => entries_response(list.into_iter().map(|e| Record {
                             signed: e.signed.into_bytes(),
                             payload: e.payload,
@@ -473,7 +637,10 @@ impl Driver {
                     });
                 }
                 Output::Confirm { feed, seq } => {
-                    if let Err(e) = self.store.set_confirmed(&feed, seq) {
+                    let Some(store) = self.store.clone() else {
+                        continue;
+                    };
+                    if let Err(e) = store.set_confirmed(&feed, seq) {
                         tracing::error!("cannot record the confirmed head of {feed}: {e}");
                     }
                 }
@@ -508,13 +675,20 @@ impl Driver {
         entries: Vec<tagline_format::Entry>,
     ) -> (u64, Option<Rejection>) {
         let head_now = |store: &Store| store.feed(&feed).ok().flatten().map_or(0, |m| m.head.seq);
+        let Some(store) = self.store.clone() else {
+            let busy = Rejection {
+                hostile: false,
+                reason: "the store is lent out".into(),
+            };
+            return (self.sync.head_of(&feed), Some(busy));
+        };
         let seed = match seed() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("no randomness for batch verification: {e}");
                 let reason = format!("no randomness for batch verification: {e}");
                 return (
-                    head_now(&self.store),
+                    head_now(&store),
                     Some(Rejection {
                         hostile: false,
                         reason,
@@ -522,10 +696,8 @@ impl Driver {
                 );
             }
         };
-        let result = self
-            .store
-            .ingest(entries, now_ms(), seed, IngestMode::BestEffort);
-        let head = head_now(&self.store);
+        let result = store.ingest(entries, now_ms(), seed, IngestMode::BestEffort);
+        let head = head_now(&store);
         match result {
             Ok(report) => {
                 let rejected = report.rejected.first().map(|r| {

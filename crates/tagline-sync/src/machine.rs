@@ -286,6 +286,50 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         std::mem::take(&mut self.out)
     }
 
+    /// Replaces the wanted and own feeds (after a follow, an unfollow, a new
+    /// subscription or device). Peers are asked about the feeds new to them
+    /// at once; feeds no longer wanted are no longer fetched (what is stored
+    /// stays, and is served).
+    pub fn set_wants(
+        &mut self,
+        wants: BTreeSet<PublicKey>,
+        own: BTreeSet<PublicKey>,
+        now: u64,
+    ) -> Vec<Output<P>> {
+        let new: Vec<PublicKey> = wants
+            .iter()
+            .chain(&own)
+            .filter(|f| !self.wants.contains(f) && !self.own.contains(f))
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.wants = wants;
+        self.own = own;
+        let dropped: BTreeSet<PublicKey> = self
+            .peers
+            .values()
+            .flat_map(|s| s.todo.iter().copied())
+            .filter(|f| !self.wanted(f))
+            .collect();
+        for s in self.peers.values_mut() {
+            s.todo.retain(|f| !dropped.contains(f));
+        }
+        if !new.is_empty() {
+            let peers: Vec<P> = self.peers.keys().cloned().collect();
+            for p in peers {
+                self.send_clock(&p, &new, now);
+            }
+        }
+        self.check_idle();
+        std::mem::take(&mut self.out)
+    }
+
+    /// The head this node holds of `feed` (0: none), as the machine knows it.
+    pub fn head_of(&self, feed: &PublicKey) -> u64 {
+        self.head(feed)
+    }
+
     /// Connected peers, and per peer the feeds where it is ahead: (feed,
     /// ours, theirs).
     pub fn behind(&self) -> Vec<(P, Vec<Behind>)> {

@@ -1,0 +1,305 @@
+//! Real `tagline node` processes on 127.0.0.1: two nodes find each other by
+//! an explicit address and sync; the CLI works while a node holds the store
+//! (the local API lends it); `tagline sync status` shows the peer; a node
+//! killed with SIGKILL and restarted resumes without loss or duplicates;
+//! `tagline node --once` exits 0 when synced and non-zero with the reason
+//! when no peer answers. Every wait is bounded; children are killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::tagline_bin;
+
+/// Longest wait for anything in these tests.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cmd(home: &Path) -> Command {
+    let mut c = Command::new(tagline_bin());
+    c.env("TAGLINE_HOME", home)
+        .env("TAGLINE_STATE_DIR", home.join("state"))
+        .env("RUST_LOG", "warn,tagline_net=info,tagline_node=info");
+    c
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = cmd(home).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tagline {args:?} in {}: {}",
+        home.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running `tagline node`, killed when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+    peer_id: String,
+}
+
+impl Node {
+    fn start(home: &Path, extra: &[&str]) -> Node {
+        let mut child = cmd(home)
+            .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut addr, mut peer_id) = (None, None);
+        let t = Instant::now();
+        while addr.is_none() || peer_id.is_none() {
+            let left = WAIT.saturating_sub(t.elapsed());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("node in {} did not start", home.display()));
+            if let Some(a) = line.strip_prefix("listening  ") {
+                addr = Some(a.trim().to_owned());
+            }
+            if let Some(p) = line.strip_prefix("peer id    ") {
+                peer_id = Some(p.trim().to_owned());
+            }
+        }
+        Node {
+            child,
+            addr: addr.unwrap(),
+            peer_id: peer_id.unwrap(),
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(t.elapsed() < WAIT, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no clean shutdown at all.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The head of `feed` in `home` (0 when none), read through the CLI.
+fn head(home: &Path, feed: &str) -> u64 {
+    let out = cmd(home)
+        .args(["log", feed, "--json", "--limit", "1"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return 0;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["seq"].as_u64())
+        .unwrap_or(0)
+}
+
+fn publish(home: &Path, text: &str) {
+    let mut c = cmd(home)
+        .args(["publish", "--type", "tagline/note", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let j = serde_json::json!({ "0": text }).to_string();
+    c.stdin.take().unwrap().write_all(j.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "publish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn homes() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    (d, a, b)
+}
+
+fn json_of(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap()
+}
+
+#[test]
+fn two_nodes_sync_live_and_the_cli_works_beside_them() {
+    let (_d, a, b) = homes();
+    let ida = json_of(&ok(&a, &["id", "--json"]));
+    let (feed_a, identity_a) = (
+        ida["feed"].as_str().unwrap().to_owned(),
+        ida["identity"].as_str().unwrap().to_owned(),
+    );
+    let node_a = Node::start(&a, &[]);
+    // The node's key is the one `id --json` reports, separate from the feed key.
+    assert_eq!(
+        json_of(&ok(&a, &["id", "--json"]))["peer_id"],
+        node_a.peer_id.as_str()
+    );
+    // Appending while the node runs: the CLI borrows the store.
+    for i in 0..3 {
+        publish(&a, &format!("before {i}"));
+    }
+    let head_a = head(&a, &feed_a);
+    assert!(head_a >= 4, "join entry and three notes, found {head_a}");
+
+    ok(&b, &["follow", &identity_a]);
+    ok(&b, &["peers", "add", &node_a.addr]);
+    let node_b = Node::start(&b, &[]);
+    until("B to hold A's entries", || head(&b, &feed_a) == head_a);
+    // Live: a new entry at A reaches B without a restart.
+    publish(&a, "after");
+    until("B to hold A's new entry", || {
+        head(&b, &feed_a) == head_a + 1
+    });
+
+    let st = json_of(&ok(&b, &["sync", "status", "--json"]));
+    assert_eq!(st["running"], true);
+    let peers: Vec<&str> = st["connected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, vec![node_a.peer_id.as_str()]);
+    let text = ok(&b, &["sync", "status"]);
+    assert!(text.contains(&node_a.peer_id), "{text}");
+    let text = ok(&b, &["peers"]);
+    assert!(
+        text.contains("connected") && text.contains(&node_a.peer_id),
+        "{text}"
+    );
+    // What B stored verifies in full.
+    ok(&b, &["verify"]);
+
+    assert!(node_b.stop().success());
+    assert!(node_a.stop().success());
+    assert!(
+        !a.join("node.sock").exists(),
+        "the API socket is removed on stop"
+    );
+    let st = json_of(&ok(&b, &["sync", "status", "--json"]));
+    assert_eq!(st["running"], false);
+}
+
+#[test]
+fn a_node_killed_with_sigkill_resumes_without_loss_or_duplicates() {
+    let (_d, a, b) = homes();
+    let feed_a = json_of(&ok(&a, &["id", "--json"]))["feed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let node_a = Node::start(&a, &[]);
+    ok(&b, &["follow", &feed_a]);
+    ok(&b, &["peers", "add", &node_a.addr]);
+    let node_b = Node::start(&b, &[]);
+    publish(&a, "one");
+    until("B to hold A's first note", || head(&b, &feed_a) >= 2);
+    node_b.kill9();
+    // A goes on while B is down.
+    for i in 0..20 {
+        publish(&a, &format!("while B was down {i}"));
+    }
+    let head_a = head(&a, &feed_a);
+    let node_b = Node::start(&b, &[]);
+    until("B to catch up after the restart", || {
+        head(&b, &feed_a) == head_a
+    });
+    let log = ok(&b, &["log", &feed_a, "--json"]);
+    let seqs: Vec<u64> = log
+        .lines()
+        .map(|l| json_of(l)["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=head_a).collect::<Vec<_>>(),
+        "each entry once, in order"
+    );
+    ok(&b, &["verify"]);
+    drop(node_b);
+    drop(node_a);
+}
+
+#[test]
+fn node_once_syncs_and_exits_or_says_why_not() {
+    let (_d, a, b) = homes();
+    let feed_a = json_of(&ok(&a, &["id", "--json"]))["feed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No peer known: a clear error, non-zero exit.
+    let out = cmd(&b).args(["node", "--once"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no peers to sync with"), "{err}");
+    // A peer nobody listens on: non-zero, and the reason.
+    let out = cmd(&b)
+        .args(["node", "--once", "--peer", "/ip4/127.0.0.1/tcp/9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not reach any of the 1 known peers"),
+        "{err}"
+    );
+
+    let node_a = Node::start(&a, &[]);
+    for i in 0..5 {
+        publish(&a, &format!("note {i}"));
+    }
+    let head_a = head(&a, &feed_a);
+    ok(&b, &["follow", &feed_a]);
+    ok(&b, &["peers", "add", &node_a.addr]);
+    let out = ok(&b, &["node", "--once", "--timeout", "60"]);
+    assert!(out.contains("synced with 1 peers"), "{out}");
+    assert_eq!(head(&b, &feed_a), head_a);
+    // Nothing new: still done, and nothing changed.
+    let out = ok(&b, &["node", "--once", "--timeout", "60"]);
+    assert!(out.contains("0 feeds updated"), "{out}");
+    drop(node_a);
+}
