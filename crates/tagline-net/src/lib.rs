@@ -406,10 +406,11 @@ impl Driver {
                     }
                     Some(Command::Interests(i)) => {
                         self.sync.set_topics(i.topics);
-                        for (t, f) in i.topic_feeds {
-                            self.sync.set_topic_feeds(t, f);
-                        }
                         self.sync.set_blocked(i.blocked);
+                        for (t, f) in i.topic_feeds {
+                            let outs = self.sync.set_topic_feeds(t, f, now_ms());
+                            self.execute(outs);
+                        }
                         let outs = self.sync.set_wants(i.wants, i.own, now_ms());
                         self.execute(outs);
                         self.drain();

@@ -98,19 +98,10 @@ pub fn parse_project(s: &str) -> Result<EntryId, NodeError> {
 /// A project's publishing feeds, and the identities its project entries name.
 type ProjectFeeds = (BTreeSet<PublicKey>, BTreeSet<IdentityId>);
 
-/// The feeds publishing to each project, and the identities its project
-/// entries name, from the review entries the store holds.
-fn projects(
-    store: &Store,
-    wanted: &BTreeSet<EntryId>,
-) -> Result<BTreeMap<EntryId, ProjectFeeds>, StoreError> {
-    let mut out: BTreeMap<EntryId, ProjectFeeds> = wanted
-        .iter()
-        .map(|p| (*p, (BTreeSet::new(), BTreeSet::new())))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
+/// The feeds publishing to each project the store holds entries of, and
+/// the identities its project entries name.
+fn projects(store: &Store) -> Result<BTreeMap<EntryId, ProjectFeeds>, StoreError> {
+    let mut out: BTreeMap<EntryId, ProjectFeeds> = BTreeMap::new();
     // Revision → project, then everything else by the revision or series it
     // points at.
     let entries = store.review_entries()?;
@@ -140,9 +131,10 @@ fn projects(
             ReviewPayload::Tag(t) => project_of.get(&t.target).copied(),
             ReviewPayload::Withdraw(s) => project_of.get(s).copied(),
         };
-        let Some((feeds, named)) = project.and_then(|p| out.get_mut(&p)) else {
+        let Some(project) = project else {
             continue;
         };
+        let (feeds, named) = out.entry(project).or_default();
         feeds.insert(*e.signed.author());
         if let ReviewPayload::Project(p) = d {
             named.extend(
@@ -185,13 +177,25 @@ pub fn interests(
     for s in &replication.subscribe {
         topics.insert(parse_project(s)?);
     }
-    let mut topic_feeds = BTreeMap::new();
-    for (project, (feeds, named)) in projects(store, &topics)? {
-        for id in named {
-            wants.extend(identity_feeds(&registry, &id));
+    let all = projects(store)?;
+    // A lead's node follows the projects it declared.
+    for project in all.keys() {
+        if let Some(decl) = store.get(project)?
+            && own.contains(decl.signed.author())
+        {
+            topics.insert(*project);
         }
-        // The feeds publishing to it are replicated like follows.
-        wants.extend(feeds.iter().copied());
+    }
+    let mut topic_feeds = BTreeMap::new();
+    for (project, (feeds, named)) in all {
+        if topics.contains(&project) {
+            for id in named {
+                wants.extend(identity_feeds(&registry, &id));
+            }
+            // The feeds publishing to it are replicated like follows.
+            wants.extend(feeds.iter().copied());
+        }
+        // Peers asking about any project held here are answered.
         topic_feeds.insert(project.0, feeds);
     }
     for k in own {

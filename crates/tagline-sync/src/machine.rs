@@ -262,8 +262,42 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
     }
 
     /// The feeds this node holds that publish to `topic` (to answer peers).
-    pub fn set_topic_feeds(&mut self, topic: Topic, feeds: BTreeSet<PublicKey>) {
+    /// Feeds new to the topic are announced at once to the peers that asked
+    /// about it, so a new contributor's revision travels without waiting
+    /// for their next resync.
+    pub fn set_topic_feeds(
+        &mut self,
+        topic: Topic,
+        feeds: BTreeSet<PublicKey>,
+        now: u64,
+    ) -> Vec<Output<P>> {
+        let old = self.topic_feeds.remove(&topic).unwrap_or_default();
+        let new: Vec<(PublicKey, u64)> = feeds
+            .difference(&old)
+            .filter(|f| !self.blocked.contains(f))
+            .map(|f| (*f, self.head(f)))
+            .filter(|(_, h)| *h > 0)
+            .collect();
         self.topic_feeds.insert(topic, feeds);
+        if !new.is_empty() {
+            let peers: Vec<P> = self
+                .peers
+                .iter()
+                .filter(|(_, s)| s.topics.contains(&topic))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in peers {
+                if let Some(s) = self.peers.get_mut(&p) {
+                    for (f, h) in &new {
+                        if s.theirs.get(f).copied().unwrap_or(0) < *h {
+                            s.haves.insert(*f, *h);
+                        }
+                    }
+                }
+                self.pump(&p, now);
+            }
+        }
+        std::mem::take(&mut self.out)
     }
 
     /// Feeds never fetched nor served.
@@ -636,8 +670,17 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             }
             Request::Have { heads } => {
                 for (f, seq) in heads {
-                    if !self.wanted(&f) {
+                    if self.blocked.contains(&f) {
                         continue;
+                    }
+                    if !self.wanted(&f) {
+                        // A feed new to a topic we asked this peer about:
+                        // as in a clock answer, within the same budget.
+                        if self.topics.is_empty() || s.introduced >= MAX_TOPIC_FEEDS_PER_PEER {
+                            continue;
+                        }
+                        s.introduced += 1;
+                        self.discovered.insert(f);
                     }
                     let known = s.theirs.entry(f).or_insert(0);
                     *known = (*known).max(seq);

@@ -356,7 +356,9 @@ impl Sim {
 
     fn refresh_topic(&mut self, node: usize) {
         let feeds: BTreeSet<PublicKey> = self.nodes[node].store.feeds.keys().copied().collect();
-        self.nodes[node].sync.set_topic_feeds(TOPIC, feeds);
+        let now = self.now;
+        let outs = self.nodes[node].sync.set_topic_feeds(TOPIC, feeds, now);
+        self.run_outputs(node, outs);
     }
 
     fn connect(&mut self, a: usize, b: usize) {

@@ -15,6 +15,9 @@ use super::tagline_bin;
 
 /// Longest wait for anything in these tests.
 const WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for what must travel live, not at the next periodic resync
+/// (`RESYNC_INTERVAL_MS`, 60 s).
+const LIVE: Duration = Duration::from_secs(30);
 
 fn cmd(home: &Path) -> Command {
     let mut c = Command::new(tagline_bin());
@@ -110,10 +113,14 @@ impl Drop for Node {
     }
 }
 
-fn until(what: &str, mut f: impl FnMut() -> bool) {
+fn until(what: &str, f: impl FnMut() -> bool) {
+    until_within(what, WAIT, f);
+}
+
+fn until_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -193,7 +200,7 @@ fn two_nodes_sync_live_and_the_cli_works_beside_them() {
     until("B to hold A's entries", || head(&b, &feed_a) == head_a);
     // Live: a new entry at A reaches B without a restart.
     publish(&a, "after");
-    until("B to hold A's new entry", || {
+    until_within("B to hold A's new entry", LIVE, || {
         head(&b, &feed_a) == head_a + 1
     });
 
@@ -302,4 +309,84 @@ fn node_once_syncs_and_exits_or_says_why_not() {
     let out = ok(&b, &["node", "--once", "--timeout", "60"]);
     assert!(out.contains("0 feeds updated"), "{out}");
     drop(node_a);
+}
+
+/// Runs real git in `dir`, isolated from the user's configuration.
+fn git(dir: &Path, args: &[&str]) {
+    tagline_e2e::git(dir, dir, args);
+}
+
+#[test]
+fn a_newcomers_series_reaches_a_subscriber_through_the_leads_node() {
+    let d = tempfile::tempdir().unwrap();
+    let (lead, ada, carol) = (
+        d.path().join("lead"),
+        d.path().join("ada"),
+        d.path().join("carol"),
+    );
+    for h in [&lead, &ada, &carol] {
+        ok(h, &["init"]);
+    }
+    ok(&lead, &["project", "create", "--name", "demo"]);
+    let project = json_of(&ok(&lead, &["project", "show", "--json"]))["project"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lead_identity = json_of(&ok(&lead, &["id", "--json"]))["identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The lead's node follows its own project without being told.
+    let node_lead = Node::start(&lead, &[]);
+
+    // Ada, a newcomer nobody follows, fetches the project once and posts.
+    ok(&ada, &["follow", &lead_identity]);
+    ok(&ada, &["peers", "add", &node_lead.addr]);
+    ok(&ada, &["node", "--once", "--timeout", "60"]);
+    let repo = d.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "base"]);
+    std::fs::write(repo.join("a.c"), "int a = 1;\n").unwrap();
+    git(&repo, &["commit", "-q", "-a", "-m", "a: initialise"]);
+    git(&repo, &["format-patch", "-q", "-1", "-o", "../v1"]);
+    let patch = std::fs::read_dir(d.path().join("v1"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    ok(
+        &ada,
+        &["submit", "--project", "demo", patch.to_str().unwrap()],
+    );
+
+    // Carol subscribes to the project and knows only the lead's node; she
+    // is synced with it before Ada's node comes up, so Ada's series must
+    // travel live (Ada -> lead -> Carol), not in Carol's first exchange.
+    ok(&carol, &["subscribe", &project]);
+    ok(&carol, &["peers", "add", &node_lead.addr]);
+    let node_carol = Node::start(&carol, &[]);
+    until("Carol to hold the project", || {
+        let st = json_of(&ok(&carol, &["sync", "status", "--json"]));
+        st["idle"] == true && st["connected"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    // Past the replication sets' refresh (2 s), so nothing but the live
+    // path is left to carry Ada's series.
+    std::thread::sleep(Duration::from_secs(5));
+    let node_ada = Node::start(&ada, &[]);
+    // Well within the 60 s resync, which would carry it anyway.
+    until_within("Carol to see Ada's series", LIVE, || {
+        let out = cmd(&carol).args(["series", "--json"]).output().unwrap();
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v.as_array().map(|a| a.len()))
+                == Some(1)
+    });
+    let st = json_of(&ok(&carol, &["sync", "status", "--json"]));
+    assert_eq!(st["topics"], 1, "{st}");
+    drop((node_carol, node_ada, node_lead));
 }
