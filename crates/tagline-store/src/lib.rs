@@ -277,6 +277,11 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
+/// Memory redb may use to cache pages of the store (its default is 1 GiB,
+/// which a long-running node would fill with a large store). Reads beyond
+/// it come from the OS page cache.
+pub const STORE_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 /// The store. Cheap to share by reference; redb serialises writers.
 #[derive(Debug)]
 pub struct Store {
@@ -293,7 +298,10 @@ impl Store {
             source,
         })?;
         let path = dir.join(DB_FILE);
-        let db = match Database::create(&path) {
+        let db = match Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked {
