@@ -31,7 +31,7 @@ use tagline_format::feed::verify_run;
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
 use tagline_format::payload::note;
 use tagline_format::{Entry, EntryId, PublicKey, SecretKey, SignedHeader, check_payload};
-use tagline_net::{Config, NetEvent};
+use tagline_net::{Config, Interests, NetEvent};
 use tagline_store::{IngestMode, Store};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -322,7 +322,10 @@ async fn latency() -> (Vec<f64>, Vec<f64>) {
             Config {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                 peers: prev.iter().map(|p| p.parse().unwrap()).collect(),
-                wants: [f].into(),
+                interests: Interests {
+                    wants: [f].into(),
+                    ..Interests::default()
+                },
                 ..Config::default()
             },
         )

@@ -168,6 +168,17 @@ fn zeroizing_read(p: &Path) -> Result<String> {
     fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
 }
 
+/// The feeds this data directory writes: its device feed, and its root
+/// feed when the root key is here.
+pub fn own_feeds(home: &Path) -> Result<std::collections::BTreeSet<tagline_format::PublicKey>> {
+    let mut feeds = std::collections::BTreeSet::new();
+    feeds.insert(load_key(home)?.public());
+    if root_key_path(home).exists() {
+        feeds.insert(load_root(home, None)?.public());
+    }
+    Ok(feeds)
+}
+
 pub fn open_store(home: &Path) -> Result<OpenStore> {
     if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
         bail!(

@@ -918,14 +918,9 @@ fn import(home: &std::path::Path, file: &str, json: bool) -> Result<()> {
     }
     // A newer copy of one of our own feeds (from a backup or another copy of
     // this data directory) confirms our head: record it for the restore guard.
-    let own: Vec<tagline_format::PublicKey> = [
-        home::load_key(home).ok().map(|k| k.public()),
-        home::load_root(home, None).ok().map(|k| k.public()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    for key in own.iter().filter(|k| feeds.contains(*k)) {
+    // (A data directory without readable keys has none of its own.)
+    let own = home::own_feeds(home).unwrap_or_default();
+    for key in own.intersection(&feeds) {
         if let Some(meta) = store.feed(key)? {
             store.set_confirmed(key, meta.head.seq)?;
             guard::record(home, key, &meta.head)?;

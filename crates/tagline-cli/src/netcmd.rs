@@ -1,7 +1,6 @@
 //! `tagline node`, `peers`, `sync status`, `follow`, `subscribe`, `block`:
 //! the local node and what it replicates (tagline-node does the work).
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -35,26 +34,16 @@ pub struct NodeArgs {
     pub timeout: Option<u64>,
 }
 
-/// This node's own feeds and identity.
-fn own(home_dir: &Path) -> Result<Own> {
-    let mut feeds = BTreeSet::new();
-    feeds.insert(home::load_key(home_dir)?.public());
-    if home::root_key_path(home_dir).exists() {
-        feeds.insert(home::load_root(home_dir, None)?.public());
-    }
-    Ok(Own {
-        feeds,
-        identity: home::identity(home_dir)?,
-    })
-}
-
 /// `tagline node`: creates the data directory and identity on first run,
 /// then runs the node in the foreground.
 pub fn node(home_dir: &Path, a: NodeArgs) -> Result<()> {
     if !home::key_path(home_dir).exists() {
         ident::init(home_dir, false)?;
     }
-    let own = own(home_dir)?;
+    let own = Own {
+        feeds: home::own_feeds(home_dir)?,
+        identity: home::identity(home_dir)?,
+    };
     let opts = Options {
         listen: a.listen,
         peers: a.peer,
@@ -259,21 +248,15 @@ pub fn edit(home_dir: &Path, list: List, item: &str, add: bool) -> Result<()> {
         List::Block => (&mut r.block, "blocking"),
     };
     let had = v.contains(&value);
-    if add && !had {
-        v.push(value.clone());
-    } else if !add && had {
-        v.retain(|x| *x != value);
-    }
     if add == had {
-        println!(
-            "{} {value}",
-            if add {
-                format!("already {what}")
-            } else {
-                format!("not {what}")
-            }
-        );
+        let state = if add { "already" } else { "not" };
+        println!("{state} {what} {value}");
         return Ok(());
+    }
+    if add {
+        v.push(value.clone());
+    } else {
+        v.retain(|x| *x != value);
     }
     r.save(home_dir)?;
     println!(

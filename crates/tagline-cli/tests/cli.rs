@@ -269,35 +269,17 @@ fn identity_with_two_devices_rotation_and_offline_root() {
     ok(&b, PUBLISH_NOTE, Some(r#"{"0": "from b"}"#));
 
     // Exchange feeds by export/import: b's device feed to a, a's identity feed to b.
-    let b_feed = tmp.path().join("b.feed");
-    ok(
-        &b,
-        &["export", &b_dev, "-o", b_feed.to_str().unwrap()],
-        None,
-    );
-    ok(&a, &["import", b_feed.to_str().unwrap()], None);
+    transfer(tmp.path(), &b, &a, &b_dev);
     let root = json_of(&ok(&a, &["identity", "show", "--json"], None))["roots"][0]["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let root_feed = tmp.path().join("root.feed");
-    ok(
-        &a,
-        &["export", &root, "-o", root_feed.to_str().unwrap()],
-        None,
-    );
-    ok(&b, &["import", root_feed.to_str().unwrap()], None);
+    transfer(tmp.path(), &a, &b, &root);
     let a_dev = json_of(&ok(&a, &["id", "--json"], None))["feed"]
         .as_str()
         .unwrap()
         .to_string();
-    let a_feed = tmp.path().join("a.feed");
-    ok(
-        &a,
-        &["export", &a_dev, "-o", a_feed.to_str().unwrap()],
-        None,
-    );
-    ok(&b, &["import", a_feed.to_str().unwrap()], None);
+    transfer(tmp.path(), &a, &b, &a_dev);
 
     // A second address, vouched for by b (as a project lead would): verified.
     ok(
@@ -310,13 +292,7 @@ fn identity_with_two_devices_rotation_and_offline_root() {
         &["identity", "vouch", &id, "ada@lists.example.org"],
         None,
     );
-    let vouch_feed = tmp.path().join("vouch.feed");
-    ok(
-        &b,
-        &["export", &b_dev, "-o", vouch_feed.to_str().unwrap()],
-        None,
-    );
-    ok(&a, &["import", vouch_feed.to_str().unwrap()], None);
+    transfer(tmp.path(), &b, &a, &b_dev);
     let show = json_of(&ok(&a, &["identity", "show", "--json"], None));
     let emails = show["emails"].as_array().unwrap();
     let vouched = emails
@@ -514,9 +490,7 @@ fn importing_the_newer_copy_resolves_the_guard() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, copy, dev, err) = diverged_copy(tmp.path());
     assert!(err.contains("would fork"), "{err}");
-    let f = tmp.path().join("copy.feed");
-    ok(&copy, &["export", &dev, "-o", f.to_str().unwrap()], None);
-    ok(&a, &["import", f.to_str().unwrap()], None);
+    transfer(tmp.path(), &copy, &a, &dev);
     let out = ok(&a, PUBLISH_NOTE, Some(r#"{"0": "after catching up"}"#));
     assert!(out.starts_with("3 tle1"), "{out}");
     // Now the copy is behind, and is refused in turn.
@@ -592,27 +566,26 @@ fn maintainers_prints_what_get_maintainer_prints() {
     );
 }
 
+/// Copies `feed` from one home into another through an export file in `tmp`.
+fn transfer(tmp: &Path, from: &Path, to: &Path, feed: &str) {
+    let file = tmp.join(format!("{feed}.feed"));
+    ok(from, &["export", feed, "-o", file.to_str().unwrap()], None);
+    ok(to, &["import", file.to_str().unwrap()], None);
+}
+
 /// Exchanges one home's device feed into another (offline sync).
 fn sync_feed(tmp: &Path, from: &Path, to: &Path) {
     let feed = json_of(&ok(from, &["id", "--json"], None))["feed"]
         .as_str()
         .unwrap()
         .to_string();
-    let file = tmp.join(format!("{}.feed", feed));
-    ok(from, &["export", &feed, "-o", file.to_str().unwrap()], None);
-    ok(to, &["import", file.to_str().unwrap()], None);
+    transfer(tmp, from, to, &feed);
     // The identity feed too, so the device counts for its identity.
     let root = json_of(&ok(from, &["identity", "show", "--json"], None))["roots"][0]["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let rfile = tmp.join(format!("{}.root.feed", root));
-    ok(
-        from,
-        &["export", &root, "-o", rfile.to_str().unwrap()],
-        None,
-    );
-    ok(to, &["import", rfile.to_str().unwrap()], None);
+    transfer(tmp, from, to, &root);
 }
 
 #[test]

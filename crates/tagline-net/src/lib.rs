@@ -59,8 +59,8 @@ pub enum NetError {
     Stopped,
 }
 
-/// What a node replicates and where it connects.
-#[derive(Debug, Clone, Default)]
+/// Where a node listens and connects, and what it replicates.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0`.
     pub listen: Vec<Multiaddr>,
@@ -68,18 +68,22 @@ pub struct Config {
     pub peers: Vec<Multiaddr>,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
-    /// Feeds to replicate (follows, identities' device feeds).
-    pub wants: BTreeSet<PublicKey>,
-    /// This node's own feeds (restore safety).
-    pub own: BTreeSet<PublicKey>,
-    /// Projects (their ids) whose publishing feeds are replicated: peers are
-    /// asked for them. (Answering peers' topic questions needs the feeds
-    /// publishing to each project, which the node does not compute yet.)
-    pub topics: BTreeSet<[u8; 32]>,
-    /// Feeds never fetched nor served.
-    pub blocked: BTreeSet<PublicKey>,
-    /// Most connections at once, in and out together (0: [`DEFAULT_MAX_CONNECTIONS`]).
+    /// Most connections at once, in and out together.
     pub max_connections: u32,
+    /// What to replicate at start; [`Handle::set_interests`] replaces it.
+    pub interests: Interests,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            peers: Vec::new(),
+            mdns: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            interests: Interests::default(),
+        }
+    }
 }
 
 /// What a running node reports.
@@ -104,15 +108,19 @@ pub enum NetEvent {
     },
 }
 
-/// What the node replicates: a new [`Config`]'s worth of interests, given to
-/// a running node with [`Handle::set_interests`].
+/// What a node replicates.
 #[derive(Debug, Clone, Default)]
 pub struct Interests {
+    /// Feeds to replicate (follows, identities' device feeds, project feeds).
     pub wants: BTreeSet<PublicKey>,
+    /// This node's own feeds (restore safety).
     pub own: BTreeSet<PublicKey>,
+    /// Projects (their ids) followed: peers are asked for the feeds that
+    /// publish to them.
     pub topics: BTreeSet<[u8; 32]>,
     /// The feeds this node holds that publish to each topic (to answer peers).
     pub topic_feeds: BTreeMap<[u8; 32], BTreeSet<PublicKey>>,
+    /// Feeds never fetched nor served.
     pub blocked: BTreeSet<PublicKey>,
 }
 
@@ -233,13 +241,8 @@ fn seed() -> Result<[u8; 32], getrandom::Error> {
 
 fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
     let mdns_on = config.mdns;
-    let max = if config.max_connections == 0 {
-        DEFAULT_MAX_CONNECTIONS
-    } else {
-        config.max_connections
-    };
     let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(max))
+        .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
         .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
         .with_max_pending_outgoing(Some(MAX_PENDING_CONNECTIONS));
@@ -319,10 +322,7 @@ pub async fn spawn(
         .into_iter()
         .map(|f| (f.author, f.head.seq))
         .collect();
-    let mut sync = Sync::new(local, config.wants.clone(), config.own.clone());
-    // Topic answers: set later with `Handle::set_interests`.
-    sync.set_topics(config.topics.clone());
-    sync.set_blocked(config.blocked.clone());
+    let sync = Sync::new(local, BTreeSet::new(), BTreeSet::new());
     for addr in &config.peers {
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, "cannot dial: {e}");
@@ -336,7 +336,7 @@ pub async fn spawn(
         peer_id,
         listen_addrs,
     };
-    let driver = Driver {
+    let mut driver = Driver {
         swarm,
         sync,
         store: Some(store),
@@ -347,6 +347,7 @@ pub async fn spawn(
         events: etx,
         queue: VecDeque::new(),
     };
+    driver.set_interests(config.interests);
     let task = tokio::spawn(driver.run(crx));
     Ok((handle, task))
 }
@@ -404,17 +405,7 @@ impl Driver {
                             lent: self.store.is_none(),
                         });
                     }
-                    Some(Command::Interests(i)) => {
-                        self.sync.set_topics(i.topics);
-                        self.sync.set_blocked(i.blocked);
-                        for (t, f) in i.topic_feeds {
-                            let outs = self.sync.set_topic_feeds(t, f, now_ms());
-                            self.execute(outs);
-                        }
-                        let outs = self.sync.set_wants(i.wants, i.own, now_ms());
-                        self.execute(outs);
-                        self.drain();
-                    }
+                    Some(Command::Interests(i)) => self.set_interests(i),
                     Some(Command::Lend(reply)) => {
                         if let Some(store) = self.store.take() {
                             tracing::debug!("store lent out");
@@ -432,6 +423,18 @@ impl Driver {
             }
         }
         tracing::info!("sync node stopping");
+    }
+
+    fn set_interests(&mut self, i: Interests) {
+        self.sync.set_topics(i.topics);
+        self.sync.set_blocked(i.blocked);
+        for (t, f) in i.topic_feeds {
+            let outs = self.sync.set_topic_feeds(t, f, now_ms());
+            self.execute(outs);
+        }
+        let outs = self.sync.set_wants(i.wants, i.own, now_ms());
+        self.execute(outs);
+        self.drain();
     }
 
     /// Takes the store back and tells the machine of heads that moved while

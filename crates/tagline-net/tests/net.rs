@@ -14,7 +14,7 @@ use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use tagline_format::payload::note;
 use tagline_format::{PublicKey, SecretKey};
-use tagline_net::{Config, Handle, NetEvent, spawn};
+use tagline_net::{Config, Handle, Interests, NetEvent, spawn};
 use tagline_store::Store;
 
 /// Longest any test waits for replication.
@@ -68,8 +68,11 @@ async fn node(wants: &[PublicKey], own: &[PublicKey], peers: Vec<Multiaddr>) -> 
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         peers,
         mdns: false,
-        wants: wants.iter().copied().collect(),
-        own: own.iter().copied().collect(),
+        interests: Interests {
+            wants: wants.iter().copied().collect(),
+            own: own.iter().copied().collect(),
+            ..Interests::default()
+        },
         ..Config::default()
     };
     let (handle, task) = spawn(store.clone(), Keypair::generate_ed25519(), config)

@@ -186,9 +186,9 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(mut c) = self.client.take() {
-            // The node also takes the store back when the connection closes.
+            // No answer to wait for: the node takes the store back on
+            // release or when the connection closes, and serialises leases.
             let _ = c.send(&Request::Release);
-            let _ = c.answer();
         }
     }
 }

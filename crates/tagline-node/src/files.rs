@@ -189,8 +189,9 @@ impl Replication {
         let body = toml::to_string(self).map_err(|e| NodeError::Invalid(e.to_string()))?;
         let text = format!(
             "# What this node replicates; written by `tagline follow`, `subscribe`\n\
-             # and `block` (and their `un` forms). Editing by hand is fine; a\n\
-             # running node reads it again on `tagline node reload`.\n{body}"
+             # and `block` (and their `un` forms), which also tell a running node.\n\
+             # Editing by hand is fine: a running node reads it again when feeds\n\
+             # change or at its next start.\n{body}"
         );
         write_atomic(&home.join(REPLICATION_FILE), text.as_bytes())
     }

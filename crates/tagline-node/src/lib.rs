@@ -25,6 +25,8 @@ use tagline_store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::files::Replication;
+
 pub use api::{Client, Lease, NodeInfo, Request};
 pub use config::NodeConfig;
 
@@ -108,27 +110,40 @@ struct Shared {
     lease: tokio::sync::Mutex<()>,
     /// Set when the store could not be opened again: the node must stop.
     fatal: tokio::sync::mpsc::Sender<String>,
-    wanted: std::sync::atomic::AtomicUsize,
-    topics: std::sync::atomic::AtomicUsize,
+    /// What the replication set was last computed from, and its size.
+    last: std::sync::Mutex<Option<(Mark, usize, usize)>>,
 }
+
+/// What the replication set depends on: the identity digest, the review
+/// index's mark ([`Store::review_mark`]) and the replication file.
+type Mark = ([u8; 40], (u64, u64), Replication);
 
 fn store_slot(s: &Shared) -> Option<Arc<Store>> {
     s.store.lock().ok().and_then(|g| g.clone())
 }
 
-/// Computes the replication set again and hands it to the network.
+/// Computes the replication set again, unless nothing it depends on
+/// changed, and hands it to the network.
 async fn refresh(s: &Shared) -> Result<(), NodeError> {
     let _g = s.lease.lock().await;
     let Some(store) = store_slot(s) else {
         return Ok(());
     };
-    let replication = files::Replication::load(&s.home)?;
-    let i = interests::interests(&store, &replication, &s.own.feeds, s.own.identity)?;
+    let replication = Replication::load(&s.home)?;
+    let mark: Mark = (store.identity_digest()?, store.review_mark()?, replication);
+    let unchanged = s
+        .last
+        .lock()
+        .ok()
+        .is_some_and(|l| l.as_ref().is_some_and(|(m, _, _)| *m == mark));
+    if unchanged {
+        return Ok(());
+    }
+    let i = interests::interests(&store, &mark.2, &s.own.feeds, s.own.identity)?;
     drop(store);
-    s.wanted
-        .store(i.wants.len(), std::sync::atomic::Ordering::Relaxed);
-    s.topics
-        .store(i.topics.len(), std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut l) = s.last.lock() {
+        *l = Some((mark, i.wants.len(), i.topics.len()));
+    }
     s.net.set_interests(i).await?;
     Ok(())
 }
@@ -188,27 +203,18 @@ pub async fn run(
     }
     let store = Arc::new(Store::open(home)?);
     let key = files::node_key(home)?;
-    let replication = files::Replication::load(home)?;
-    let i = interests::interests(&store, &replication, &own.feeds, own.identity)?;
     let net_config = tagline_net::Config {
         listen,
         // Dialled below, once events are watched (--once counts dial outcomes).
         peers: Vec::new(),
         // --once syncs with the known peers only.
         mdns: !opts.once && opts.mdns.unwrap_or(config.mdns),
-        wants: i.wants.clone(),
-        own: i.own.clone(),
-        topics: i.topics.clone(),
-        blocked: i.blocked.clone(),
         max_connections: config.max_connections,
+        // Set below by `refresh`, the one place that computes it.
+        interests: tagline_net::Interests::default(),
     };
-    let (wanted, topics) = (i.wants.len(), i.topics.len());
     let (net, task) = tagline_net::spawn(store.clone(), key, net_config).await?;
     let mut events = net.events();
-    net.set_interests(i).await?;
-    for p in &peers {
-        net.dial(p.clone()).await?;
-    }
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel(1);
     let shared = Arc::new(Shared {
         home: home.to_owned(),
@@ -217,9 +223,12 @@ pub async fn run(
         store: std::sync::Mutex::new(Some(store)),
         lease: tokio::sync::Mutex::new(()),
         fatal: fatal_tx,
-        wanted: wanted.into(),
-        topics: topics.into(),
+        last: std::sync::Mutex::new(None),
     });
+    refresh(&shared).await?;
+    for p in &peers {
+        net.dial(p.clone()).await?;
+    }
     // The API: a stale socket from an unclean stop is replaced.
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(|e| NodeError::Io {
@@ -421,7 +430,8 @@ async fn serve_conn(stream: UnixStream, shared: Arc<Shared>) -> Result<(), std::
                 Ok(()) => ok(serde_json::json!({})),
                 Err(e) => error(&e.to_string()),
             },
-            Request::Release => ok(serde_json::json!({})),
+            // Outside a lease there is nothing to release.
+            Request::Release => error("no lease to release"),
             Request::Lease => {
                 lend(&shared, &mut r, &mut w).await?;
                 continue;
@@ -433,6 +443,12 @@ async fn serve_conn(stream: UnixStream, shared: Arc<Shared>) -> Result<(), std::
 
 async fn info(s: &Shared) -> Result<NodeInfo, NodeError> {
     let st = s.net.status().await?;
+    let (wanted_feeds, topics) = s
+        .last
+        .lock()
+        .ok()
+        .and_then(|l| l.as_ref().map(|(_, w, t)| (*w, *t)))
+        .unwrap_or_default();
     Ok(NodeInfo {
         peer_id: s.net.peer_id.to_string(),
         listen: s.net.listen_addrs.iter().map(|a| a.to_string()).collect(),
@@ -460,8 +476,8 @@ async fn info(s: &Shared) -> Result<NodeInfo, NodeError> {
             .collect(),
         idle: st.idle,
         lent: st.lent,
-        wanted_feeds: s.wanted.load(std::sync::atomic::Ordering::Relaxed),
-        topics: s.topics.load(std::sync::atomic::Ordering::Relaxed),
+        wanted_feeds,
+        topics,
     })
 }
 
@@ -537,13 +553,10 @@ async fn lend(
     if let Ok(mut g) = shared.store.lock() {
         *g = Some(store.clone());
     }
+    // What the command appended comes back as feed updates, which refresh
+    // the replication set through the main loop.
     if let Err(e) = shared.net.resume(store).await {
         tracing::error!("cannot give the store back to the network task: {e}");
     }
-    drop(_g);
-    if let Err(e) = refresh(shared).await {
-        tracing::warn!("cannot compute the replication set: {e}");
-    }
-    let _ = w.write_all(&ok(serde_json::json!({}))).await;
     Ok(())
 }

@@ -45,6 +45,19 @@ fn idp(p: &IdentityPayload) -> (String, Vec<u8>) {
     (p.type_name().to_string(), p.encode())
 }
 
+/// Every identity resolved from the store's identity entries, uncached.
+fn resolve_all(store: &Store) -> tagline_identity::Registry {
+    let ids = store.identity_entries().unwrap();
+    let inputs: Vec<tagline_identity::Input<'_>> = ids
+        .iter()
+        .map(|e| tagline_identity::Input {
+            signed: &e.signed,
+            payload: e.payload.as_deref(),
+        })
+        .collect();
+    tagline_identity::resolve(&inputs)
+}
+
 fn seed(kind: u8, n: u8) -> [u8; 32] {
     let mut s = [kind; 32];
     s[1] = n;
@@ -297,32 +310,10 @@ fn benches(c: &mut Criterion) {
     });
     g.sample_size(10);
     g.bench_function("identities/resolve_all", |b| {
-        b.iter(|| {
-            let ids = f.store.identity_entries().unwrap();
-            tagline_identity::resolve(
-                &ids.iter()
-                    .map(|e| tagline_identity::Input {
-                        signed: &e.signed,
-                        payload: e.payload.as_deref(),
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .identities
-            .len()
-        })
+        b.iter(|| resolve_all(&f.store).identities.len())
     });
     let digest = f.store.identity_digest().unwrap();
-    let reg_now = {
-        let ids = f.store.identity_entries().unwrap();
-        tagline_identity::resolve(
-            &ids.iter()
-                .map(|e| tagline_identity::Input {
-                    signed: &e.signed,
-                    payload: e.payload.as_deref(),
-                })
-                .collect::<Vec<_>>(),
-        )
-    };
+    let reg_now = resolve_all(&f.store);
     f.store
         .put_identity_cache(&digest, &reg_now.encode())
         .unwrap();

@@ -571,6 +571,18 @@ impl Store {
         Ok(true)
     }
 
+    /// A cheap mark of the review index: the number of review entries and
+    /// the summary generation (bumped when an entry that points at a series,
+    /// revision or project is indexed). It changes whenever a review entry
+    /// is stored, so what was computed from the review entries under an
+    /// equal mark is still current.
+    pub fn review_mark(&self) -> Result<(u64, u64), StoreError> {
+        let tx = self.read()?;
+        let n = tx.open_table(REVIEW_ENTRIES)?.len()?;
+        let generation = read_generation(&tx.open_table(META)?)?;
+        Ok((n, generation))
+    }
+
     /// The current identity digest (see [`tables::IDENTITY_DIGEST`]).
     pub fn identity_digest(&self) -> Result<[u8; 40], StoreError> {
         read_digest(&self.read()?.open_table(IDENTITY_DIGEST)?)

@@ -307,17 +307,10 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
 
     /// Adds wanted feeds; peers are asked about them at once.
     pub fn want(&mut self, feeds: impl IntoIterator<Item = PublicKey>, now: u64) -> Vec<Output<P>> {
-        let new: Vec<PublicKey> = feeds
-            .into_iter()
-            .filter(|f| self.wants.insert(*f))
-            .collect();
-        if !new.is_empty() {
-            let peers: Vec<P> = self.peers.keys().cloned().collect();
-            for p in peers {
-                self.send_clock(&p, &new, now);
-            }
-        }
-        std::mem::take(&mut self.out)
+        let mut wants = self.wants.clone();
+        wants.extend(feeds);
+        let own = self.own.clone();
+        self.set_wants(wants, own, now)
     }
 
     /// Replaces the wanted and own feeds (after a follow, an unfollow, a new
@@ -331,12 +324,9 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         now: u64,
     ) -> Vec<Output<P>> {
         let new: Vec<PublicKey> = wants
-            .iter()
-            .chain(&own)
+            .union(&own)
             .filter(|f| !self.wants.contains(f) && !self.own.contains(f))
             .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         self.wants = wants;
         self.own = own;

@@ -173,20 +173,21 @@ fn json_of(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap()
 }
 
+/// One field of `tagline id --json` (feed, identity, peer_id).
+fn id_field(home: &Path, field: &str) -> String {
+    json_of(&ok(home, &["id", "--json"]))[field]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn two_nodes_sync_live_and_the_cli_works_beside_them() {
     let (_d, a, b) = homes();
-    let ida = json_of(&ok(&a, &["id", "--json"]));
-    let (feed_a, identity_a) = (
-        ida["feed"].as_str().unwrap().to_owned(),
-        ida["identity"].as_str().unwrap().to_owned(),
-    );
+    let (feed_a, identity_a) = (id_field(&a, "feed"), id_field(&a, "identity"));
     let node_a = Node::start(&a, &[]);
     // The node's key is the one `id --json` reports, separate from the feed key.
-    assert_eq!(
-        json_of(&ok(&a, &["id", "--json"]))["peer_id"],
-        node_a.peer_id.as_str()
-    );
+    assert_eq!(id_field(&a, "peer_id"), node_a.peer_id);
     // Appending while the node runs: the CLI borrows the store.
     for i in 0..3 {
         publish(&a, &format!("before {i}"));
@@ -236,10 +237,7 @@ fn two_nodes_sync_live_and_the_cli_works_beside_them() {
 #[test]
 fn a_node_killed_with_sigkill_resumes_without_loss_or_duplicates() {
     let (_d, a, b) = homes();
-    let feed_a = json_of(&ok(&a, &["id", "--json"]))["feed"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let feed_a = id_field(&a, "feed");
     let node_a = Node::start(&a, &[]);
     ok(&b, &["follow", &feed_a]);
     ok(&b, &["peers", "add", &node_a.addr]);
@@ -274,10 +272,7 @@ fn a_node_killed_with_sigkill_resumes_without_loss_or_duplicates() {
 #[test]
 fn node_once_syncs_and_exits_or_says_why_not() {
     let (_d, a, b) = homes();
-    let feed_a = json_of(&ok(&a, &["id", "--json"]))["feed"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let feed_a = id_field(&a, "feed");
     // No peer known: a clear error, non-zero exit.
     let out = cmd(&b).args(["node", "--once"]).output().unwrap();
     assert!(!out.status.success());
@@ -332,10 +327,7 @@ fn a_newcomers_series_reaches_a_subscriber_through_the_leads_node() {
         .as_str()
         .unwrap()
         .to_owned();
-    let lead_identity = json_of(&ok(&lead, &["id", "--json"]))["identity"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let lead_identity = id_field(&lead, "identity");
     // The lead's node follows its own project without being told.
     let node_lead = Node::start(&lead, &[]);
 
