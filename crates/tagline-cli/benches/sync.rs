@@ -91,7 +91,11 @@ fn tagline(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tagline"));
     c.env("TAGLINE_HOME", home)
         .env("TAGLINE_STATE_DIR", home.join("state"))
-        .env("RUST_LOG", "warn");
+        // TAGLINE_BENCH_LOG (a RUST_LOG filter) shows the receiver's log.
+        .env(
+            "RUST_LOG",
+            std::env::var("TAGLINE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     c
 }
 

@@ -44,6 +44,10 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 pub const MAX_PENDING_CONNECTIONS: u32 = 32;
 /// Characters of a peer's identify agent string kept for display.
 pub const MAX_AGENT_LEN: usize = 64;
+/// Fetched answers stored in one background transaction at most: half of
+/// [`tagline_sync::machine::MAX_UNSTORED_FETCHES`], so that fetching goes on
+/// while a transaction is written.
+pub const WRITE_BATCH_FETCHES: usize = tagline_sync::machine::MAX_UNSTORED_FETCHES / 2;
 /// The identify protocol's version string.
 pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
 
@@ -336,6 +340,7 @@ pub async fn spawn(
         peer_id,
         listen_addrs,
     };
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         swarm,
         sync,
@@ -346,9 +351,13 @@ pub async fn spawn(
         next_inbound: 1,
         events: etx,
         queue: VecDeque::new(),
+        writes: Writes::default(),
+        writing: false,
+        written: done_tx,
+        lend_waiting: None,
     };
     driver.set_interests(config.interests);
-    let task = tokio::spawn(driver.run(crx));
+    let task = tokio::spawn(driver.run(crx, done_rx));
     Ok((handle, task))
 }
 
@@ -366,10 +375,41 @@ struct Driver {
     events: broadcast::Sender<NetEvent>,
     /// Inputs produced while carrying out outputs (a stored ingest).
     queue: VecDeque<Input<PeerId>>,
+    /// Store writes waiting for the writer (see [`Driver::write`]).
+    writes: Writes,
+    /// Whether a write runs on the blocking pool now.
+    writing: bool,
+    /// Where a finished write reports.
+    written: mpsc::UnboundedSender<Written>,
+    /// A lend asked for while a write runs: answered when it ends.
+    lend_waiting: Option<tokio::sync::oneshot::Sender<Arc<Store>>>,
 }
 
+/// Writes the machine asked for, carried out together in the background:
+/// every fetched answer received meanwhile goes into one transaction.
+#[derive(Debug, Default)]
+struct Writes {
+    ingests: Vec<(PeerId, PublicKey, Vec<tagline_format::Entry>)>,
+    confirms: Vec<(PublicKey, u64)>,
+}
+
+impl Writes {
+    fn is_empty(&self) -> bool {
+        self.ingests.is_empty() && self.confirms.is_empty()
+    }
+}
+
+/// What a background write did: per ingested feed, (peer, feed, head
+/// after, why entries were refused).
+#[derive(Debug)]
+struct Written(Vec<(PeerId, PublicKey, u64, Option<Rejection>)>);
+
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut written: mpsc::UnboundedReceiver<Written>,
+    ) {
         loop {
             let wake = self.store.as_ref().and(self.sync.next_wake()).map(|t| {
                 let now = now_ms();
@@ -407,12 +447,8 @@ impl Driver {
                     }
                     Some(Command::Interests(i)) => self.set_interests(i),
                     Some(Command::Lend(reply)) => {
-                        if let Some(store) = self.store.take() {
-                            tracing::debug!("store lent out");
-                            if let Err(store) = reply.send(store) {
-                                self.store = Some(store);
-                            }
-                        }
+                        self.lend_waiting = Some(reply);
+                        self.lend();
                     }
                     Some(Command::Resume(store)) => {
                         tracing::debug!("store back");
@@ -420,9 +456,71 @@ impl Driver {
                     }
                 },
                 () = sleep => self.input(Input::Tick),
+                Some(w) = written.recv() => self.on_written(w),
             }
         }
         tracing::info!("sync node stopping");
+        // A write in progress finishes before the store may be closed.
+        if self.writing {
+            let _ = written.recv().await;
+        }
+    }
+
+    /// Lends the store to whoever waits for it, once no write runs.
+    fn lend(&mut self) {
+        if self.writing || self.lend_waiting.is_none() || self.store.is_none() {
+            return;
+        }
+        let (Some(reply), Some(store)) = (self.lend_waiting.take(), self.store.take()) else {
+            return;
+        };
+        tracing::debug!("store lent out");
+        if let Err(store) = reply.send(store) {
+            self.store = Some(store);
+            self.write();
+        }
+    }
+
+    /// Starts the queued writes on the blocking pool unless one runs, the
+    /// store is away, or a lend waits. The network task goes on meanwhile;
+    /// the machine holds each fetched feed until it hears it was stored.
+    fn write(&mut self) {
+        if self.writing || self.lend_waiting.is_some() || self.writes.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        // At most half the answers the machine lets wait: the network goes
+        // on fetching the other half while these are written.
+        let n = self.writes.ingests.len().min(WRITE_BATCH_FETCHES);
+        let writes = Writes {
+            ingests: self.writes.ingests.drain(..n).collect(),
+            confirms: std::mem::take(&mut self.writes.confirms),
+        };
+        let done = self.written.clone();
+        self.writing = true;
+        tokio::task::spawn_blocking(move || {
+            let written = write_all(&store, writes);
+            // Let go of the store before reporting: a lend may follow at
+            // once, and the borrower must be the only one holding it.
+            drop(store);
+            let _ = done.send(written);
+        });
+    }
+
+    fn on_written(&mut self, w: Written) {
+        self.writing = false;
+        for (peer, feed, head, rejected) in w.0 {
+            self.queue.push_back(Input::Stored {
+                feed,
+                head,
+                from: Some(peer),
+                rejected,
+            });
+        }
+        self.lend();
+        self.drain();
     }
 
     fn set_interests(&mut self, i: Interests) {
@@ -457,6 +555,8 @@ impl Driver {
         }
         self.store = Some(store);
         self.drain();
+        // Another lend may have waited for this one.
+        self.lend();
     }
 
     fn input(&mut self, input: Input<PeerId>) {
@@ -474,6 +574,7 @@ impl Driver {
             let outs = self.sync.handle(i, now_ms());
             self.execute(outs);
         }
+        self.write();
     }
 
     fn emit(&self, e: NetEvent) {
@@ -631,23 +732,8 @@ impl Driver {
                     peer,
                     feed,
                     entries,
-                } => {
-                    let (head, rejected) = self.ingest(feed, entries);
-                    self.queue.push_back(Input::Stored {
-                        feed,
-                        head,
-                        from: Some(peer),
-                        rejected,
-                    });
-                }
-                Output::Confirm { feed, seq } => {
-                    let Some(store) = self.store.clone() else {
-                        continue;
-                    };
-                    if let Err(e) = store.set_confirmed(&feed, seq) {
-                        tracing::error!("cannot record the confirmed head of {feed}: {e}");
-                    }
-                }
+                } => self.writes.ingests.push((peer, feed, entries)),
+                Output::Confirm { feed, seq } => self.writes.confirms.push((feed, seq)),
                 Output::Disconnect { peer, reason } => {
                     tracing::warn!(%peer, "disconnecting: {reason}");
                     let _ = self.swarm.disconnect_peer_id(peer);
@@ -669,60 +755,67 @@ impl Driver {
             let _ = self.swarm.behaviour_mut().sync.send_response(ch, response);
         }
     }
+}
 
-    /// Stores received entries with full validation; the feed's head after,
-    /// and why entries were refused (hostile unless the refusal is about
-    /// time or a fork, which the sender may not know).
-    fn ingest(
-        &mut self,
-        feed: PublicKey,
-        entries: Vec<tagline_format::Entry>,
-    ) -> (u64, Option<Rejection>) {
-        let head_now = |store: &Store| store.feed(&feed).ok().flatten().map_or(0, |m| m.head.seq);
-        let Some(store) = self.store.clone() else {
-            let busy = Rejection {
-                hostile: false,
-                reason: "the store is lent out".into(),
-            };
-            return (self.sync.head_of(&feed), Some(busy));
-        };
-        let seed = match seed() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("no randomness for batch verification: {e}");
-                let reason = format!("no randomness for batch verification: {e}");
-                return (
-                    head_now(&store),
-                    Some(Rejection {
-                        hostile: false,
-                        reason,
-                    }),
-                );
-            }
-        };
-        let result = store.ingest(entries, now_ms(), seed, IngestMode::BestEffort);
-        let head = head_now(&store);
+/// Stores every queued answer in one transaction with full validation, then
+/// records confirmed heads. Per ingested feed: its head after, and why
+/// entries were refused (hostile unless the refusal is about time or a
+/// fork, which the sender may not know).
+fn write_all(store: &Store, writes: Writes) -> Written {
+    let head_of = |feed: &PublicKey| store.feed(feed).ok().flatten().map_or(0, |m| m.head.seq);
+    let feeds: Vec<(PeerId, PublicKey)> = writes.ingests.iter().map(|(p, f, _)| (*p, *f)).collect();
+    let entries: Vec<tagline_format::Entry> =
+        writes.ingests.into_iter().flat_map(|(_, _, e)| e).collect();
+    let mut refused: HashMap<PublicKey, Rejection> = HashMap::new();
+    let started = std::time::Instant::now();
+    let n = entries.len();
+    if !entries.is_empty() {
+        let result = seed()
+            .map_err(|e| format!("no randomness for batch verification: {e}"))
+            .and_then(|seed| {
+                store
+                    .ingest(entries, now_ms(), seed, IngestMode::BestEffort)
+                    .map_err(|e| format!("store error: {e}"))
+            });
         match result {
             Ok(report) => {
-                let rejected = report.rejected.first().map(|r| {
+                for r in report.rejected {
                     let code = r.reason.code();
-                    Rejection {
+                    refused.entry(r.author).or_insert_with(|| Rejection {
                         hostile: !matches!(code, "future-timestamp" | "forked" | "fork"),
                         reason: format!("entry {} of {}: {}", r.seq, r.author, r.reason),
-                    }
-                });
-                (head, rejected)
+                    });
+                }
             }
-            Err(e) => {
-                tracing::error!("cannot store entries of {feed}: {e}");
-                (
-                    head,
-                    Some(Rejection {
-                        hostile: false,
-                        reason: format!("store error: {e}"),
-                    }),
-                )
+            Err(reason) => {
+                tracing::error!("cannot store fetched entries: {reason}");
+                for (_, f) in &feeds {
+                    refused.insert(
+                        *f,
+                        Rejection {
+                            hostile: false,
+                            reason: reason.clone(),
+                        },
+                    );
+                }
             }
         }
     }
+    tracing::debug!(
+        entries = n,
+        feeds = feeds.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "stored fetched entries"
+    );
+    for (feed, seq) in writes.confirms {
+        if let Err(e) = store.set_confirmed(&feed, seq) {
+            tracing::error!("cannot record the confirmed head of {feed}: {e}");
+        }
+    }
+    Written(
+        feeds
+            .into_iter()
+            .map(|(p, f)| (p, f, head_of(&f), refused.remove(&f)))
+            .collect(),
+    )
 }

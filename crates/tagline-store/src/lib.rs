@@ -86,6 +86,72 @@ impl LocalChain<'_> {
     }
 }
 
+/// One feed's part of an ingest: the run of new entries to verify and write.
+struct FeedJob {
+    author: PublicKey,
+    seed: [u8; 32],
+    meta: Option<FeedMeta>,
+    head_seq: u64,
+    /// Entries above the stored head, in sequence order.
+    new: Vec<Entry>,
+    /// How many of `new` follow the head without a gap.
+    run_len: usize,
+    /// Stored entries the run links to (previous and lipmaa links).
+    earlier: HashMap<u64, EntryId>,
+}
+
+impl FeedJob {
+    fn signed(&self) -> &[Entry] {
+        self.new.get(..self.run_len).unwrap_or_default()
+    }
+
+    /// Verifies the run chunk by chunk, calling `verified(from, to)` for
+    /// each verified range (stopping early when it returns false). The
+    /// head after, or the index of the first invalid entry and why.
+    fn verify(
+        &self,
+        now_ms: u64,
+        mut verified: impl FnMut(usize, usize) -> bool,
+    ) -> Result<Option<Head>, (usize, tagline_format::FeedError)> {
+        let signed = self.signed();
+        let head_seq = self.head_seq;
+        let mut head = self.meta.map(|m| m.head);
+        let mut lookup = |t: u64| -> Option<EntryId> {
+            if t > head_seq {
+                usize::try_from(t - head_seq - 1)
+                    .ok()
+                    .and_then(|i| signed.get(i))
+                    .map(|e| e.signed.id())
+            } else {
+                self.earlier.get(&t).copied()
+            }
+        };
+        let mut start = 0usize;
+        for (c, chunk) in signed.chunks(VERIFY_CHUNK).enumerate() {
+            let chunk_seed = derive_seed(&self.seed, c as u64 + 1);
+            match tagline_format::verify_run(
+                &self.author,
+                head,
+                chunk,
+                &mut lookup,
+                now_ms,
+                chunk_seed,
+            ) {
+                Ok(h) => head = h,
+                Err((i, err)) => {
+                    verified(start, start + i);
+                    return Err((start + i, err));
+                }
+            }
+            if !verified(start, start + chunk.len()) {
+                break;
+            }
+            start += chunk.len();
+        }
+        Ok(head)
+    }
+}
+
 /// Entries verified per batch-verification call: per hand-off from the
 /// verification thread to the writer in [`Store::ingest`], and per chunk in
 /// [`Store::verify_all`].
@@ -822,6 +888,7 @@ impl Store {
         {
             let mut w = Writer::open(&tx)?;
             let mut feed_no = 0u64;
+            let mut jobs: Vec<FeedJob> = Vec::with_capacity(per_feed.len());
             for (author, mut list) in per_feed {
                 feed_no += 1;
                 list.sort_by_key(|e| e.signed.seq());
@@ -915,94 +982,92 @@ impl Store {
                     .enumerate()
                     .take_while(|(i, e)| e.signed.seq() == head_seq + 1 + *i as u64)
                     .count();
-                let signed: &[Entry] = new.get(..run_len).unwrap_or_default();
                 let earlier = linked_stored_ids(
                     &w.entries,
                     &author,
                     head_seq,
-                    signed.iter().map(|e| e.signed.seq()),
+                    new.iter().take(run_len).map(|e| e.signed.seq()),
                 )?;
-                let feed_seed = derive_seed(&seed, feed_no);
-                let start_head = meta.map(|m| m.head);
-                // Verify on a second thread, chunk by chunk; write each verified
-                // chunk here meanwhile (and check its payloads).
-                let (result, accepted, payload_err) =
-                    std::thread::scope(|scope| -> Result<_, StoreError> {
-                        let (send, recv) = std::sync::mpsc::sync_channel::<(usize, usize)>(4);
-                        let verifier = scope.spawn(move || {
-                            let mut head = start_head;
-                            let mut lookup = |t: u64| -> Option<EntryId> {
-                                if t > head_seq {
-                                    usize::try_from(t - head_seq - 1)
-                                        .ok()
-                                        .and_then(|i| signed.get(i))
-                                        .map(|e| e.signed.id())
-                                } else {
-                                    earlier.get(&t).copied()
-                                }
-                            };
-                            let mut start = 0usize;
-                            for (c, chunk) in signed.chunks(VERIFY_CHUNK).enumerate() {
-                                let chunk_seed = derive_seed(&feed_seed, c as u64 + 1);
-                                match tagline_format::verify_run(
-                                    &author,
-                                    head,
-                                    chunk,
-                                    &mut lookup,
-                                    now_ms,
-                                    chunk_seed,
-                                ) {
-                                    Ok(h) => head = h,
-                                    Err((i, err)) => {
-                                        let _ = send.send((start, start + i));
-                                        return Err((start + i, err));
-                                    }
-                                }
-                                if send.send((start, start + chunk.len())).is_err() {
-                                    break;
-                                }
-                                start += chunk.len();
-                            }
-                            Ok(head)
-                        });
-                        let mut accepted = 0usize;
-                        let mut payload_err = None;
-                        'chunks: for (from, to) in recv {
-                            for e in signed.get(from..to).unwrap_or_default() {
-                                if let Some(p) = &e.payload
-                                    && let Err(err) = check_payload(e.signed.header(), p)
-                                {
-                                    payload_err = Some(Rejection {
-                                        author,
-                                        seq: e.signed.seq(),
-                                        reason: err.into(),
-                                    });
-                                    break 'chunks;
-                                }
-                                w.put_entry(&e.signed, e.payload.as_deref())?;
-                                accepted += 1;
-                            }
+                jobs.push(FeedJob {
+                    author,
+                    seed: derive_seed(&seed, feed_no),
+                    meta,
+                    head_seq,
+                    new,
+                    run_len,
+                    earlier,
+                });
+            }
+            // Verify on a second thread, feed after feed and chunk by chunk;
+            // write each verified chunk here meanwhile (and check its
+            // payloads), so verifying one feed overlaps writing the one before.
+            let jobs = &jobs;
+            let (results, accepted, payload_errs) =
+                std::thread::scope(|scope| -> Result<_, StoreError> {
+                    let (send, recv) =
+                        std::sync::mpsc::sync_channel::<(usize, usize, usize)>(PIPELINE_DEPTH);
+                    let verifier = scope.spawn(move || {
+                        let mut results = Vec::with_capacity(jobs.len());
+                        for (j, job) in jobs.iter().enumerate() {
+                            let r = job.verify(now_ms, |from, to| send.send((j, from, to)).is_ok());
+                            results.push(r);
                         }
-                        let result = verifier.join().map_err(|_| {
-                            StoreError::Storage("the verification thread panicked".into())
-                        })?;
-                        Ok((result, accepted, payload_err))
+                        results
+                    });
+                    let mut accepted = vec![0usize; jobs.len()];
+                    let mut payload_errs: Vec<Option<Rejection>> = vec![None; jobs.len()];
+                    for (j, from, to) in recv {
+                        let (Some(job), Some(n), Some(perr)) =
+                            (jobs.get(j), accepted.get_mut(j), payload_errs.get_mut(j))
+                        else {
+                            continue;
+                        };
+                        if perr.is_some() {
+                            continue;
+                        }
+                        for e in job.signed().get(from..to).unwrap_or_default() {
+                            if let Some(p) = &e.payload
+                                && let Err(err) = check_payload(e.signed.header(), p)
+                            {
+                                *perr = Some(Rejection {
+                                    author: job.author,
+                                    seq: e.signed.seq(),
+                                    reason: err.into(),
+                                });
+                                break;
+                            }
+                            w.put_entry(&e.signed, e.payload.as_deref())?;
+                            *n += 1;
+                        }
+                    }
+                    let results = verifier.join().map_err(|_| {
+                        StoreError::Storage("the verification thread panicked".into())
                     })?;
+                    Ok((results, accepted, payload_errs))
+                })?;
+            for (((job, result), accepted), payload_err) in
+                jobs.iter().zip(results).zip(accepted).zip(payload_errs)
+            {
+                let author = job.author;
                 report.appended += accepted as u64;
-                if let Some(last) = new.get(accepted.wrapping_sub(1)).filter(|_| accepted > 0) {
-                    w.set_head(meta, &last.signed)?;
+                if let Some(last) = job
+                    .new
+                    .get(accepted.wrapping_sub(1))
+                    .filter(|_| accepted > 0)
+                {
+                    w.set_head(job.meta, &last.signed)?;
                 }
                 if let Some(r) = payload_err {
                     report.rejected.push(r);
                 } else if let Err((i, err)) = result {
-                    let seq = signed.get(i).map_or(0, |e| e.signed.seq());
+                    let seq = job.signed().get(i).map_or(0, |e| e.signed.seq());
                     report.rejected.push(Rejection {
                         author,
                         seq,
                         reason: err.into(),
                     });
-                } else if let Some(gap) = new.get(run_len) {
-                    let expected = head_seq + 1 + run_len as u64;
+                } else if let Some(gap) = job.new.get(job.run_len) {
+                    let expected = job.head_seq + 1 + job.run_len as u64;
                     report.rejected.push(Rejection {
                         author,
                         seq: gap.signed.seq(),

@@ -17,7 +17,15 @@ use crate::wire::{
 /// this bounds the bytes in flight from a peer.
 ///
 /// [`MAX_FRAME_SIZE`]: crate::wire::MAX_FRAME_SIZE
-pub const MAX_INFLIGHT_FETCHES: usize = 2;
+pub const MAX_INFLIGHT_FETCHES: usize = 8;
+/// Fetches sent or answered but not yet reported stored, across all peers.
+/// The driver may store answers in the background while more arrive (and
+/// store many in one transaction); this and [`MAX_UNSTORED_BYTES`] bound
+/// what a node holds in memory meanwhile.
+pub const MAX_UNSTORED_FETCHES: usize = 32;
+/// Bytes of answered fetches waiting to be stored, across all peers, beyond
+/// which no new fetch is sent until some are stored.
+pub const MAX_UNSTORED_BYTES: usize = 64 * 1024 * 1024;
 /// A request without a response after this long (ms) has failed.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Clocks are exchanged again with every peer this often (ms), so that a
@@ -226,6 +234,8 @@ pub struct Sync<P> {
     banned: BTreeMap<P, u64>,
     /// Feed → the peer it is being fetched from (one at a time per feed).
     fetching: BTreeMap<PublicKey, P>,
+    /// Feed → bytes of its answered fetch, until reported stored.
+    unstored: BTreeMap<PublicKey, usize>,
     next_id: RequestId,
     out: Vec<Output<P>>,
     was_idle: bool,
@@ -249,6 +259,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             peers: BTreeMap::new(),
             banned: BTreeMap::new(),
             fetching: BTreeMap::new(),
+            unstored: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
             was_idle: false,
@@ -848,11 +859,18 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             });
         }
         // `fetching` holds the feed until the store reports back.
+        let bytes = entries
+            .iter()
+            .map(|e| e.signed.as_bytes().len() + e.payload.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.unstored.insert(feed, bytes);
         self.out.push(Output::Ingest {
             peer: p.clone(),
             feed,
             entries,
         });
+        // The answer frees a slot: fetch more while it is being stored.
+        self.pump(p, now);
     }
 
     fn on_failed(&mut self, p: P, id: RequestId, now: u64) {
@@ -893,6 +911,9 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             && self.fetching.get(&feed) == Some(p)
         {
             self.fetching.remove(&feed);
+        }
+        if from.is_some() {
+            self.unstored.remove(&feed);
         }
         let before = self.head(&feed);
         if head > before {
@@ -1001,7 +1022,10 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 .values()
                 .filter(|r| matches!(r, Pending::Fetch { .. }))
                 .count();
-            if fetches >= MAX_INFLIGHT_FETCHES {
+            if fetches >= MAX_INFLIGHT_FETCHES
+                || self.fetching.len() >= MAX_UNSTORED_FETCHES
+                || self.unstored.values().sum::<usize>() >= MAX_UNSTORED_BYTES
+            {
                 return;
             }
             let next = s

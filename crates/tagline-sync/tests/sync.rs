@@ -19,7 +19,7 @@ use tagline_format::entry::{Head, create_entry};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
 use tagline_format::review::{Cover, Patch, Project, ReviewPayload, Revision};
 use tagline_format::{EntryId, PublicKey, SecretKey, SignedHeader, validate_received};
-use tagline_sync::machine::Rejection;
+use tagline_sync::machine::{MAX_UNSTORED_FETCHES, Rejection};
 use tagline_sync::{Event, Input, Output, Record, Request, Response, Sync, entries_response};
 
 /// splitmix64: a small, seedable, portable generator.
@@ -133,10 +133,18 @@ struct Faults {
     drop: u64,
     duplicate: u64,
     max_latency: u64,
+    /// Writes finish up to this long after the machine asks for them (0:
+    /// at once), as a driver that stores in the background does.
+    max_write_latency: u64,
 }
+
+/// An ingest the store is still writing: (done at, node, peer, feed, entries).
+type PendingWrite = (u64, usize, usize, PublicKey, Vec<tagline_format::Entry>);
 
 struct Sim {
     rng: Rng,
+    /// Write latencies, drawn apart so that they do not shift the scenario.
+    write_rng: Rng,
     now: u64,
     nodes: Vec<Node>,
     queue: BinaryHeap<Scheduled>,
@@ -146,6 +154,7 @@ struct Sim {
     cut: BTreeMap<(usize, usize), u64>,
     faults: Faults,
     misbehaved: Vec<(usize, usize, String)>,
+    writes: Vec<PendingWrite>,
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -181,6 +190,7 @@ impl Sim {
             .collect();
         Sim {
             rng: Rng(seed),
+            write_rng: Rng(seed ^ 0x7772_6974_6573),
             now: T0,
             nodes,
             queue: BinaryHeap::new(),
@@ -189,6 +199,7 @@ impl Sim {
             cut: BTreeMap::new(),
             faults,
             misbehaved: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -268,6 +279,19 @@ impl Sim {
                         )
                     };
                     self.respond(node, peer, inbound, response);
+                }
+                Output::Ingest {
+                    peer,
+                    feed,
+                    entries,
+                } if self.faults.max_write_latency > 0 => {
+                    let at = self.now + 1 + self.write_rng.below(self.faults.max_write_latency);
+                    self.writes.push((at, node, peer, feed, entries));
+                    let waiting = self.writes.iter().filter(|w| w.1 == node).count();
+                    assert!(
+                        waiting <= MAX_UNSTORED_FETCHES,
+                        "node {node} has {waiting} answers waiting to be stored"
+                    );
                 }
                 Output::Ingest {
                     peer,
@@ -417,7 +441,8 @@ impl Sim {
                 .filter(|n| n.online)
                 .filter_map(|n| n.sync.next_wake())
                 .min();
-            let t = [next_msg, next_timer, Some(next_maintenance)]
+            let next_write = self.writes.iter().map(|w| w.0).min();
+            let t = [next_msg, next_timer, next_write, Some(next_maintenance)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -480,6 +505,25 @@ impl Sim {
                         },
                     );
                 }
+            }
+            let (due, later): (Vec<PendingWrite>, Vec<PendingWrite>) =
+                std::mem::take(&mut self.writes)
+                    .into_iter()
+                    .partition(|w| w.0 <= self.now);
+            self.writes = later;
+            for (_, node, peer, feed, entries) in due {
+                let now = self.now;
+                let (head, rejected) = self.nodes[node].store.ingest(feed, entries, now);
+                self.refresh_topic(node);
+                self.input(
+                    node,
+                    Input::Stored {
+                        feed,
+                        head,
+                        from: Some(peer),
+                        rejected,
+                    },
+                );
             }
             for i in 0..self.nodes.len() {
                 if self.nodes[i].online
@@ -698,6 +742,7 @@ fn nodes_converge_under_loss_duplication_partitions_and_churn() {
                 drop: 50,
                 duplicate: 50,
                 max_latency: 300,
+                max_write_latency: 400,
             },
         );
         let entries: u64 = sim.nodes[0].store.heads().values().sum();
@@ -720,6 +765,7 @@ fn a_hostile_node_is_banned_and_stores_nothing_forged() {
                 drop: 10,
                 duplicate: 10,
                 max_latency: 100,
+                max_write_latency: 50,
             },
         );
         // Make it claim far more than exists of an honest feed, then serve forgeries.
@@ -759,6 +805,7 @@ fn an_entry_crosses_a_chain_by_announcements_well_before_a_resync() {
             drop: 0,
             duplicate: 0,
             max_latency: 20,
+            max_write_latency: 0,
         },
     );
     // C follows A and B explicitly too (not only through the topic).
@@ -787,4 +834,87 @@ fn an_entry_crosses_a_chain_by_announcements_well_before_a_resync() {
         took < tagline_sync::machine::RESYNC_INTERVAL_MS / 10,
         "took {took} ms: forwarded, not waiting for a resync"
     );
+}
+
+/// Answers that wait to be stored are bounded across peers: with every
+/// answer left unstored, the machine stops fetching at
+/// `MAX_UNSTORED_FETCHES`, and one more fetch goes out per stored answer.
+#[test]
+fn answers_waiting_to_be_stored_are_bounded() {
+    let keys: Vec<SecretKey> = (0..100u8)
+        .map(|i| SecretKey::from_seed(&[i + 100; 32]))
+        .collect();
+    let first: BTreeMap<PublicKey, tagline_format::Entry> = keys
+        .iter()
+        .map(|k| {
+            let note = tagline_format::payload::note("x");
+            let e = create_entry(k, None, None, T0, "tagline/note", note).unwrap();
+            (k.public(), e)
+        })
+        .collect();
+    let wants: BTreeSet<PublicKey> = first.keys().copied().collect();
+    let mut sync: Sync<u8> = Sync::new(BTreeMap::new(), wants.clone(), BTreeSet::new());
+    let peer = 7u8;
+    let mut outs = sync.handle(Input::Connected(peer), T0);
+    let mut ingests: Vec<PublicKey> = Vec::new();
+    let mut fetches = 0usize;
+    // Answer every request at once; never report a store.
+    for _ in 0..1000 {
+        let mut next = Vec::new();
+        for o in outs {
+            match o {
+                Output::Send { id, request, .. } => {
+                    let response = match request {
+                        Request::Clock { heads, .. } => Response::Clock {
+                            heads: heads.iter().map(|(f, _)| (*f, 1)).collect(),
+                        },
+                        Request::Fetch { feed, from, .. } => {
+                            assert_eq!(from, 1);
+                            fetches += 1;
+                            let e = &first[&feed];
+                            Response::Entries {
+                                records: vec![Record {
+                                    signed: e.signed.as_bytes().to_vec(),
+                                    payload: e.payload.clone(),
+                                }],
+                            }
+                        }
+                        Request::Have { .. } => Response::Ack,
+                    };
+                    next.extend(sync.handle(Input::Response { peer, id, response }, T0 + 1));
+                }
+                Output::Ingest { feed, .. } => ingests.push(feed),
+                _ => {}
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        outs = next;
+    }
+    assert_eq!(ingests.len(), MAX_UNSTORED_FETCHES);
+    assert_eq!(fetches, MAX_UNSTORED_FETCHES);
+    // One answer stored: one more fetch.
+    let outs = sync.handle(
+        Input::Stored {
+            feed: ingests[0],
+            head: 1,
+            from: Some(peer),
+            rejected: None,
+        },
+        T0 + 2,
+    );
+    let sent = outs
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    request: Request::Fetch { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(sent, 1);
 }
