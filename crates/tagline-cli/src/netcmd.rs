@@ -99,6 +99,7 @@ pub fn peers_list(home_dir: &Path, as_json: bool) -> Result<()> {
                 "configured": config.peers,
                 "added": added,
                 "running": info.is_some(),
+                "listening": info.as_ref().map(|i| &i.listen),
                 "connected": info.as_ref().map(|i| &i.connected),
             })
         );
@@ -112,6 +113,9 @@ pub fn peers_list(home_dir: &Path, as_json: bool) -> Result<()> {
     }
     match info {
         Some(i) => {
+            for a in &i.listen {
+                println!("reachable  {a}");
+            }
             for p in &i.connected {
                 println!(
                     "connected  {}  {}  {}{}",

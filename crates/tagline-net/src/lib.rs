@@ -1,12 +1,18 @@
 //! Tagline's network driver: the [`tagline_sync::Sync`] state machine run
-//! over libp2p (TCP, noise, yamux; request-response on `/tagline/sync/1`;
-//! identify, ping, mDNS) on a [`tagline_store::Store`]. The clock and the
-//! randomness for batch verification are read here, at the edge.
+//! over libp2p on a [`tagline_store::Store`]: TCP (noise, yamux) and QUIC;
+//! request-response on `/tagline/sync/1`; identify and ping; mDNS on the
+//! LAN; Kademlia (`/tagline/kad/1`) to find, beyond it, the nodes that hold
+//! the projects and feeds followed; gossipsub for new-head announcements
+//! ([`announce`]), validated before they are forwarded; circuit relay v2
+//! (client always, server when configured) and DCUtR for nodes behind NAT;
+//! connection and memory limits. The clock and the randomness for batch
+//! verification are read here, at the edge.
 //!
 //! [`spawn`] starts a node on the current tokio runtime and returns a
 //! [`Handle`] to tell it about local appends, dial peers, follow feeds, watch
 //! its events and shut it down.
 
+pub mod announce;
 pub mod codec;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -14,12 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, connection_limits, identify, identity::Keypair, mdns, noise, ping,
-    tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, dcutr, gossipsub, identify,
+    identity::Keypair, kad, mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 use tagline_format::PublicKey;
 use tagline_store::{IngestMode, Store};
@@ -28,6 +36,8 @@ use tagline_sync::{Event, Input, Output, Record, Response, Sync, entries_respons
 use tokio::sync::{broadcast, mpsc};
 
 pub use codec::{PROTOCOL, SyncCodec};
+
+use announce::{Subject, Verdict};
 
 /// A connection with no stream open is closed after this long. Clock
 /// exchanges every `RESYNC_INTERVAL_MS` keep connections to peers in use.
@@ -50,6 +60,31 @@ pub const MAX_AGENT_LEN: usize = 64;
 pub const WRITE_BATCH_FETCHES: usize = tagline_sync::machine::MAX_UNSTORED_FETCHES / 2;
 /// The identify protocol's version string.
 pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
+/// Tagline's Kademlia protocol: a DHT of Tagline nodes only.
+pub const KAD_PROTOCOL: &str = "/tagline/kad/1";
+/// Kademlia refreshes its routing table this often.
+pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Addresses of one peer added to the routing table from its identify.
+pub const MAX_KAD_ADDRS_PER_PEER: usize = 8;
+/// The node asks the DHT who provides the projects and feeds it follows this
+/// often ([`MAX_DISCOVERY_QUERIES`] subjects per round, in turn) and dials
+/// the providers it is not connected to.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
+/// The first discovery round, after start (time to bootstrap).
+pub const FIRST_DISCOVERY: Duration = Duration::from_secs(2);
+/// Provider lookups per discovery round.
+pub const MAX_DISCOVERY_QUERIES: usize = 16;
+/// New connections are refused while the process uses more memory.
+pub const MAX_NODE_MEMORY_BYTES: usize = 1024 * 1024 * 1024;
+/// A relay (`relay_server`) keeps at most this many reservations ...
+pub const RELAY_MAX_RESERVATIONS: usize = 128;
+/// ... and relays at most this many circuits at once,
+pub const RELAY_MAX_CIRCUITS: usize = 32;
+/// each for at most this long ...
+pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
+/// ... and this many bytes (libp2p's default, 128 KiB, is too small for a
+/// sync; a relay is a deliberate service, like an SSB pub or Radicle seed).
+pub const RELAY_MAX_CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -76,6 +111,15 @@ pub struct Config {
     pub max_connections: u32,
     /// What to replicate at start; [`Handle::set_interests`] replaces it.
     pub interests: Interests,
+    /// Addresses others reach this node at (a public address, a forwarded
+    /// port). With one, the node answers Kademlia queries (server mode) and
+    /// can serve as a relay; without, it only asks.
+    pub external: Vec<Multiaddr>,
+    /// Act as a circuit relay (v2) for nodes behind NAT.
+    pub relay_server: bool,
+    /// Relays (with `/p2p/`) to listen through: peers reach this node at
+    /// `RELAY/p2p-circuit/p2p/THIS_NODE`.
+    pub relays: Vec<Multiaddr>,
 }
 
 impl Default for Config {
@@ -86,6 +130,9 @@ impl Default for Config {
             mdns: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             interests: Interests::default(),
+            external: Vec::new(),
+            relay_server: false,
+            relays: Vec::new(),
         }
     }
 }
@@ -161,6 +208,8 @@ pub struct Status {
     pub idle: bool,
     /// Whether the store is lent out (see [`Handle::lend`]): sync waits.
     pub lent: bool,
+    /// Where the node listens now, relayed addresses included.
+    pub listening: Vec<Multiaddr>,
 }
 
 /// Talks to a running node.
@@ -222,10 +271,21 @@ impl Handle {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossip: gossipsub::Behaviour,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+}
+
+/// The Kademlia key under which the nodes holding `s` provide it.
+fn provider_key(s: &Subject) -> kad::RecordKey {
+    kad::RecordKey::new(&s.topic().hash().into_string())
 }
 
 fn now_ms() -> u64 {
@@ -245,6 +305,7 @@ fn seed() -> Result<[u8; 32], getrandom::Error> {
 
 fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
     let mdns_on = config.mdns;
+    let relay_on = config.relay_server;
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
@@ -259,7 +320,11 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
             yamux::Config::default,
         )
         .map_err(|e| t(&e))?
-        .with_behaviour(|key| {
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| t(&e))?
+        .with_behaviour(|key, relay_client| {
+            let me = key.public().to_peer_id();
             let sync = request_response::Behaviour::with_codec(
                 SyncCodec,
                 [(PROTOCOL, ProtocolSupport::Full)],
@@ -278,12 +343,43 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
             } else {
                 None
             };
+            let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
+            let kad = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), kad_config);
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validate_messages()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .message_id_fn(announce::message_id)
+                .max_transmit_size(announce::MAX_GOSSIP_TRANSMIT)
+                .build()?;
+            let gossip = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            let relay = relay_on.then(|| {
+                relay::Behaviour::new(
+                    me,
+                    relay::Config {
+                        max_reservations: RELAY_MAX_RESERVATIONS,
+                        max_circuits: RELAY_MAX_CIRCUITS,
+                        max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+                        max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+                        ..relay::Config::default()
+                    },
+                )
+            });
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_NODE_MEMORY_BYTES),
                 sync,
                 identify,
                 ping: ping::Behaviour::default(),
                 mdns: Toggle::from(mdns),
+                kad,
+                gossip,
+                relay_client,
+                relay: Toggle::from(relay),
+                dcutr: dcutr::Behaviour::new(me),
             })
         })
         .map_err(|e| t(&e))?
@@ -327,9 +423,26 @@ pub async fn spawn(
         .map(|f| (f.author, f.head.seq))
         .collect();
     let sync = Sync::new(local, BTreeSet::new(), BTreeSet::new());
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
+    }
+    let mut bootstrap = false;
     for addr in &config.peers {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            bootstrap = true;
+        }
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, "cannot dial: {e}");
+        }
+    }
+    if bootstrap && let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+        tracing::debug!("no Kademlia bootstrap: {e}");
+    }
+    for relay in &config.relays {
+        let circuit = relay.clone().with(Protocol::P2pCircuit);
+        if let Err(e) = swarm.listen_on(circuit) {
+            tracing::warn!(%relay, "cannot listen through the relay: {e}");
         }
     }
     let (ctx, crx) = mpsc::channel(COMMAND_QUEUE);
@@ -355,6 +468,13 @@ pub async fn spawn(
         writing: false,
         written: done_tx,
         lend_waiting: None,
+        subscribed: BTreeMap::new(),
+        provided: BTreeSet::new(),
+        discover: Vec::new(),
+        discover_next: 0,
+        blocked: BTreeSet::new(),
+        topic_feeds: BTreeMap::new(),
+        dht_ready: false,
     };
     driver.set_interests(config.interests);
     let task = tokio::spawn(driver.run(crx, done_rx));
@@ -383,6 +503,20 @@ struct Driver {
     written: mpsc::UnboundedSender<Written>,
     /// A lend asked for while a write runs: answered when it ends.
     lend_waiting: Option<tokio::sync::oneshot::Sender<Arc<Store>>>,
+    /// Gossipsub topics subscribed to, and what each is about.
+    subscribed: BTreeMap<gossipsub::TopicHash, Subject>,
+    /// What this node provides in the DHT (projects it holds, its own feeds).
+    provided: BTreeSet<Subject>,
+    /// What it looks for in the DHT (projects and feeds followed), in turn.
+    discover: Vec<Subject>,
+    discover_next: usize,
+    blocked: BTreeSet<PublicKey>,
+    /// The feeds publishing to each project held (to announce on its topic).
+    topic_feeds: BTreeMap<[u8; 32], BTreeSet<PublicKey>>,
+    /// Whether the DHT routing table has had a peer: until then provider
+    /// records reach nobody, so the first peer triggers providing and a
+    /// discovery round.
+    dht_ready: bool,
 }
 
 /// Writes the machine asked for, carried out together in the background:
@@ -410,6 +544,11 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut written: mpsc::UnboundedReceiver<Written>,
     ) {
+        let mut discovery = tokio::time::interval_at(
+            tokio::time::Instant::now() + FIRST_DISCOVERY,
+            DISCOVERY_INTERVAL,
+        );
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.store.as_ref().and(self.sync.next_wake()).map(|t| {
                 let now = now_ms();
@@ -427,6 +566,11 @@ impl Driver {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::Stored { feed, head }) => self.input(Input::Stored { feed, head, from: None, rejected: None }),
                     Some(Command::Dial(addr)) => {
+                        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                            // A known peer is a way into the DHT too.
+                            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                        }
                         if let Err(e) = self.swarm.dial(addr.clone()) {
                             tracing::warn!(%addr, "cannot dial: {e}");
                             self.emit(NetEvent::DialFailed { peer: None, error: format!("{addr}: {e}") });
@@ -443,6 +587,7 @@ impl Driver {
                             behind: self.sync.behind(),
                             idle: self.sync.is_idle() && self.queue.is_empty(),
                             lent: self.store.is_none(),
+                            listening: self.swarm.listeners().cloned().collect(),
                         });
                     }
                     Some(Command::Interests(i)) => self.set_interests(i),
@@ -457,6 +602,7 @@ impl Driver {
                 },
                 () = sleep => self.input(Input::Tick),
                 Some(w) = written.recv() => self.on_written(w),
+                _ = discovery.tick() => self.discover(),
             }
         }
         tracing::info!("sync node stopping");
@@ -524,6 +670,9 @@ impl Driver {
     }
 
     fn set_interests(&mut self, i: Interests) {
+        self.gossip_and_dht(&i);
+        self.blocked.clone_from(&i.blocked);
+        self.topic_feeds.clone_from(&i.topic_feeds);
         self.sync.set_topics(i.topics);
         self.sync.set_blocked(i.blocked);
         for (t, f) in i.topic_feeds {
@@ -533,6 +682,174 @@ impl Driver {
         let outs = self.sync.set_wants(i.wants, i.own, now_ms());
         self.execute(outs);
         self.drain();
+    }
+
+    /// Subscribes to the gossip topics of what `i` follows (at most
+    /// [`announce::MAX_GOSSIP_TOPICS`]), provides in the DHT what this node
+    /// holds, and sets what discovery looks for.
+    fn gossip_and_dht(&mut self, i: &Interests) {
+        let projects = i.topics.iter().map(|t| Subject::Project(*t));
+        let own = i.own.iter().map(|f| Subject::Feed(*f));
+        let follows = i
+            .wants
+            .iter()
+            .filter(|f| !i.own.contains(*f) && !i.blocked.contains(*f))
+            .map(|f| Subject::Feed(*f));
+        let mut want: BTreeMap<gossipsub::TopicHash, Subject> = BTreeMap::new();
+        for s in projects.chain(own).chain(follows.clone()) {
+            if want.len() >= announce::MAX_GOSSIP_TOPICS {
+                break;
+            }
+            want.insert(s.topic().hash(), s);
+        }
+        let gone: Vec<Subject> = self
+            .subscribed
+            .iter()
+            .filter(|(t, _)| !want.contains_key(*t))
+            .map(|(_, s)| *s)
+            .collect();
+        for s in gone {
+            self.swarm.behaviour_mut().gossip.unsubscribe(&s.topic());
+        }
+        for s in want.values() {
+            if !self.subscribed.contains_key(&s.topic().hash())
+                && let Err(e) = self.swarm.behaviour_mut().gossip.subscribe(&s.topic())
+            {
+                tracing::warn!("cannot subscribe to {}: {e}", s.topic());
+            }
+        }
+        self.subscribed = want;
+        let provide: BTreeSet<Subject> = i
+            .topic_feeds
+            .keys()
+            .map(|t| Subject::Project(*t))
+            .chain(i.own.iter().map(|f| Subject::Feed(*f)))
+            .collect();
+        for s in self.provided.difference(&provide) {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .stop_providing(&provider_key(s));
+        }
+        for s in provide.difference(&self.provided) {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(provider_key(s))
+            {
+                tracing::warn!("cannot provide {} in the DHT: {e}", s.topic());
+            }
+        }
+        self.provided = provide;
+        self.discover = i
+            .topics
+            .iter()
+            .map(|t| Subject::Project(*t))
+            .chain(follows)
+            .collect();
+    }
+
+    /// One discovery round: asks the DHT who provides the next subjects.
+    fn discover(&mut self) {
+        let n = self.discover.len();
+        for _ in 0..n.min(MAX_DISCOVERY_QUERIES) {
+            let Some(s) = self.discover.get(self.discover_next % n).copied() else {
+                break;
+            };
+            self.discover_next = self.discover_next.wrapping_add(1);
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .get_providers(provider_key(&s));
+        }
+    }
+
+    /// Announces a new local head on the gossip topics of its feed and of
+    /// the projects the feed publishes to.
+    fn announce(&mut self, feed: PublicKey, head: u64) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let signed = match store.range(&feed, head, head) {
+            Ok(list) => match list.into_iter().next() {
+                Some(e) => e.signed.into_bytes(),
+                None => return,
+            },
+            Err(e) => {
+                tracing::error!("cannot read the head of {feed} to announce it: {e}");
+                return;
+            }
+        };
+        let projects = self
+            .topic_feeds
+            .iter()
+            .filter(|(_, fs)| fs.contains(&feed))
+            .map(|(t, _)| Subject::Project(*t));
+        let subjects: Vec<Subject> = std::iter::once(Subject::Feed(feed))
+            .chain(projects)
+            .collect();
+        for s in subjects {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossip
+                .publish(s.topic(), signed.clone())
+            {
+                Ok(_) => tracing::debug!(%feed, head, topic = %s.topic(), "announced"),
+                // Nobody listening yet: clock exchanges and haves carry it.
+                Err(e) => tracing::debug!(%feed, head, "not announced on {}: {e}", s.topic()),
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = e
+        else {
+            return;
+        };
+        let verdict = announce::judge(
+            &message.topic,
+            &message.data,
+            &self.subscribed,
+            |f| self.sync.head_of(f),
+            |f| self.blocked.contains(f),
+        );
+        let (acceptance, head) = match verdict {
+            Verdict::Accept(sh) => (gossipsub::MessageAcceptance::Accept, Some(sh)),
+            Verdict::Ignore(why) => {
+                tracing::trace!(peer = %propagation_source, "announcement ignored: {why}");
+                (gossipsub::MessageAcceptance::Ignore, None)
+            }
+            Verdict::Reject(why) => {
+                // Honest peers check before they forward: this one did not.
+                self.input(Input::Misbehaved {
+                    peer: propagation_source,
+                    reason: format!("forwarded {why}"),
+                });
+                (gossipsub::MessageAcceptance::Reject, None)
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+        if let Some(sh) = head {
+            // Fetch from the publisher when connected to it, else from the
+            // peer that relayed it (which may hold it, or will).
+            let peer = message
+                .source
+                .filter(|p| self.connected.contains_key(p))
+                .unwrap_or(propagation_source);
+            self.input(Input::Announced {
+                peer,
+                heads: vec![(*sh.author(), sh.seq())],
+            });
+        }
     }
 
     /// Takes the store back and tells the machine of heads that moved while
@@ -571,6 +888,16 @@ impl Driver {
             return;
         }
         while let Some(i) = self.queue.pop_front() {
+            if let Input::Stored {
+                feed,
+                head,
+                from: None,
+                ..
+            } = &i
+                && *head > self.sync.head_of(feed)
+            {
+                self.announce(*feed, *head);
+            }
             let outs = self.sync.handle(i, now_ms());
             self.execute(outs);
         }
@@ -629,6 +956,59 @@ impl Driver {
                 if let Some(p) = self.connected.get_mut(&peer_id) {
                     p.agent = Some(info.agent_version.chars().take(MAX_AGENT_LEN).collect());
                 }
+                // Tagline nodes that answer DHT queries join the routing table.
+                if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+                    for addr in info.listen_addrs.into_iter().take(MAX_KAD_ADDRS_PER_PEER) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result:
+                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                        providers,
+                        ..
+                    })),
+                ..
+            })) => {
+                let me = *self.swarm.local_peer_id();
+                for p in providers {
+                    if p != me && !self.swarm.is_connected(&p) {
+                        tracing::debug!(peer = %p, "found through the DHT");
+                        let opts = DialOpts::peer_id(p)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!(peer = %p, "cannot dial a provider: {e}");
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) if !self.dht_ready => {
+                tracing::debug!(%peer, "into the DHT");
+                self.dht_ready = true;
+                for s in self.provided.clone() {
+                    if let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .start_providing(provider_key(&s))
+                    {
+                        tracing::warn!("cannot provide {} in the DHT: {e}", s.topic());
+                    }
+                }
+                self.discover();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                tracing::info!(relay = %relay_peer_id, "reachable through the relay");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {
+                tracing::debug!("hole punching: {e:?}");
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::info!(peer = ?peer_id, "cannot connect: {error}");
@@ -639,6 +1019,10 @@ impl Driver {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                // An address through a relay reaches this node by definition.
+                if address.iter().any(|p| p == Protocol::P2pCircuit) {
+                    self.swarm.add_external_address(address);
+                }
             }
             _ => {}
         }

@@ -62,11 +62,20 @@ impl Node {
 }
 
 async fn node(wants: &[PublicKey], own: &[PublicKey], peers: Vec<Multiaddr>) -> Node {
+    node_with(wants, own, |c| c.peers = peers).await
+}
+
+/// A node on 127.0.0.1 TCP, its configuration adjusted by `f`.
+async fn node_with(wants: &[PublicKey], own: &[PublicKey], f: impl FnOnce(&mut Config)) -> Node {
+    // RUST_LOG=tagline_net=debug shows what the nodes do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let config = Config {
+    let mut config = Config {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        peers,
         mdns: false,
         interests: Interests {
             wants: wants.iter().copied().collect(),
@@ -75,6 +84,7 @@ async fn node(wants: &[PublicKey], own: &[PublicKey], peers: Vec<Multiaddr>) -> 
         },
         ..Config::default()
     };
+    f(&mut config);
     let (handle, task) = spawn(store.clone(), Keypair::generate_ed25519(), config)
         .await
         .unwrap();
@@ -264,5 +274,224 @@ async fn a_peer_serving_forgeries_is_dropped_and_nothing_is_stored() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     evil_task.abort();
+    honest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_carries_the_sync() {
+    let ka = SecretKey::from_seed(&[11; 32]);
+    let quic = |c: &mut Config| c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+    let a = node_with(&[], &[ka.public()], quic).await;
+    assert!(a.addr().to_string().contains("/quic-v1/"), "{}", a.addr());
+    let b = node_with(&[ka.public()], &[], |c| {
+        quic(c);
+        c.peers = vec![a.addr()];
+    })
+    .await;
+    let head = a.publish(&ka, 5, "over quic").await;
+    until("B to hold A's entries over QUIC", || {
+        b.head(&ka.public()) == head
+    })
+    .await;
+    let st = b.handle.status().await.unwrap();
+    assert!(st.connected[0].addr.to_string().contains("quic-v1"));
+    for n in [a, b] {
+        n.stop().await;
+    }
+}
+
+/// A TCP address on 127.0.0.1 with a port free now, for a node that must
+/// know its address before it starts (to name it as external).
+fn free_addr() -> Multiaddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
+/// C knows only A (a DHT server that does not hold B's feed); B, reachable
+/// at its address, provides its feed in the DHT. C finds B through A's DHT
+/// and syncs from B directly: with mDNS off and A holding nothing of B's,
+/// the DHT is C's only way to B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_is_found_through_the_dht() {
+    let kb = SecretKey::from_seed(&[12; 32]);
+    let fb = kb.public();
+    let reachable = |addr: Multiaddr| {
+        move |c: &mut Config| {
+            c.listen = vec![addr.clone()];
+            c.external = vec![addr];
+        }
+    };
+    let a = node_with(&[], &[], reachable(free_addr())).await;
+    let b_addr = free_addr();
+    let b = node_with(&[], &[fb], |c| {
+        reachable(b_addr)(c);
+        c.peers = vec![a.addr()];
+    })
+    .await;
+    b.publish(&kb, 4, "find me").await;
+    let c = node_with(&[fb], &[], |c| c.peers = vec![a.addr()]).await;
+    until("C to find B and hold its feed", || c.head(&fb) == 4).await;
+    assert_eq!(a.head(&fb), 0, "A never held B's feed");
+    let st = c.handle.status().await.unwrap();
+    assert!(
+        st.connected.iter().any(|p| p.peer == b.handle.peer_id),
+        "C connected to B"
+    );
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+/// A listens through relay R (it could be behind NAT); B reaches A only at
+/// R/p2p-circuit/p2p/A and syncs A's feed through the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_a_relay_is_reached_through_it() {
+    let ka = SecretKey::from_seed(&[13; 32]);
+    let r_addr = free_addr();
+    let r = node_with(&[], &[], |c| {
+        c.listen = vec![r_addr.clone()];
+        c.external = vec![r_addr.clone()];
+        c.relay_server = true;
+    })
+    .await;
+    let a = node_with(&[], &[ka.public()], |c| {
+        // No listening of its own: reachable through the relay only.
+        c.listen = vec![];
+        c.relays = vec![r.addr()];
+    })
+    .await;
+    let relayed = tokio::time::timeout(WAIT, async {
+        loop {
+            let st = a.handle.status().await.unwrap();
+            if let Some(addr) = st
+                .listening
+                .iter()
+                .find(|l| l.to_string().contains("p2p-circuit"))
+            {
+                break addr.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("A listens through the relay");
+    let head = a.publish(&ka, 3, "relayed").await;
+    // RELAY/p2p/R/p2p-circuit/p2p/A, as A reports it.
+    let circuit = relayed;
+    assert!(circuit.to_string().ends_with(&a.handle.peer_id.to_string()));
+    let b = node_with(&[ka.public()], &[], |c| c.peers = vec![circuit]).await;
+    until("B to hold A's entries through the relay", || {
+        b.head(&ka.public()) == head
+    })
+    .await;
+    let st = b.handle.status().await.unwrap();
+    let to_a = st
+        .connected
+        .iter()
+        .find(|p| p.peer == a.handle.peer_id)
+        .unwrap();
+    assert!(
+        to_a.addr.to_string().contains("p2p-circuit"),
+        "{}",
+        to_a.addr
+    );
+    for n in [a, b, r] {
+        n.stop().await;
+    }
+}
+
+/// A peer that forwards an invalid announcement on a followed feed's topic
+/// is disconnected; the announcement goes no further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_forwarding_a_forged_announcement_is_dropped() {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+    use tagline_net::announce::{self, Subject};
+
+    let ka = SecretKey::from_seed(&[14; 32]);
+    let forger = SecretKey::from_seed(&[15; 32]);
+    let honest = node(&[ka.public()], &[], vec![]).await;
+    let mut events = honest.handle.events();
+    // A header signed by the forger, relabelled as ka's.
+    let forged = {
+        let e = tagline_format::entry::create_entry(
+            &forger,
+            None,
+            None,
+            now_ms(),
+            "tagline/note",
+            note("forged"),
+        )
+        .unwrap();
+        let mut bytes = e.signed.as_bytes().to_vec();
+        let at = bytes
+            .windows(32)
+            .position(|w| w == forger.public().as_bytes())
+            .unwrap();
+        bytes[at..at + 32].copy_from_slice(ka.public().as_bytes());
+        bytes
+    };
+    let topic = Subject::Feed(ka.public()).topic();
+    let mut evil = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .message_id_fn(announce::message_id)
+                .build()
+                .unwrap();
+            let b: gossipsub::Behaviour = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                config,
+            )
+            .unwrap();
+            b
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    evil.behaviour_mut().subscribe(&topic).unwrap();
+    let evil_id = *evil.local_peer_id();
+    evil.dial(honest.addr()).unwrap();
+    let evil_task = tokio::spawn(async move {
+        let mut sent = false;
+        loop {
+            match evil.select_next_some().await {
+                SwarmEvent::Behaviour(gossipsub::Event::Subscribed { topic: t, .. })
+                    if t == topic.hash() && !sent =>
+                {
+                    evil.behaviour_mut()
+                        .publish(topic.clone(), forged.clone())
+                        .unwrap();
+                    sent = true;
+                }
+                SwarmEvent::ConnectionClosed { .. } if sent => break,
+                _ => {}
+            }
+        }
+    });
+    let blamed = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(NetEvent::Misbehaved { peer, reason }) = events.recv().await {
+                break (peer, reason);
+            }
+        }
+    })
+    .await
+    .expect("the forwarder is blamed");
+    assert_eq!(blamed.0, evil_id);
+    assert!(blamed.1.contains("announcement"), "{}", blamed.1);
+    tokio::time::timeout(WAIT, evil_task)
+        .await
+        .expect("the forwarder is disconnected")
+        .unwrap();
+    assert_eq!(honest.head(&ka.public()), 0);
     honest.stop().await;
 }

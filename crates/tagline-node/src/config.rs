@@ -23,8 +23,8 @@ pub const DEFAULT_CONFIG: &str = r#"# Tagline node configuration (`tagline node`
 # Flags override these keys: `tagline node --help`.
 
 # Addresses to listen on, as libp2p multiaddrs. Port 0 picks a free port.
-# TCP with noise encryption and yamux multiplexing.
-listen = ["/ip4/0.0.0.0/tcp/7411", "/ip6/::/tcp/7411"]
+# TCP (with noise encryption and yamux multiplexing) and QUIC.
+listen = ["/ip4/0.0.0.0/tcp/7411", "/ip6/::/tcp/7411", "/ip4/0.0.0.0/udp/7411/quic-v1", "/ip6/::/udp/7411/quic-v1"]
 
 # Peers dialled at start, as multiaddrs, with or without /p2p/PEER_ID.
 # `tagline peers add MULTIADDR` keeps its own list in the file `peers`
@@ -33,6 +33,23 @@ peers = []
 
 # Find peers on the local network with mDNS.
 mdns = true
+
+# Addresses other nodes can reach this one at, if any: a public address or
+# a forwarded port, e.g. "/ip4/203.0.113.7/tcp/7411". With one, the node
+# answers DHT (Kademlia) queries for others and can serve as a relay;
+# without, it only asks. Known peers (above and in `peers`) are its way
+# into the DHT.
+external = []
+
+# Relay connections for nodes behind NAT (circuit relay v2), as SSB pubs and
+# Radicle seeds do. Needs `external`. Each circuit is limited in time and
+# bytes (see docs/node.md).
+relay = false
+
+# Relays to listen through when this node cannot be reached directly, as
+# multiaddrs ending in /p2p/RELAY_PEER_ID. Peers then reach it at
+# RELAY_ADDRESS/p2p-circuit/p2p/THIS_PEER_ID (`tagline peers` prints it).
+relays = []
 
 # Most connections kept at once, incoming and outgoing together.
 max_connections = 128
@@ -54,6 +71,12 @@ pub struct NodeConfig {
     pub mdns: bool,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    #[serde(default)]
+    pub external: Vec<String>,
+    #[serde(default)]
+    pub relay: bool,
+    #[serde(default)]
+    pub relays: Vec<String>,
     #[serde(default = "default_once_timeout")]
     pub once_timeout_secs: u64,
 }
@@ -62,6 +85,8 @@ fn default_listen() -> Vec<String> {
     vec![
         format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
         format!("/ip6/::/tcp/{DEFAULT_PORT}"),
+        format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+        format!("/ip6/::/udp/{DEFAULT_PORT}/quic-v1"),
     ]
 }
 fn yes() -> bool {
@@ -81,6 +106,9 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             mdns: true,
             max_connections: default_max_connections(),
+            external: Vec::new(),
+            relay: false,
+            relays: Vec::new(),
             once_timeout_secs: DEFAULT_ONCE_TIMEOUT_SECS,
         }
     }
@@ -104,8 +132,22 @@ impl NodeConfig {
     /// Parses a configuration and checks its addresses.
     pub fn parse(text: &str) -> Result<NodeConfig, String> {
         let c: NodeConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-        for a in c.listen.iter().chain(&c.peers) {
+        for a in c.listen.iter().chain(&c.peers).chain(&c.external) {
             parse_addr(a)?;
+        }
+        for a in &c.relays {
+            let addr = parse_addr(a)?;
+            if !matches!(
+                addr.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            ) {
+                return Err(format!(
+                    "relays: {a:?} does not end in /p2p/PEER_ID (the relay's peer id is needed to reserve a slot)"
+                ));
+            }
+        }
+        if c.relay && c.external.is_empty() {
+            return Err("relay = true needs an `external` address that others can reach".into());
         }
         if c.max_connections == 0 {
             return Err("max_connections must be at least 1, found 0".into());
@@ -148,6 +190,10 @@ mod tests {
             e.contains("example.org:7411") && e.contains("multiaddr"),
             "{e}"
         );
+        let e = NodeConfig::parse("relays = [\"/ip4/192.0.2.1/tcp/7411\"]").unwrap_err();
+        assert!(e.contains("/p2p/"), "{e}");
+        let e = NodeConfig::parse("relay = true").unwrap_err();
+        assert!(e.contains("external"), "{e}");
         let e = NodeConfig::parse("max_connections = 0").unwrap_err();
         assert!(e.contains("max_connections"), "{e}");
         assert!(NodeConfig::parse("mdns = \"yes\"").is_err());

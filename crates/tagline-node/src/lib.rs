@@ -166,6 +166,13 @@ fn peer_addrs(
 }
 
 /// Runs the node until Ctrl-C or SIGTERM (or, with `--once`, until synced).
+fn parse_all(addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+    addrs
+        .iter()
+        .map(|a| config::parse_addr(a).map_err(NodeError::Invalid))
+        .collect()
+}
+
 /// `ready` is called once it listens.
 pub async fn run(
     home: &Path,
@@ -212,6 +219,14 @@ pub async fn run(
         max_connections: config.max_connections,
         // Set below by `refresh`, the one place that computes it.
         interests: tagline_net::Interests::default(),
+        external: parse_all(&config.external)?,
+        // --once is a client only: no relaying, no listening through relays.
+        relay_server: !opts.once && config.relay,
+        relays: if opts.once {
+            Vec::new()
+        } else {
+            parse_all(&config.relays)?
+        },
     };
     let (net, task) = tagline_net::spawn(store.clone(), key, net_config).await?;
     let mut events = net.events();
@@ -451,7 +466,18 @@ async fn info(s: &Shared) -> Result<NodeInfo, NodeError> {
         .unwrap_or_default();
     Ok(NodeInfo {
         peer_id: s.net.peer_id.to_string(),
-        listen: s.net.listen_addrs.iter().map(|a| a.to_string()).collect(),
+        // Where it listens now (relayed addresses too), each with /p2p/.
+        listen: st
+            .listening
+            .iter()
+            .map(|a| {
+                if matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+                    a.to_string()
+                } else {
+                    format!("{a}/p2p/{}", s.net.peer_id)
+                }
+            })
+            .collect(),
         connected: st
             .connected
             .iter()

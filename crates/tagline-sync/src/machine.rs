@@ -22,7 +22,7 @@ pub const MAX_INFLIGHT_FETCHES: usize = 8;
 /// The driver may store answers in the background while more arrive (and
 /// store many in one transaction); this and [`MAX_UNSTORED_BYTES`] bound
 /// what a node holds in memory meanwhile.
-pub const MAX_UNSTORED_FETCHES: usize = 32;
+pub const MAX_UNSTORED_FETCHES: usize = 16;
 /// Bytes of answered fetches waiting to be stored, across all peers, beyond
 /// which no new fetch is sent until some are stored.
 pub const MAX_UNSTORED_BYTES: usize = 64 * 1024 * 1024;
@@ -82,6 +82,13 @@ pub enum Input<P> {
         from: Option<P>,
         rejected: Option<Rejection>,
     },
+    /// A verified announcement (gossip, SPEC.md §14.4) says `peer` holds
+    /// these heads: taken like a have from it, with nothing to answer.
+    Announced { peer: P, heads: Vec<FeedHead> },
+    /// The driver caught `peer` sending invalid data outside the sync
+    /// protocol (an invalid announcement): banned like a peer that sends an
+    /// invalid entry.
+    Misbehaved { peer: P, reason: String },
     /// Time passed; see [`Sync::next_wake`].
     Tick,
 }
@@ -451,6 +458,14 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 from,
                 rejected,
             } => self.on_stored(feed, head, from, rejected, now),
+            Input::Announced { peer, heads } => {
+                if let Some(mut s) = self.peers.remove(&peer) {
+                    self.learn_heads(&mut s, heads);
+                    self.peers.insert(peer.clone(), s);
+                    self.pump(&peer, now);
+                }
+            }
+            Input::Misbehaved { peer, reason } => self.misbehaved(&peer, reason, now),
             Input::Tick => self.on_tick(now),
         }
         self.check_idle();
@@ -670,31 +685,36 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 false
             }
             Request::Have { heads } => {
-                for (f, seq) in heads {
-                    if self.blocked.contains(&f) {
-                        continue;
-                    }
-                    if !self.wanted(&f) {
-                        // A feed new to a topic we asked this peer about:
-                        // as in a clock answer, within the same budget.
-                        if self.topics.is_empty() || s.introduced >= MAX_TOPIC_FEEDS_PER_PEER {
-                            continue;
-                        }
-                        s.introduced += 1;
-                        self.discovered.insert(f);
-                    }
-                    let known = s.theirs.entry(f).or_insert(0);
-                    *known = (*known).max(seq);
-                    if seq > self.local.get(&f).copied().unwrap_or(0) {
-                        s.todo.insert(f);
-                    }
-                }
+                self.learn_heads(s, heads);
                 self.out.push(Output::Respond {
                     peer: p.clone(),
                     inbound,
                     response: Response::Ack,
                 });
                 true
+            }
+        }
+    }
+
+    /// Records heads a peer says it holds (a have, an announcement).
+    fn learn_heads(&mut self, s: &mut Peer, heads: Vec<FeedHead>) {
+        for (f, seq) in heads {
+            if self.blocked.contains(&f) {
+                continue;
+            }
+            if !self.wanted(&f) {
+                // A feed new to a topic we asked this peer about:
+                // as in a clock answer, within the same budget.
+                if self.topics.is_empty() || s.introduced >= MAX_TOPIC_FEEDS_PER_PEER {
+                    continue;
+                }
+                s.introduced += 1;
+                self.discovered.insert(f);
+            }
+            let known = s.theirs.entry(f).or_insert(0);
+            *known = (*known).max(seq);
+            if seq > self.local.get(&f).copied().unwrap_or(0) {
+                s.todo.insert(f);
             }
         }
     }
