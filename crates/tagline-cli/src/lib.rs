@@ -2,6 +2,7 @@
 //! that benchmarks run them in-process on a generated store
 //! (`benches/scale.rs`). Not a stable API.
 
+pub mod bridgecmd;
 pub mod guard;
 pub mod home;
 pub mod ident;

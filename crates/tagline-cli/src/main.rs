@@ -4,8 +4,9 @@
 //! non-zero exit status; `--json` outputs are documented in docs/json.md.
 
 use tagline_cli::home::civil;
+
 use tagline_cli::netcmd::{self, List};
-use tagline_cli::{guard, home, ident, maint, reviewcmd};
+use tagline_cli::{bridgecmd, guard, home, ident, maint, reviewcmd};
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -152,6 +153,14 @@ impl ProjectFields {
             maintainers_file: self.maintainers_file,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum BridgeCmd {
+    /// Show how one mail is read (author, subject prefix, ids, message,
+    /// patch, trailers, kind), storing nothing: for a user debugging why a
+    /// mail was read as it was, like `git mailinfo`
+    Parse(bridgecmd::ParseArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,6 +339,9 @@ enum Command {
         #[command(flatten)]
         args: maint::Args,
     },
+    /// The email bridge: mailing-list mail into feeds and back
+    #[command(subcommand)]
+    Bridge(BridgeCmd),
     /// Projects (a project's lead declares it and its merge policy)
     #[command(subcommand)]
     Project(ProjectCmd),
@@ -440,6 +452,9 @@ fn run(cli: Cli) -> Result<()> {
     // Commands that need no data directory.
     if let Command::Maintainers { args } = cli.command {
         return maint::run(args);
+    }
+    if let Command::Bridge(BridgeCmd::Parse(args)) = cli.command {
+        return bridgecmd::parse(args);
     }
     let home = home::resolve(cli.home)?;
     if let Command::Node { args } = cli.command {
@@ -590,7 +605,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Unsubscribe { project } => netcmd::edit(&home, List::Subscribe, &project, false),
         Command::Block { id } => netcmd::edit(&home, List::Block, &id, true),
         Command::Unblock { id } => netcmd::edit(&home, List::Block, &id, false),
-        Command::Maintainers { .. } | Command::Completions { .. } | Command::Node { .. } => Ok(()), // handled above
+        Command::Maintainers { .. }
+        | Command::Completions { .. }
+        | Command::Node { .. }
+        | Command::Bridge(_) => Ok(()), // handled above
     }
 }
 

@@ -1130,3 +1130,53 @@ fn a_quorum_of_maintainers_amends_a_project() {
     let err = fails(&outsider, &refs, None);
     assert!(err.contains("only the project's lead"), "{err}");
 }
+
+/// `tagline bridge parse` on real list mail: a patch of a v2 series from
+/// git's tests, and a bot's reply to a pull request from the watchdog list;
+/// a missing file is one clear line and a non-zero exit.
+#[test]
+fn bridge_parse_shows_how_a_mail_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let mail = corpus.join("git-git/derived/t5100-sample.mbox-split/0011");
+    let v = json_of(&ok(
+        &home,
+        &["bridge", "parse", "--json", mail.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(v["kind"], "patch");
+    assert_eq!(v["author"], "A U Thor");
+    assert_eq!(v["email"], "a.u.thor@example.com");
+    assert_eq!(v["subject"], "Xyzzy");
+    assert_eq!(v["prefix"]["version"], 2);
+    assert_eq!(v["prefix"]["index"], 3);
+    assert_eq!(v["prefix"]["total"], 3);
+    assert!(
+        v["patch"]
+            .as_str()
+            .unwrap()
+            .contains("diff --git a/builtin-mailinfo.c")
+    );
+    // A reply to a pull request, read from standard input.
+    let dir = corpus.join("lore-linux-watchdog/slices/dev.maildir/cur");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let reply = names
+        .iter()
+        .find(|p| {
+            let t = std::fs::read_to_string(p).unwrap_or_default();
+            t.contains("\nSubject: Re: [GIT PULL") && t.contains("pr-tracker-bot")
+        })
+        .expect("a pr-tracker-bot reply in the slice");
+    let text = std::fs::read_to_string(reply).unwrap();
+    let v = json_of(&ok(&home, &["bridge", "parse", "--json", "-"], Some(&text)));
+    assert_eq!(v["kind"], "reply");
+    assert_eq!(v["prefix"]["pull"], true);
+    assert!(v["in_reply_to"].as_array().unwrap().len() == 1);
+    let err = fails(&home, &["bridge", "parse", "/nonexistent/mail"], None);
+    assert!(err.contains("cannot read /nonexistent/mail"), "{err}");
+}

@@ -54,10 +54,12 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 pub const MAX_PENDING_CONNECTIONS: u32 = 32;
 /// Characters of a peer's identify agent string kept for display.
 pub const MAX_AGENT_LEN: usize = 64;
-/// Fetched answers stored in one background transaction at most: half of
-/// [`tagline_sync::machine::MAX_UNSTORED_FETCHES`], so that fetching goes on
-/// while a transaction is written.
-pub const WRITE_BATCH_FETCHES: usize = tagline_sync::machine::MAX_UNSTORED_FETCHES / 2;
+/// Fetched answers stored in one background transaction at most: a quarter
+/// of [`tagline_sync::machine::MAX_UNSTORED_FETCHES`], so that fetching goes
+/// on while a transaction is written. Bigger transactions write faster but
+/// hold more dirty pages: at 8 answers (8,000 entries) the receiver of the
+/// replication benchmark peaked above 300 MB (docs/performance.md).
+pub const WRITE_BATCH_FETCHES: usize = tagline_sync::machine::MAX_UNSTORED_FETCHES / 4;
 /// The identify protocol's version string.
 pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
 /// Tagline's Kademlia protocol: a DHT of Tagline nodes only.

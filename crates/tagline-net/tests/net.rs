@@ -495,3 +495,266 @@ async fn a_peer_forwarding_a_forged_announcement_is_dropped() {
     assert_eq!(honest.head(&ka.public()), 0);
     honest.stop().await;
 }
+
+/// A codec for a hostile peer: reads sync requests, writes whatever bytes it
+/// likes as the response (length prefix included, or not).
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl libp2p::request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = tagline_sync::Request;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<tagline_sync::Request>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        use futures::AsyncReadExt;
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        io.read_exact(&mut buf).await?;
+        tagline_sync::Request::decode(&buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+    ) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::Error::other("the hostile peer asks nothing"))
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+        _: tagline_sync::Request,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Err(std::io::Error::other("the hostile peer asks nothing"))
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&bytes).await?;
+        io.close().await
+    }
+}
+
+fn framed(r: &tagline_sync::Response) -> Vec<u8> {
+    let body = r.encode();
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+/// A hostile peer claims a feed, answers the first fetch with a frame that
+/// announces more than `MAX_FRAME_SIZE` bytes (oversized, endless), then
+/// genuine entries out of order and duplicated. The node stores none of it,
+/// drops the peer, and gets the feed whole from an honest peer meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_dropped_while_an_honest_one_keeps_syncing() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    use tagline_net::PROTOCOL;
+    use tagline_sync::{Record, Request, Response};
+
+    let kf = SecretKey::from_seed(&[16; 32]);
+    let feed = kf.public();
+    let source = node(&[], &[feed], vec![]).await;
+    let head = source.publish(&kf, 300, "genuine").await;
+    let genuine: Vec<Record> = source
+        .store
+        .range(&feed, 1, 20)
+        .unwrap()
+        .into_iter()
+        .map(|e| Record {
+            signed: e.signed.into_bytes(),
+            payload: e.payload,
+        })
+        .collect();
+    let mut evil = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    evil.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let evil_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = evil.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*evil.local_peer_id()));
+        }
+    };
+    let evil_id = *evil.local_peer_id();
+    let evil_task = tokio::spawn(async move {
+        let mut fetches = 0;
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = evil.select_next_some().await
+            {
+                let bytes = match request {
+                    Request::Clock { .. } => framed(&Response::Clock {
+                        heads: vec![(feed, 100_000)],
+                    }),
+                    Request::Fetch { .. } => {
+                        fetches += 1;
+                        if fetches == 1 {
+                            // Claims a frame far beyond the limit, then
+                            // sends a little of it.
+                            let mut b = u32::MAX.to_be_bytes().to_vec();
+                            b.extend(vec![0u8; 4096]);
+                            b
+                        } else {
+                            let mut shuffled = genuine.clone();
+                            shuffled.reverse();
+                            shuffled.push(genuine[0].clone());
+                            framed(&Response::Entries { records: shuffled })
+                        }
+                    }
+                    Request::Have { .. } => framed(&Response::Ack),
+                };
+                let _ = evil.behaviour_mut().send_response(channel, bytes);
+            }
+        }
+    });
+
+    let honest = node(&[feed], &[], vec![]).await;
+    let mut events = honest.handle.events();
+    honest.handle.dial(evil_addr).await.unwrap();
+    // The hostile peer first: its clock claims far more than the source has.
+    let blamed = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(NetEvent::Misbehaved { peer, reason }) => break (peer, reason),
+                Ok(NetEvent::Connected(p)) if p == evil_id => {
+                    honest.handle.dial(source.addr()).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the hostile peer is blamed");
+    assert_eq!(blamed.0, evil_id);
+    until("the feed, whole, from the honest peer", || {
+        honest.head(&feed) == head
+    })
+    .await;
+    let st = honest.handle.status().await.unwrap();
+    assert!(
+        st.connected.iter().all(|p| p.peer != evil_id),
+        "the hostile peer is disconnected"
+    );
+    let report = honest.store.verify_all([9; 32]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    evil_task.abort();
+    for n in [honest, source] {
+        n.stop().await;
+    }
+}
+
+/// A and B follow each other and are cut apart (B's node stops; A's goes
+/// on). Both publish meanwhile; when B comes back both hold both feeds in
+/// full, each entry once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals_and_both_sides_converge() {
+    let ka = SecretKey::from_seed(&[17; 32]);
+    let kb = SecretKey::from_seed(&[18; 32]);
+    let (fa, fb) = (ka.public(), kb.public());
+    let a = node(&[fb], &[fa], vec![]).await;
+    let b = node(&[fa], &[fb], vec![a.addr()]).await;
+    a.publish(&ka, 10, "a before").await;
+    b.publish(&kb, 10, "b before").await;
+    until("both to hold both feeds", || {
+        a.head(&fb) == 10 && b.head(&fa) == 10
+    })
+    .await;
+    // The cut: B's node stops; its store stays.
+    let Node {
+        _dir: b_dir,
+        store: b_store,
+        handle,
+        task,
+    } = b;
+    handle.shutdown().await.unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    a.publish(&ka, 200, "a during").await;
+    let items = (0..150)
+        .map(|i| ("tagline/note".to_string(), note(&format!("b during {i}"))))
+        .collect();
+    b_store.append_local(&kb, items, now_ms()).unwrap();
+    drop(b_store);
+    // Healed: B's node starts again on the same store.
+    let store = Arc::new(Store::open(b_dir.path()).unwrap());
+    let config = Config {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers: vec![a.addr()],
+        interests: Interests {
+            wants: [fa].into(),
+            own: [fb].into(),
+            ..Interests::default()
+        },
+        ..Config::default()
+    };
+    let (handle, task) = spawn(store.clone(), Keypair::generate_ed25519(), config)
+        .await
+        .unwrap();
+    let b = Node {
+        _dir: b_dir,
+        store,
+        handle,
+        task,
+    };
+    until("both sides to converge", || {
+        a.head(&fb) == 160 && b.head(&fa) == 210
+    })
+    .await;
+    for n in [&a, &b] {
+        let report = n.store.verify_all([5; 32]).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(n.store.range(&fa, 1, 1000).unwrap().len(), 210);
+        assert_eq!(n.store.range(&fb, 1, 1000).unwrap().len(), 160);
+    }
+    for n in [a, b] {
+        n.stop().await;
+    }
+}
