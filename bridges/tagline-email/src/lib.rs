@@ -2,9 +2,13 @@
 //! reviews back to the list as ordinary mail.
 //!
 //! This crate is being built in steps (see the Email bridge issue). Here
-//! now: [`mailinfo`], one patch mail split as `git mailinfo` splits it, and
-//! [`subject`], what a patch subject's bracketed prefix says. Both are pure:
-//! bytes in, values out.
+//! now: [`mailinfo`], one patch mail split as `git mailinfo` splits it;
+//! [`subject`], what a patch subject's bracketed prefix says (both pure:
+//! bytes in, values out); [`thread`], a thread read as one series with the
+//! trailers its replies give each patch (b4's rules); and [`mbox`],
+//! messages read from an mbox stream or a Maildir.
 
 pub mod mailinfo;
+pub mod mbox;
 pub mod subject;
+pub mod thread;

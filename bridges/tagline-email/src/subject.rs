@@ -16,6 +16,9 @@ pub struct Subject {
     pub text: String,
     /// The revision (`v3`); 1 when none is given.
     pub version: u32,
+    /// Whether the subject gave the revision (a patch without one, in a
+    /// thread whose cover letter says `v2`, is of that revision).
+    pub versioned: bool,
     /// `02` of `02/07`.
     pub index: Option<u32>,
     /// `07` of `02/07`.
@@ -125,6 +128,7 @@ fn bracket(inner: &str, s: &mut Subject) {
             _ => {
                 if let Some(v) = version_of(u) {
                     s.version = v;
+                    s.versioned = true;
                     if u.starts_with("PATCH") {
                         s.patch = true;
                     }

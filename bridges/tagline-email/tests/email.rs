@@ -157,3 +157,154 @@ fn every_corpus_mail_parses_without_panic() {
     eprintln!("{} of {} refused: {refused:#?}", refused.len(), files.len());
     assert!(refused.len() < files.len() / 10);
 }
+
+/// The watchdog list's slice as mboxrd and as Maildir: the same 844
+/// messages (by Message-ID), and every one parses.
+#[test]
+fn the_same_slice_as_mbox_and_maildir() {
+    use std::collections::BTreeMap;
+    use tagline_email::mbox::{Mbox, Quoting, is_maildir, maildir_files};
+
+    let slices = corpus().join("lore-linux-watchdog/slices");
+    let ids = |mails: Vec<Vec<u8>>| -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for raw in mails {
+            let info = parse(&raw, &Options::default()).unwrap();
+            *m.entry(info.message_id.unwrap_or_default()).or_default() += 1;
+        }
+        m
+    };
+    let f = std::fs::File::open(slices.join("dev.mbox")).unwrap();
+    let from_mbox: Vec<Vec<u8>> = Mbox::new(std::io::BufReader::new(f), Quoting::Rd)
+        .map(Result::unwrap)
+        .collect();
+    let dir = slices.join("dev.maildir");
+    assert!(is_maildir(&dir));
+    let from_maildir: Vec<Vec<u8>> = maildir_files(&dir)
+        .unwrap()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(from_mbox.len(), 844);
+    assert_eq!(from_maildir.len(), 844);
+    assert_eq!(ids(from_mbox), ids(from_maildir));
+}
+
+/// b4's trailer-collection samples: the trailers each patch ends up with
+/// (its own, then the follow-ups counted) equal those in b4's am-ready
+/// output, the applier's own Signed-off-by aside (b4's test adds it).
+#[test]
+fn followup_trailers_as_b4_collects_them() {
+    use tagline_email::mbox::{Mbox, Quoting};
+    use tagline_email::thread::collect;
+
+    let samples = corpus().join("b4/src/tests/samples");
+    let read_mbox = |name: &str| -> Vec<tagline_email::mailinfo::MailInfo> {
+        let f = std::fs::File::open(samples.join(name)).unwrap();
+        Mbox::new(std::io::BufReader::new(f), Quoting::Rd)
+            .map(|m| parse(&m.unwrap(), &Options::default()).unwrap())
+            .collect()
+    };
+    let applier = "Test Override <test-override@example.com>";
+    let mut checked = 0;
+    for (src, reference, sloppy) in [
+        ("single", "defaults", false),
+        ("single", "sloppy", true),
+        ("with-cover", "defaults", false),
+        ("nore", "defaults", false),
+        ("non-git-patch", "defaults", false),
+        ("with-diffstat", "defaults", false),
+        ("bare-address", "defaults", false),
+    ] {
+        let thread = read_mbox(&format!("trailers-followup-{src}.mbox"));
+        let got = collect(&thread);
+        let want: Vec<_> = read_mbox(&format!("trailers-followup-{src}-ref-{reference}.txt"));
+        assert_eq!(got.len(), want.len(), "{src}: patches");
+        for (g, w) in got.iter().zip(&want) {
+            let want_trailers: Vec<(String, String)> = tagline_review::trailers::parse(&w.message)
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .filter(|(k, v)| !(k == "Signed-off-by" && v == applier))
+                .collect();
+            assert_eq!(
+                g.trailers(sloppy),
+                want_trailers,
+                "{src} ({reference}): {}",
+                g.subject.text
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8);
+}
+
+/// The watchdog list's threads that b4 0.16 turned into am-ready mboxes
+/// (`b4 am`, 118 threads): per patch of the revision b4 picked, the trailers
+/// equal b4's (all 306 patches; a difference is printed before failing).
+#[test]
+fn watchdog_threads_trailers_as_b4_am() {
+    use std::collections::BTreeMap;
+    use tagline_email::mbox::{Mbox, Quoting};
+    use tagline_email::thread::collect;
+
+    let root = corpus().join("lore-linux-watchdog");
+    let index = std::fs::read_to_string(root.join("slices/dev-index.tsv")).unwrap();
+    let mut file_of: BTreeMap<String, String> = BTreeMap::new();
+    for line in index.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() >= 14 {
+            file_of.insert(cols[2].to_string(), cols[13].to_string());
+        }
+    }
+    let expected = root.join("expected/b4-am-dev");
+    let jsonl = std::fs::read_to_string(expected.join("index.jsonl")).unwrap();
+    let (mut patches, mut equal) = (0, 0);
+    let mut diffs = Vec::new();
+    for line in jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let dir = expected.join(v["dir"].as_str().unwrap());
+        let Ok(f) = std::fs::File::open(dir.join("am.mbx")) else {
+            continue;
+        };
+        let want: Vec<_> = Mbox::new(std::io::BufReader::new(f), Quoting::Rd)
+            .map(|m| parse(&m.unwrap(), &Options::default()).unwrap())
+            .collect();
+        let thread: Vec<_> = v["thread_message_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|id| file_of.get(id.as_str().unwrap()))
+            .map(|f| {
+                let raw = std::fs::read(root.join("slices/dev.maildir").join(f)).unwrap();
+                parse(&raw, &Options::default()).unwrap()
+            })
+            .collect();
+        let got = collect(&thread);
+        for w in &want {
+            patches += 1;
+            let want_trailers: Vec<(String, String)> = tagline_review::trailers::parse(&w.message)
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+            let mine = got
+                .iter()
+                .find(|g| g.message_id.is_some() && g.message_id == w.message_id)
+                .or_else(|| got.iter().find(|g| g.subject.text == w.subject));
+            let mine = mine.map(|g| g.trailers(false)).unwrap_or_default();
+            if mine == want_trailers {
+                equal += 1;
+            } else {
+                diffs.push(format!(
+                    "{} {}: b4 {:?}\n  ours {:?}",
+                    v["dir"], w.subject, want_trailers, mine
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{equal} of {patches} patches with b4's trailers; differences:\n{}",
+        diffs.join("\n")
+    );
+    assert!(patches > 100, "only {patches} patches in b4's output");
+    assert_eq!(equal, patches, "patches whose trailers differ from b4's");
+}

@@ -69,8 +69,17 @@ pub fn parse(a: ParseArgs) -> Result<()> {
     let info = mailinfo::parse(&raw, &opts)
         .with_context(|| format!("cannot parse {}", a.mail.display()))?;
     let subj = subject::parse(&info.raw_subject);
-    let trailers = tagline_review::trailers::parse(&info.message);
     let kind = kind(&subj, &info);
+    // A reply's trailers are its unquoted `*-by:` lines (as b4 collects
+    // them); a patch's are the trailer block of its commit message.
+    let trailers: Vec<(String, String)> = if kind == "reply" {
+        tagline_email::thread::reply_trailers(&info.message)
+    } else {
+        tagline_review::trailers::parse(&info.message)
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect()
+    };
     if a.json {
         let v = json!({
             "kind": kind,
@@ -85,7 +94,7 @@ pub fn parse(a: ParseArgs) -> Result<()> {
             "references": info.references,
             "message": info.message,
             "patch": String::from_utf8_lossy(&info.patch),
-            "trailers": trailers.iter().map(|t| json!({"key": t.key, "value": t.value})).collect::<Vec<_>>(),
+            "trailers": trailers.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         });
         println!("{v}");
         return Ok(());
@@ -118,8 +127,8 @@ pub fn parse(a: ParseArgs) -> Result<()> {
         println!("in-reply-to  <{id}>");
     }
     println!("references   {}", info.references.len());
-    for t in &trailers {
-        println!("trailer      {t}");
+    for (k, v) in &trailers {
+        println!("trailer      {k}: {v}");
     }
     println!("message      {} lines", info.message.lines().count());
     println!(
