@@ -5,10 +5,12 @@
 //! now: [`mailinfo`], one patch mail split as `git mailinfo` splits it;
 //! [`subject`], what a patch subject's bracketed prefix says (both pure:
 //! bytes in, values out); [`thread`], a thread read as one series with the
-//! trailers its replies give each patch (b4's rules); and [`mbox`],
-//! messages read from an mbox stream or a Maildir.
+//! trailers its replies give each patch (b4's rules); [`series`], mails of
+//! a list grouped into series and revisions (Patchwork's rules); and
+//! [`mbox`], messages read from an mbox stream or a Maildir.
 
 pub mod mailinfo;
 pub mod mbox;
+pub mod series;
 pub mod subject;
 pub mod thread;

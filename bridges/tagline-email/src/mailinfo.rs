@@ -58,6 +58,9 @@ pub struct MailInfo {
     /// The subject as sent (decoded, unfolded).
     pub raw_subject: String,
     pub date: String,
+    /// The mail's `Date:` header as seconds since the epoch (UTC), when it
+    /// parses.
+    pub timestamp: Option<i64>,
     pub message_id: Option<String>,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
@@ -115,6 +118,7 @@ pub fn parse(raw: &[u8], opts: &Options) -> Result<MailInfo, MailError> {
     let raw_subject = text_header("Subject").unwrap_or_default();
     let date = text_header("Date").unwrap_or_default();
     info.message_id = msg.message_id().map(str::to_string);
+    info.timestamp = msg.date().map(mail_parser::DateTime::to_timestamp);
     info.in_reply_to = ids(msg.in_reply_to());
     info.references = ids(msg.references());
     info.raw_subject = raw_subject.clone();

@@ -106,12 +106,17 @@ fn bracket(inner: &str, s: &mut Subject) {
             || w.starts_with("PATCHV")
             || (w.starts_with("PATCH") && w.len() > 5)
     });
+    // "[net,v2,1/2]": a version or an n/N marker makes a patch bracket too.
+    let is_patch = is_patch
+        || upper.iter().any(|w| version_of(w).is_some())
+        || words.iter().any(|w| fraction(w).is_some());
     if !is_patch {
         // A list tag, or text in brackets: a subject such as "[PATCH]"-less
         // "[Xen-devel] foo" keeps no bracket; git mailinfo drops them too.
         s.lists.push(inner.trim().to_string());
         return;
     }
+    s.patch = true;
     let mut i = 0;
     while let Some(w) = words.get(i) {
         let u = upper.get(i).map(String::as_str).unwrap_or_default();
@@ -202,6 +207,11 @@ mod tests {
         let s = parse("[PATCH 3/3 v2] Xyzzy");
         assert_eq!((s.version, s.index, s.total), (2, Some(3), Some(3)));
         assert_eq!(s.text, "Xyzzy");
+
+        let s = parse("[net,v2,1/2] net: ieee802154: fix");
+        assert_eq!((s.version, s.index, s.total), (2, Some(1), Some(2)));
+        assert_eq!(s.tags, vec!["net"]);
+        assert!(s.lists.is_empty());
 
         let s = parse("[GIT PULL] watchdog updates for 6.13");
         assert!(s.pull);

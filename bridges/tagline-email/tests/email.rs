@@ -308,3 +308,100 @@ fn watchdog_threads_trailers_as_b4_am() {
     assert!(patches > 100, "only {patches} patches in b4's output");
     assert_eq!(equal, patches, "patches whose trailers differ from b4's");
 }
+
+/// Patchwork's series tests (tests/data/series, expectations restated in
+/// the corpus's EXPECTED-series-dev.md): covers, patches and comments
+/// counted, and patches (and covers) per series in order of creation.
+#[test]
+fn series_grouped_as_patchwork_groups_them() {
+    use tagline_email::mbox::{Mbox, Quoting};
+    use tagline_email::series::{Grouper, Kind};
+
+    let dir = corpus().join("patchwork/patchwork/tests/data/series");
+    let read = |name: &str| -> Vec<tagline_email::mailinfo::MailInfo> {
+        let f = std::fs::File::open(dir.join(name)).unwrap();
+        Mbox::new(std::io::BufReader::new(f), Quoting::Rd)
+            .map(|m| parse(&m.unwrap(), &Options::default()).unwrap())
+            .collect()
+    };
+    type Case = (
+        &'static str,
+        [usize; 3],
+        &'static [usize],
+        Option<&'static [usize]>,
+    );
+    let cases: &[Case] = &[
+        ("base-single-patch.mbox", [0, 1, 0], &[1], None),
+        ("base-cover-letter.mbox", [1, 2, 0], &[2], Some(&[1])),
+        ("base-no-cover-letter.mbox", [0, 2, 0], &[2], None),
+        ("base-deep-threaded.mbox", [1, 2, 0], &[2], Some(&[1])),
+        ("base-out-of-order.mbox", [1, 2, 0], &[2], Some(&[1])),
+        ("bugs-multiple-references.mbox", [1, 4, 0], &[4], Some(&[1])),
+        ("base-no-references.mbox", [0, 2, 0], &[2], None),
+        (
+            "base-no-references-no-cover.mbox",
+            [1, 2, 0],
+            &[2],
+            Some(&[1]),
+        ),
+        ("bugs-multiple-content-types.mbox", [0, 1, 1], &[1], None),
+        ("revision-basic.mbox", [2, 4, 0], &[2, 2], Some(&[1, 1])),
+        (
+            "revision-threaded-to-single-patch.mbox",
+            [0, 2, 0],
+            &[1, 1],
+            None,
+        ),
+        (
+            "revision-threaded-to-cover.mbox",
+            [2, 4, 0],
+            &[2, 2],
+            Some(&[1, 1]),
+        ),
+        (
+            "revision-no-cover-letter.mbox",
+            [1, 4, 0],
+            &[2, 2],
+            Some(&[1, 0]),
+        ),
+        ("revision-unlabeled.mbox", [2, 4, 0], &[2, 2], Some(&[1, 1])),
+        ("bugs-unnumbered.mbox", [1, 2, 0], &[1, 1], Some(&[1, 0])),
+        ("bugs-nocover.mbox", [0, 4, 0], &[2, 2], None),
+        ("base-incomplete.mbox", [1, 1, 0], &[1], Some(&[1])),
+        ("mercurial-cover-letter.mbox", [1, 2, 0], &[2], Some(&[1])),
+    ];
+    let mut failures = Vec::new();
+    for (file, counts, patches, covers) in cases {
+        let mut g = Grouper::new();
+        let mut got = [0usize; 3];
+        for m in read(file) {
+            match g.add(&m).0 {
+                Kind::Cover => got[0] += 1,
+                Kind::Patch => got[1] += 1,
+                Kind::Comment => got[2] += 1,
+                Kind::Other => {}
+            }
+        }
+        let with_patches: Vec<_> = g.series.iter().filter(|s| !s.patches.is_empty()).collect();
+        let got_patches: Vec<usize> = with_patches.iter().map(|s| s.patches.len()).collect();
+        let got_covers: Vec<usize> = with_patches
+            .iter()
+            .map(|s| usize::from(s.cover.is_some()))
+            .collect();
+        if got != *counts || got_patches != *patches || covers.is_some_and(|c| got_covers != c) {
+            failures.push(format!(
+                "{file}: counts {got:?} (want {counts:?}), patches {got_patches:?} (want {patches:?}), covers {got_covers:?} (want {covers:?})"
+            ));
+        }
+    }
+    // The same mails on two lists are two series each (Patchwork's
+    // test_duplicated): a Grouper is per list.
+    let mails = read("base-no-cover-letter.mbox");
+    let (mut a, mut b) = (Grouper::new(), Grouper::new());
+    for m in &mails {
+        a.add(m);
+        b.add(m);
+    }
+    assert_eq!((a.series.len(), b.series.len()), (1, 1));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
