@@ -422,3 +422,35 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(n > 100, "only {n} inputs in {}", dir.display());
 }
+
+/// Bad input the issue names: a 10 MB body, deeply nested MIME, a mail over
+/// the size limit, garbage: a result or a clear error, never a panic.
+#[test]
+fn hostile_mails_are_refused_or_read_never_a_panic() {
+    use tagline_email::mailinfo::{MAX_MAIL_SIZE, MailError};
+
+    let opts = Options::default();
+    // 10 MB of body after a patch.
+    let mut big = b"From: A <a@example.org>\nSubject: [PATCH] big\n\nmsg\n---\n".to_vec();
+    big.extend(std::iter::repeat_n(b"+line of a very long patch\n".as_slice(), 400_000).flatten());
+    assert!(big.len() > 10_000_000);
+    let info = parse(&big, &opts).unwrap();
+    assert!(info.patch.len() > 10_000_000);
+    // MIME nested 10,000 deep.
+    let mut nested = b"From: A <a@example.org>\nSubject: nested\n".to_vec();
+    for i in 0..10_000 {
+        nested.extend(
+            format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n").as_bytes(),
+        );
+    }
+    nested.extend(b"Content-Type: text/plain\n\nhello\n");
+    let _ = parse(&nested, &opts);
+    // Over the limit: refused before parsing.
+    let huge = vec![b'a'; MAX_MAIL_SIZE + 1];
+    assert!(matches!(
+        parse(&huge, &opts),
+        Err(MailError::TooLarge { .. })
+    ));
+    // Not a mail at all: no header.
+    assert_eq!(parse(b"", &opts).unwrap_err(), MailError::NotAMail);
+}
