@@ -479,6 +479,20 @@ pub async fn spawn(
         dht_ready: false,
     };
     driver.set_interests(config.interests);
+    // Fork proofs recorded before are passed on again after a restart.
+    if let Some(store) = &driver.store {
+        match store.fork_proofs() {
+            Ok(proofs) => {
+                for proof in proofs {
+                    driver.queue.push_back(Input::ForkFound {
+                        proof: Box::new(proof),
+                    });
+                }
+                driver.drain();
+            }
+            Err(e) => tracing::error!("cannot read the fork proofs: {e}"),
+        }
+    }
     let task = tokio::spawn(driver.run(crx, done_rx));
     Ok((handle, task))
 }
@@ -527,18 +541,22 @@ struct Driver {
 struct Writes {
     ingests: Vec<(PeerId, PublicKey, Vec<tagline_format::Entry>)>,
     confirms: Vec<(PublicKey, u64)>,
+    forks: Vec<tagline_format::ForkProof>,
 }
 
 impl Writes {
     fn is_empty(&self) -> bool {
-        self.ingests.is_empty() && self.confirms.is_empty()
+        self.ingests.is_empty() && self.confirms.is_empty() && self.forks.is_empty()
     }
 }
 
 /// What a background write did: per ingested feed, (peer, feed, head
-/// after, why entries were refused).
+/// after, why entries were refused); and the fork proofs newly recorded.
 #[derive(Debug)]
-struct Written(Vec<(PeerId, PublicKey, u64, Option<Rejection>)>);
+struct Written(
+    Vec<(PeerId, PublicKey, u64, Option<Rejection>)>,
+    Vec<tagline_format::ForkProof>,
+);
 
 impl Driver {
     async fn run(
@@ -645,6 +663,7 @@ impl Driver {
         let writes = Writes {
             ingests: self.writes.ingests.drain(..n).collect(),
             confirms: std::mem::take(&mut self.writes.confirms),
+            forks: std::mem::take(&mut self.writes.forks),
         };
         let done = self.written.clone();
         self.writing = true;
@@ -665,6 +684,12 @@ impl Driver {
                 head,
                 from: Some(peer),
                 rejected,
+            });
+        }
+        for proof in w.1 {
+            tracing::warn!(feed = %proof.author(), seq = proof.seq(), "feed forked: proof recorded, passed on");
+            self.queue.push_back(Input::ForkFound {
+                proof: Box::new(proof),
             });
         }
         self.lend();
@@ -1120,6 +1145,7 @@ impl Driver {
                     entries,
                 } => self.writes.ingests.push((peer, feed, entries)),
                 Output::Confirm { feed, seq } => self.writes.confirms.push((feed, seq)),
+                Output::StoreForks { proofs } => self.writes.forks.extend(proofs),
                 Output::Disconnect { peer, reason } => {
                     tracing::warn!(%peer, "disconnecting: {reason}");
                     let _ = self.swarm.disconnect_peer_id(peer);
@@ -1153,6 +1179,7 @@ fn write_all(store: &Store, writes: Writes) -> Written {
     let entries: Vec<tagline_format::Entry> =
         writes.ingests.into_iter().flat_map(|(_, _, e)| e).collect();
     let mut refused: HashMap<PublicKey, Rejection> = HashMap::new();
+    let mut new_forks = Vec::new();
     let started = std::time::Instant::now();
     let n = entries.len();
     if !entries.is_empty() {
@@ -1165,6 +1192,7 @@ fn write_all(store: &Store, writes: Writes) -> Written {
             });
         match result {
             Ok(report) => {
+                new_forks.extend(report.forks);
                 for r in report.rejected {
                     let code = r.reason.code();
                     refused.entry(r.author).or_insert_with(|| Rejection {
@@ -1193,6 +1221,10 @@ fn write_all(store: &Store, writes: Writes) -> Written {
         ms = started.elapsed().as_millis() as u64,
         "stored fetched entries"
     );
+    match store.add_fork_proofs(&writes.forks) {
+        Ok(new) => new_forks.extend(new),
+        Err(e) => tracing::error!("cannot record fork proofs: {e}"),
+    }
     for (feed, seq) in writes.confirms {
         if let Err(e) = store.set_confirmed(&feed, seq) {
             tracing::error!("cannot record the confirmed head of {feed}: {e}");
@@ -1203,5 +1235,6 @@ fn write_all(store: &Store, writes: Writes) -> Written {
             .into_iter()
             .map(|(p, f)| (p, f, head_of(&f), refused.remove(&f)))
             .collect(),
+        new_forks,
     )
 }

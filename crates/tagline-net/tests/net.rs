@@ -236,7 +236,7 @@ async fn a_peer_serving_forgeries_is_dropped_and_nothing_is_stored() {
                     Request::Fetch { .. } => Response::Entries {
                         records: forged.clone(),
                     },
-                    Request::Have { .. } => Response::Ack,
+                    Request::Have { .. } | Request::Forks { .. } => Response::Ack,
                 };
                 let _ = evil.behaviour_mut().send_response(channel, response);
             }
@@ -650,7 +650,7 @@ async fn a_hostile_peer_is_dropped_while_an_honest_one_keeps_syncing() {
                             framed(&Response::Entries { records: shuffled })
                         }
                     }
-                    Request::Have { .. } => framed(&Response::Ack),
+                    Request::Have { .. } | Request::Forks { .. } => framed(&Response::Ack),
                 };
                 let _ = evil.behaviour_mut().send_response(channel, bytes);
             }
@@ -764,6 +764,76 @@ async fn a_partition_heals_and_both_sides_converge() {
         assert_eq!(n.store.range(&fb, 1, 1000).unwrap().len(), 160);
     }
     for n in [a, b] {
+        n.stop().await;
+    }
+}
+
+/// A fork proof recorded at A reaches C through B (C never talks to A),
+/// and both mark the feed forked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_proof_is_passed_on_through_the_network() {
+    let kf = SecretKey::from_seed(&[19; 32]);
+    let f = kf.public();
+    let other = tempfile::tempdir().unwrap();
+    let x = {
+        let s = Store::open(other.path()).unwrap();
+        s.append_local(
+            &kf,
+            vec![("tagline/note".into(), note("one history"))],
+            now_ms(),
+        )
+        .unwrap()
+        .remove(0)
+    };
+    let a = node(&[], &[], vec![]).await;
+    let y = a
+        .store
+        .append_local(
+            &kf,
+            vec![("tagline/note".into(), note("another"))],
+            now_ms(),
+        )
+        .unwrap()
+        .remove(0);
+    let proof = tagline_format::ForkProof::new(x.signed, y.signed).unwrap();
+    a.store
+        .add_fork_proofs(std::slice::from_ref(&proof))
+        .unwrap();
+    // A restarts: proofs in its store are passed on from the start.
+    let Node {
+        _dir: a_dir,
+        store: a_store,
+        handle,
+        task,
+    } = a;
+    handle.shutdown().await.unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    drop(a_store);
+    let store = Arc::new(Store::open(a_dir.path()).unwrap());
+    let (handle, task) = spawn(
+        store.clone(),
+        Keypair::generate_ed25519(),
+        Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a = Node {
+        _dir: a_dir,
+        store,
+        handle,
+        task,
+    };
+    let b = node(&[f], &[], vec![a.addr()]).await;
+    let c = node(&[f], &[], vec![b.addr()]).await;
+    until("B and C to record the fork", || {
+        b.store.fork_proofs().unwrap().len() == 1 && c.store.fork_proofs().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(c.store.fork_proofs().unwrap(), vec![proof]);
+    for n in [a, b, c] {
         n.stop().await;
     }
 }

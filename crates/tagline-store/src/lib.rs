@@ -1094,8 +1094,17 @@ impl Store {
 
     /// Records fork proofs and marks their feeds forked, in one transaction.
     fn keep_fork_proofs(&self, proofs: &[ForkProof]) -> Result<(), StoreError> {
+        self.add_fork_proofs(proofs).map(|_| ())
+    }
+
+    /// Records fork proofs (checked when they were built or decoded) and
+    /// marks their feeds forked, in one transaction: no entry after the
+    /// fork point is stored or appended from then on. Returns the proofs
+    /// that were new (one per feed and seq).
+    pub fn add_fork_proofs(&self, proofs: &[ForkProof]) -> Result<Vec<ForkProof>, StoreError> {
+        let mut new = Vec::new();
         if proofs.is_empty() {
-            return Ok(());
+            return Ok(new);
         }
         let tx = self.db.begin_write()?;
         {
@@ -1105,6 +1114,7 @@ impl Store {
                 let key = entry_key(p.author().as_bytes(), p.seq());
                 if forks.get(&key)?.is_none() {
                     forks.insert(&key, p.encode().as_slice())?;
+                    new.push(p.clone());
                 }
                 if let Some(mut m) = read_meta(&feeds, p.author())? {
                     m.forked_at = Some(m.forked_at.map_or(p.seq(), |f| f.min(p.seq())));
@@ -1113,7 +1123,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     /// Rebuilds every derived index (id index, identity and review entries,

@@ -7,11 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tagline_format::{Entry, PublicKey, SignedHeader};
+use tagline_format::{Entry, ForkProof, PublicKey, SignedHeader};
 
 use crate::wire::{
-    FeedHead, MAX_CLOCK_HEADS, MAX_FETCH_ENTRIES, MAX_TOPICS, Record, Request, Response, Topic,
+    FeedHead, MAX_CLOCK_HEADS, MAX_FETCH_ENTRIES, MAX_FORK_PROOFS, MAX_TOPICS, Record, Request,
+    Response, Topic,
 };
+
+/// Fork proofs a node keeps in memory to pass on to peers (the store keeps
+/// every proof it records; beyond this many, new ones are still recorded
+/// but no longer passed on until a restart).
+pub const MAX_KNOWN_FORKS: usize = 1024;
 
 /// Fetch requests in flight to one peer at a time. With [`MAX_FRAME_SIZE`]
 /// this bounds the bytes in flight from a peer.
@@ -89,6 +95,9 @@ pub enum Input<P> {
     /// protocol (an invalid announcement): banned like a peer that sends an
     /// invalid entry.
     Misbehaved { peer: P, reason: String },
+    /// The store recorded a new fork proof (found by an ingest, or sent by
+    /// a peer and checked): pass it on to every peer.
+    ForkFound { proof: Box<ForkProof> },
     /// Time passed; see [`Sync::next_wake`].
     Tick,
 }
@@ -138,6 +147,11 @@ pub enum Output<P> {
     Confirm {
         feed: PublicKey,
         seq: u64,
+    },
+    /// Record these fork proofs (verified, of feeds this node wants or
+    /// holds) and report the new ones with [`Input::ForkFound`].
+    StoreForks {
+        proofs: Vec<ForkProof>,
     },
     Disconnect {
         peer: P,
@@ -190,12 +204,18 @@ enum Pending {
     Have {
         sent: u64,
     },
+    Forks {
+        sent: u64,
+    },
 }
 
 impl Pending {
     fn sent(&self) -> u64 {
         match self {
-            Pending::Clock { sent } | Pending::Fetch { sent, .. } | Pending::Have { sent } => *sent,
+            Pending::Clock { sent }
+            | Pending::Fetch { sent, .. }
+            | Pending::Have { sent }
+            | Pending::Forks { sent } => *sent,
         }
     }
 }
@@ -211,6 +231,8 @@ struct Peer {
     topics: BTreeSet<Topic>,
     /// Heads to announce to the peer.
     haves: BTreeMap<PublicKey, u64>,
+    /// Fork proofs to pass to the peer.
+    forks_out: BTreeSet<(PublicKey, u64)>,
     inflight: BTreeMap<RequestId, Pending>,
     /// Clock requests not answered yet in the current exchange.
     clocks_pending: usize,
@@ -243,6 +265,8 @@ pub struct Sync<P> {
     fetching: BTreeMap<PublicKey, P>,
     /// Feed → bytes of its answered fetch, until reported stored.
     unstored: BTreeMap<PublicKey, usize>,
+    /// Fork proofs known, to pass on (at most [`MAX_KNOWN_FORKS`]).
+    forks: BTreeMap<(PublicKey, u64), ForkProof>,
     next_id: RequestId,
     out: Vec<Output<P>>,
     was_idle: bool,
@@ -267,6 +291,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             banned: BTreeMap::new(),
             fetching: BTreeMap::new(),
             unstored: BTreeMap::new(),
+            forks: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
             was_idle: false,
@@ -466,6 +491,16 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 }
             }
             Input::Misbehaved { peer, reason } => self.misbehaved(&peer, reason, now),
+            Input::ForkFound { proof } => {
+                let key = (*proof.author(), proof.seq());
+                if self.forks.len() < MAX_KNOWN_FORKS && !self.forks.contains_key(&key) {
+                    self.forks.insert(key, *proof);
+                    for s in self.peers.values_mut() {
+                        s.forks_out.insert(key);
+                    }
+                    self.pump_all(now);
+                }
+            }
             Input::Tick => self.on_tick(now),
         }
         self.check_idle();
@@ -502,6 +537,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 wants: BTreeSet::new(),
                 topics: BTreeSet::new(),
                 haves: BTreeMap::new(),
+                forks_out: self.forks.keys().copied().collect(),
                 inflight: BTreeMap::new(),
                 clocks_pending: 0,
                 synced_once: false,
@@ -514,6 +550,8 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         );
         let feeds = self.clock_feeds();
         self.send_clock(&p, &feeds, now);
+        // Known fork proofs go out at once.
+        self.pump(&p, now);
     }
 
     fn send(&mut self, p: &P, request: Request, pending: Pending) {
@@ -684,6 +722,48 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 }
                 false
             }
+            Request::Forks { proofs } => {
+                let mut keep = Vec::new();
+                for bytes in proofs {
+                    match ForkProof::decode(&bytes) {
+                        Ok(proof) => {
+                            let f = *proof.author();
+                            let relevant = self.wanted(&f) || self.local.contains_key(&f);
+                            if relevant && !self.forks.contains_key(&(f, proof.seq())) {
+                                keep.push(proof);
+                            }
+                        }
+                        Err(e) => {
+                            self.out.push(Output::Respond {
+                                peer: p.clone(),
+                                inbound,
+                                response: Response::Refused {
+                                    reason: "invalid fork proof".into(),
+                                },
+                            });
+                            self.out.push(Output::Event(Event::Misbehaved {
+                                peer: p.clone(),
+                                reason: format!("sent an invalid fork proof: {e}"),
+                            }));
+                            self.out.push(Output::Disconnect {
+                                peer: p.clone(),
+                                reason: "invalid fork proof".into(),
+                            });
+                            self.banned.insert(p.clone(), now + BAN_MS);
+                            return false;
+                        }
+                    }
+                }
+                if !keep.is_empty() {
+                    self.out.push(Output::StoreForks { proofs: keep });
+                }
+                self.out.push(Output::Respond {
+                    peer: p,
+                    inbound,
+                    response: Response::Ack,
+                });
+                false
+            }
             Request::Have { heads } => {
                 self.learn_heads(s, heads);
                 self.out.push(Output::Respond {
@@ -736,7 +816,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             ) => {
                 self.on_entries(&p, feed, from, max, records, now);
             }
-            (Pending::Have { .. }, Response::Ack) => {
+            (Pending::Have { .. } | Pending::Forks { .. }, Response::Ack) => {
                 self.pump(&p, now);
             }
             (pending, Response::Refused { .. }) => {
@@ -906,7 +986,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 self.fetching.remove(&feed);
             }
             Pending::Clock { .. } => s.clocks_pending = s.clocks_pending.saturating_sub(1),
-            Pending::Have { .. } => {}
+            Pending::Have { .. } | Pending::Forks { .. } => {}
         }
         if s.timeouts >= MAX_TIMEOUTS {
             self.out.push(Output::Disconnect {
@@ -1025,6 +1105,27 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             .inflight
             .values()
             .any(|r| matches!(r, Pending::Have { .. }));
+        let forks_inflight = s
+            .inflight
+            .values()
+            .any(|r| matches!(r, Pending::Forks { .. }));
+        if !s.forks_out.is_empty() && !forks_inflight {
+            let keys: Vec<(PublicKey, u64)> =
+                s.forks_out.iter().take(MAX_FORK_PROOFS).copied().collect();
+            let mut proofs = Vec::with_capacity(keys.len());
+            for k in &keys {
+                s.forks_out.remove(k);
+                if let Some(pr) = self.forks.get(k) {
+                    proofs.push(pr.encode());
+                }
+            }
+            if !proofs.is_empty() {
+                self.send(p, Request::Forks { proofs }, Pending::Forks { sent: now });
+            }
+        }
+        let Some(s) = self.peers.get_mut(p) else {
+            return;
+        };
         if !s.haves.is_empty() && !have_inflight {
             let n = s.haves.len().min(MAX_CLOCK_HEADS);
             let heads: Vec<FeedHead> = s.haves.iter().take(n).map(|(f, h)| (*f, *h)).collect();

@@ -26,6 +26,10 @@ pub const SOFT_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// one entry of the largest size, and framing.
 pub const MAX_FRAME_SIZE: usize =
     SOFT_RESPONSE_BYTES + MAX_SIGNED_HEADER_SIZE + MAX_PAYLOAD_SIZE as usize + 1024;
+/// Fork proofs in one `Forks` request.
+pub const MAX_FORK_PROOFS: usize = 16;
+/// Largest encoded fork proof: two signed headers and the array around them.
+pub const MAX_FORK_PROOF_SIZE: usize = 2 * MAX_SIGNED_HEADER_SIZE + 16;
 /// Longest text in a refusal.
 pub const MAX_REASON_LEN: usize = 256;
 
@@ -71,6 +75,9 @@ pub enum Request {
     },
     /// "I now hold these feeds this far." Sent to peers that want them. Type 3.
     Have { heads: Vec<FeedHead> },
+    /// "These feeds forked": encoded fork proofs (two signed headers of one
+    /// author at one seq, SPEC.md §4.5), at most [`MAX_FORK_PROOFS`]. Type 4.
+    Forks { proofs: Vec<Vec<u8>> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +171,14 @@ impl Request {
                 uint(&mut out, 3);
                 heads(&mut out, h);
             }
+            Request::Forks { proofs } => {
+                array(&mut out, 2);
+                uint(&mut out, 4);
+                array(&mut out, proofs.len());
+                for pr in proofs {
+                    bytes(&mut out, pr);
+                }
+            }
         }
         out
     }
@@ -208,9 +223,25 @@ impl Request {
                     heads: read_heads(p)?,
                 }
             }
+            4 => {
+                shape(kind, 2, n)?;
+                let count = bounded(p.array()?, MAX_FORK_PROOFS, "fork proofs")?;
+                let mut proofs = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let b = p.bytes()?;
+                    if b.len() > MAX_FORK_PROOF_SIZE {
+                        return Err(WireError::TooLarge {
+                            limit: MAX_FORK_PROOF_SIZE,
+                            found: b.len(),
+                        });
+                    }
+                    proofs.push(b.to_vec());
+                }
+                Request::Forks { proofs }
+            }
             found => {
                 return Err(WireError::UnknownType {
-                    expected: "1 (clock), 2 (fetch) or 3 (have)",
+                    expected: "1 (clock), 2 (fetch), 3 (have) or 4 (forks)",
                     found,
                 });
             }
@@ -432,6 +463,9 @@ mod tests {
                 },
                 Request::Have {
                     heads: vec![(k(4), 1 << 40)],
+                },
+                Request::Forks {
+                    proofs: vec![vec![0x82, 0x40, 0x40], vec![1; 40]],
                 },
             ],
             vec![

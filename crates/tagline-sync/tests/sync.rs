@@ -312,6 +312,18 @@ impl Sim {
                     );
                 }
                 Output::Confirm { .. } => {}
+                // The simulated store records every proof; the machine
+                // keeps the ones it has not seen.
+                Output::StoreForks { proofs } => {
+                    for proof in proofs {
+                        self.input(
+                            node,
+                            Input::ForkFound {
+                                proof: Box::new(proof),
+                            },
+                        );
+                    }
+                }
                 Output::Disconnect { peer, .. } => self.disconnect(node, peer),
                 Output::Event(Event::Misbehaved { peer, reason }) => {
                     self.misbehaved.push((node, peer, reason));
@@ -879,7 +891,7 @@ fn answers_waiting_to_be_stored_are_bounded() {
                                 }],
                             }
                         }
-                        Request::Have { .. } => Response::Ack,
+                        Request::Have { .. } | Request::Forks { .. } => Response::Ack,
                     };
                     next.extend(sync.handle(Input::Response { peer, id, response }, T0 + 1));
                 }
@@ -917,4 +929,91 @@ fn answers_waiting_to_be_stored_are_bounded() {
         })
         .count();
     assert_eq!(sent, 1);
+}
+
+/// Fork proofs travel: a node that learns of a fork passes the proof to its
+/// peers once; a peer keeps it only for a feed it wants or holds, and an
+/// invalid proof gets its sender banned.
+#[test]
+fn fork_proofs_are_passed_on_once_and_checked() {
+    let k = SecretKey::from_seed(&[77; 32]);
+    let f = k.public();
+    let x = create_entry(
+        &k,
+        None,
+        None,
+        T0,
+        "tagline/note",
+        tagline_format::payload::note("x"),
+    )
+    .unwrap();
+    let y = create_entry(
+        &k,
+        None,
+        None,
+        T0,
+        "tagline/note",
+        tagline_format::payload::note("y"),
+    )
+    .unwrap();
+    let proof = tagline_format::ForkProof::new(x.signed.clone(), y.signed.clone()).unwrap();
+    // A node that knows the fork, and a peer.
+    let mut a: Sync<u8> = Sync::new(BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
+    let _ = a.handle(
+        Input::ForkFound {
+            proof: Box::new(proof.clone()),
+        },
+        T0,
+    );
+    let outs = a.handle(Input::Connected(2), T0);
+    let sent: Vec<Vec<u8>> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                request: Request::Forks { proofs },
+                ..
+            } => Some(proofs.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(sent, vec![proof.encode()]);
+    // Known again: not passed on twice.
+    let outs = a.handle(
+        Input::ForkFound {
+            proof: Box::new(proof.clone()),
+        },
+        T0 + 1,
+    );
+    assert!(!outs.iter().any(|o| matches!(o, Output::Send { .. })));
+    // The receiver keeps it when it wants the feed ...
+    let mut b: Sync<u8> = Sync::new(BTreeMap::new(), [f].into(), BTreeSet::new());
+    let _ = b.handle(Input::Connected(1), T0);
+    let forks = |proofs: Vec<Vec<u8>>| Input::Request {
+        peer: 1,
+        inbound: 9,
+        request: Request::Forks { proofs },
+    };
+    let outs = b.handle(forks(vec![proof.encode()]), T0);
+    assert!(outs.contains(&Output::StoreForks {
+        proofs: vec![proof.clone()]
+    }));
+    // ... not when it neither wants nor holds it ...
+    let mut c: Sync<u8> = Sync::new(BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
+    let _ = c.handle(Input::Connected(1), T0);
+    let outs = c.handle(forks(vec![proof.encode()]), T0);
+    assert!(!outs.iter().any(|o| matches!(o, Output::StoreForks { .. })));
+    // ... and bans a sender of a proof that is not one.
+    let mut bad = proof.encode();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let outs = b.handle(forks(vec![bad]), T0);
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Event(Event::Misbehaved { peer: 1, .. })))
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Disconnect { peer: 1, .. }))
+    );
 }
