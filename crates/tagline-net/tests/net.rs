@@ -837,3 +837,50 @@ async fn a_fork_proof_is_passed_on_through_the_network() {
         n.stop().await;
     }
 }
+
+/// C first syncs a feed from A, which holds one entry without its payload;
+/// it asks B, which holds the payload, for that entry again and stores the
+/// payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_payload_is_fetched_from_another_peer() {
+    let kf = SecretKey::from_seed(&[20; 32]);
+    let f = kf.public();
+    let b = node(&[], &[f], vec![]).await;
+    b.publish(&kf, 3, "full").await;
+    // A holds the same entries, the second without its payload.
+    let a = node(&[f], &[], vec![]).await;
+    let mut entries: Vec<tagline_format::Entry> = b
+        .store
+        .range(&f, 1, 3)
+        .unwrap()
+        .into_iter()
+        .map(|e| tagline_format::Entry {
+            signed: e.signed,
+            payload: e.payload,
+        })
+        .collect();
+    entries[1].payload = None;
+    a.store
+        .ingest(
+            entries,
+            now_ms(),
+            [3; 32],
+            tagline_store::IngestMode::AllOrNothing,
+        )
+        .unwrap();
+    assert!(a.store.range(&f, 2, 2).unwrap()[0].payload.is_none());
+    a.handle.stored(f, 3).await.unwrap();
+    let c = node(&[f], &[], vec![a.addr()]).await;
+    until("C to hold A's entries", || c.head(&f) == 3).await;
+    assert!(c.store.range(&f, 2, 2).unwrap()[0].payload.is_none());
+    c.handle.dial(b.addr()).await.unwrap();
+    until("C to fetch the missing payload from B", || {
+        c.store.range(&f, 2, 2).unwrap()[0].payload.is_some()
+    })
+    .await;
+    let report = c.store.verify_all([4; 32]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}

@@ -14,6 +14,9 @@ use crate::wire::{
     Response, Topic,
 };
 
+/// Entries received without their payload that a node remembers, to fetch
+/// again from other peers (one entry per fetch; each peer asked once).
+pub const MAX_MISSING_PAYLOADS: usize = 4096;
 /// Fork proofs a node keeps in memory to pass on to peers (the store keeps
 /// every proof it records; beyond this many, new ones are still recorded
 /// but no longer passed on until a restart).
@@ -267,6 +270,9 @@ pub struct Sync<P> {
     unstored: BTreeMap<PublicKey, usize>,
     /// Fork proofs known, to pass on (at most [`MAX_KNOWN_FORKS`]).
     forks: BTreeMap<(PublicKey, u64), ForkProof>,
+    /// Entries received without their payload → the peers asked for it
+    /// again (at most [`MAX_MISSING_PAYLOADS`]).
+    missing: BTreeMap<(PublicKey, u64), BTreeSet<P>>,
     next_id: RequestId,
     out: Vec<Output<P>>,
     was_idle: bool,
@@ -292,6 +298,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
             fetching: BTreeMap::new(),
             unstored: BTreeMap::new(),
             forks: BTreeMap::new(),
+            missing: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
             was_idle: false,
@@ -953,6 +960,17 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 );
                 return;
             }
+            // Payloads that did not come are asked for again elsewhere.
+            let key = (feed, expected);
+            match &r.payload {
+                None if self.missing.len() < MAX_MISSING_PAYLOADS => {
+                    self.missing.entry(key).or_default().insert(p.clone());
+                }
+                None => {}
+                Some(_) => {
+                    self.missing.remove(&key);
+                }
+            }
             entries.push(Entry {
                 signed: sh,
                 payload: r.payload,
@@ -1155,7 +1173,39 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                 .find(|f| !self.fetching.contains_key(*f) && self.wanted(f))
                 .map(|f| (*f, s.theirs.get(f).copied().unwrap_or(0)));
             let Some((feed, theirs)) = next else {
-                return;
+                // Nothing new to fetch: ask again for an entry whose payload
+                // did not come, from a peer that holds it and was not asked.
+                let Some((feed, seq)) = self
+                    .missing
+                    .iter()
+                    .find(|((f, q), asked)| {
+                        !asked.contains(p)
+                            && !self.fetching.contains_key(f)
+                            && s.theirs.get(f).is_some_and(|t| t >= q)
+                    })
+                    .map(|(k, _)| *k)
+                else {
+                    return;
+                };
+                if let Some(asked) = self.missing.get_mut(&(feed, seq)) {
+                    asked.insert(p.clone());
+                }
+                self.fetching.insert(feed, p.clone());
+                self.send(
+                    p,
+                    Request::Fetch {
+                        feed,
+                        from: seq,
+                        max: 1,
+                    },
+                    Pending::Fetch {
+                        sent: now,
+                        feed,
+                        from: seq,
+                        max: 1,
+                    },
+                );
+                continue;
             };
             let from = self.head(&feed) + 1;
             if theirs < from {
