@@ -19,7 +19,8 @@ pub fn mail(data: &[u8]) {
         },
     ] {
         if let Ok(info) = mailinfo::parse(data, &opts) {
-            let _ = subject::parse(&info.raw_subject);
+            let s = subject::parse(&info.raw_subject);
+            let _ = crate::kind::classify(&info, &s);
             let _ = thread::reply_trailers(&info.message);
             let _ = mailinfo::split_from(&info.author);
         }

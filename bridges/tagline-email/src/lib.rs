@@ -10,6 +10,7 @@
 //! [`mbox`], messages read from an mbox stream or a Maildir.
 
 pub mod fuzzing;
+pub mod kind;
 pub mod mailinfo;
 pub mod mbox;
 pub mod series;

@@ -454,3 +454,48 @@ fn hostile_mails_are_refused_or_read_never_a_panic() {
     // Not a mail at all: no header.
     assert_eq!(parse(b"", &opts).unwrap_err(), MailError::NotAMail);
 }
+
+/// Every message of the watchdog slice gets a kind; the known cases of each
+/// kind in it are found: the kernel test robot's reports, pr-tracker-bot's
+/// merge notices, maintainers' "Applied, thanks", pull requests, covers.
+#[test]
+fn watchdog_mails_are_classified() {
+    use std::collections::BTreeMap;
+    use tagline_email::kind::{MailKind, classify};
+    use tagline_email::mbox::maildir_files;
+    use tagline_email::subject;
+
+    let dir = corpus().join("lore-linux-watchdog/slices/dev.maildir");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for p in maildir_files(&dir).unwrap() {
+        let raw = std::fs::read(&p).unwrap();
+        let info = parse(&raw, &Options::default()).unwrap();
+        let s = subject::parse(&info.raw_subject);
+        let k = classify(&info, &s);
+        let text = String::from_utf8_lossy(&raw);
+        if info.email == "lkp@intel.com" {
+            assert_eq!(k, MailKind::CiReport, "{}", p.display());
+        }
+        if info.email == "pr-tracker-bot@kernel.org" {
+            assert_eq!(k, MailKind::Merged, "{}", p.display());
+        }
+        if s.reply && text.contains("\nApplied, thanks.\n") && !text.contains("\n>") {
+            assert_eq!(k, MailKind::Applied, "{}", p.display());
+        }
+        *counts.entry(format!("{k:?}")).or_default() += 1;
+    }
+    eprintln!("{counts:?}");
+    for k in [
+        "Patch",
+        "CoverLetter",
+        "Reply",
+        "Applied",
+        "CiReport",
+        "Merged",
+    ] {
+        assert!(
+            counts.get(k).copied().unwrap_or(0) > 0,
+            "no {k} in {counts:?}"
+        );
+    }
+}

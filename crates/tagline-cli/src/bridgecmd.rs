@@ -27,21 +27,6 @@ pub struct ParseArgs {
     pub no_inbody_headers: bool,
 }
 
-/// What kind of mail it is, from its subject and content.
-fn kind(s: &subject::Subject, info: &mailinfo::MailInfo) -> &'static str {
-    if s.reply {
-        "reply"
-    } else if s.pull {
-        "pull-request"
-    } else if s.patch && s.index == Some(0) {
-        "cover-letter"
-    } else if !info.patch.is_empty() {
-        "patch"
-    } else {
-        "other"
-    }
-}
-
 pub fn parse(a: ParseArgs) -> Result<()> {
     let raw = if a.mail.as_os_str() == "-" {
         let mut b = Vec::new();
@@ -69,10 +54,10 @@ pub fn parse(a: ParseArgs) -> Result<()> {
     let info = mailinfo::parse(&raw, &opts)
         .with_context(|| format!("cannot parse {}", a.mail.display()))?;
     let subj = subject::parse(&info.raw_subject);
-    let kind = kind(&subj, &info);
+    let kind = tagline_email::kind::classify(&info, &subj);
     // A reply's trailers are its unquoted `*-by:` lines (as b4 collects
     // them); a patch's are the trailer block of its commit message.
-    let trailers: Vec<(String, String)> = if kind == "reply" {
+    let trailers: Vec<(String, String)> = if subj.reply {
         tagline_email::thread::reply_trailers(&info.message)
     } else {
         tagline_review::trailers::parse(&info.message)
@@ -99,7 +84,13 @@ pub fn parse(a: ParseArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("kind         {kind}");
+    println!(
+        "kind         {}",
+        serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
     println!("author       {} <{}>", info.author, info.email);
     println!("date         {}", info.date);
     println!("subject      {}", info.subject);

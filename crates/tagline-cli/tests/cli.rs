@@ -1158,7 +1158,7 @@ fn bridge_parse_shows_how_a_mail_is_read() {
             .unwrap()
             .contains("diff --git a/builtin-mailinfo.c")
     );
-    // A reply to a pull request, read from standard input.
+    // A bot's notice that a pull request was merged, from standard input.
     let dir = corpus.join("lore-linux-watchdog/slices/dev.maildir/cur");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -1174,7 +1174,7 @@ fn bridge_parse_shows_how_a_mail_is_read() {
         .expect("a pr-tracker-bot reply in the slice");
     let text = std::fs::read_to_string(reply).unwrap();
     let v = json_of(&ok(&home, &["bridge", "parse", "--json", "-"], Some(&text)));
-    assert_eq!(v["kind"], "reply");
+    assert_eq!(v["kind"], "merged");
     assert_eq!(v["prefix"]["pull"], true);
     assert!(v["in_reply_to"].as_array().unwrap().len() == 1);
     let err = fails(&home, &["bridge", "parse", "/nonexistent/mail"], None);
