@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod kind;
 pub mod mailinfo;
 pub mod mbox;
+pub mod public_inbox;
 pub mod series;
 pub mod subject;
 pub mod thread;

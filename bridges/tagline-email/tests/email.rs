@@ -499,3 +499,35 @@ fn watchdog_mails_are_classified() {
         );
     }
 }
+
+/// The watchdog list's public-inbox v2 epoch (11,670 messages, read with
+/// git): every message comes out and parses; a second read from the last
+/// commit taken brings nothing, and a read from an earlier commit brings
+/// exactly the rest.
+#[test]
+fn public_inbox_epoch_reads_whole_and_resumes() {
+    use tagline_email::public_inbox::{Epoch, epochs, is_public_inbox};
+
+    let inbox = corpus().join("lore-linux-watchdog/public-inbox-v2/dev");
+    assert!(is_public_inbox(&inbox));
+    let paths = epochs(&inbox).unwrap();
+    assert_eq!(paths.len(), 1);
+    let epoch = Epoch::open(&paths[0]).unwrap();
+    let commits = epoch.commits_since(None).unwrap();
+    let mut n = 0;
+    let mut refused = 0;
+    for m in epoch.messages(commits.clone()).unwrap() {
+        let (_, raw) = m.unwrap();
+        if parse(&raw, &Options::default()).is_err() {
+            refused += 1;
+        }
+        n += 1;
+    }
+    assert_eq!(n, 11_670);
+    assert!(refused < 10, "{refused} messages refused");
+    let last = commits.last().unwrap();
+    assert!(epoch.commits_since(Some(last)).unwrap().is_empty());
+    let rest = epoch.commits_since(Some(&commits[99])).unwrap();
+    assert_eq!(rest.len(), commits.len() - 100);
+    assert_eq!(rest[0], commits[100]);
+}
