@@ -19,18 +19,10 @@ pub struct Epoch {
     /// A shadow repository, removed on drop: for an epoch copied without
     /// its (empty) `refs` directory, which git does not take as a
     /// repository; the shadow borrows the epoch's objects.
-    shadow: Option<PathBuf>,
+    _shadow: Option<tempfile::TempDir>,
     /// The commit the epoch's HEAD names.
     pub tip: String,
     pub path: PathBuf,
-}
-
-impl Drop for Epoch {
-    fn drop(&mut self) {
-        if let Some(s) = &self.shadow {
-            let _ = std::fs::remove_dir_all(s);
-        }
-    }
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> SourceError {
@@ -41,13 +33,18 @@ fn io(path: &Path, e: impl std::fmt::Display) -> SourceError {
 }
 
 /// `git` with no system or global configuration and a fixed locale.
-fn git(git_dir: &Path) -> Command {
+fn git() -> Command {
     let mut c = Command::new("git");
     c.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("LC_ALL", "C")
-        .arg("--git-dir")
-        .arg(git_dir);
+        .env("LC_ALL", "C");
+    c
+}
+
+/// [`git`] on the repository `git_dir`.
+fn git_at(git_dir: &Path) -> Command {
+    let mut c = git();
+    c.arg("--git-dir").arg(git_dir);
     c
 }
 
@@ -99,45 +96,38 @@ impl Epoch {
         let (git_dir, shadow) = if path.join("refs").is_dir() {
             (path.to_path_buf(), None)
         } else {
-            let shadow = std::env::temp_dir().join(format!(
-                "tagline-epoch-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos())
-            ));
-            let mut init = Command::new("git");
-            init.env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .args(["init", "--bare", "-q"])
-                .arg(&shadow);
+            let shadow = tempfile::Builder::new()
+                .prefix("tagline-epoch-")
+                .tempdir()
+                .map_err(|e| io(path, e))?;
+            let mut init = git();
+            init.args(["init", "--bare", "-q"]).arg(shadow.path());
             run(init, path)?;
             let objects = std::fs::canonicalize(path.join("objects")).map_err(|e| io(path, e))?;
             std::fs::write(
-                shadow.join("objects/info/alternates"),
+                shadow.path().join("objects/info/alternates"),
                 format!("{}\n", objects.display()),
             )
-            .map_err(|e| io(&shadow, e))?;
-            (shadow.clone(), Some(shadow))
+            .map_err(|e| io(shadow.path(), e))?;
+            (shadow.path().to_path_buf(), Some(shadow))
         };
-        let mut epoch = Epoch {
-            git_dir,
-            shadow,
-            tip: String::new(),
-            path: path.to_path_buf(),
-        };
-        epoch.tip = resolve_head(path).or_else(|_| {
-            let mut c = git(&epoch.git_dir);
+        let tip = resolve_head(path).or_else(|_| {
+            let mut c = git_at(&git_dir);
             c.args(["rev-parse", "HEAD"]);
             run(c, path).map(|s| s.trim().to_string())
         })?;
-        Ok(epoch)
+        Ok(Epoch {
+            git_dir,
+            _shadow: shadow,
+            tip,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The commits after `since` (all when `None`) up to the tip, oldest
     /// first.
     pub fn commits_since(&self, since: Option<&str>) -> Result<Vec<String>, SourceError> {
-        let mut c = git(&self.git_dir);
+        let mut c = git_at(&self.git_dir);
         c.args(["rev-list", "--reverse"]);
         match since {
             Some(s) => c.arg(format!("{s}..{}", self.tip)),
@@ -157,7 +147,7 @@ impl Epoch {
         &self,
         commits: Vec<String>,
     ) -> Result<impl Iterator<Item = Result<(String, Vec<u8>), SourceError>>, SourceError> {
-        let mut child = git(&self.git_dir)
+        let mut child = git_at(&self.git_dir)
             .args(["cat-file", "--batch"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -185,6 +175,7 @@ impl Epoch {
             path: self.path.clone(),
             out: BufReader::new(stdout),
             commits: commits.into_iter(),
+            taken: 0,
             child: Some(child),
             writer: Some(writer),
         })
@@ -220,6 +211,8 @@ struct Batch {
     path: PathBuf,
     out: BufReader<std::process::ChildStdout>,
     commits: std::vec::IntoIter<String>,
+    /// Commits read so far (the index a refusal names).
+    taken: usize,
     child: Option<std::process::Child>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -242,6 +235,7 @@ impl Iterator for Batch {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let commit = self.commits.next()?;
+            self.taken += 1;
             let mut header = String::new();
             match self.out.read_line(&mut header) {
                 Ok(0) => return Some(Err(io(&self.path, "git cat-file stopped early"))),
@@ -269,7 +263,7 @@ impl Iterator for Batch {
                     return Some(Err(io(&self.path, e)));
                 }
                 return Some(Err(SourceError::TooLarge {
-                    index: 0,
+                    index: self.taken,
                     max: MAX_MAIL_SIZE,
                 }));
             }

@@ -129,7 +129,9 @@ fn bracket(inner: &str, s: &mut Subject) {
             }
             "RESEND" => s.resend = true,
             "GIT" if upper.get(i).map(String::as_str) == Some("PULL") => {}
-            "PULL" | "REQUEST" if s.pull || u == "PULL" => s.pull = true,
+            "PULL" => s.pull = true,
+            // "[GIT PULL REQUEST]"
+            "REQUEST" if s.pull => {}
             _ => {
                 if let Some(v) = version_of(u) {
                     s.version = v;

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::mailinfo::{MailInfo, split_from};
+use crate::mailinfo::MailInfo;
 use crate::subject::{self, Subject};
+use tagline_review::maintainers::parse_email;
 
 /// Replies followed up the In-Reply-To chain at most, to find their patch.
 pub const MAX_THREAD_DEPTH: usize = 64;
@@ -243,7 +244,7 @@ pub fn collect(mails: &[MailInfo]) -> Vec<CollectedPatch> {
         };
         let (from_name, from_email) = (m.author.clone(), m.email.clone());
         for (key, value) in reply_trailers(&m.message) {
-            let (t_name, t_email) = split_from(&value);
+            let (t_name, t_email) = parse_email(&value);
             // Only a trailer naming a person can name someone else.
             let flagged = !t_email.is_empty()
                 && !t_email.eq_ignore_ascii_case(&from_email)

@@ -285,6 +285,17 @@ struct Behaviour {
     dcutr: dcutr::Behaviour,
 }
 
+/// Dials `addr`; a peer it names is also a way into the DHT.
+fn dial(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) -> Result<(), libp2p::swarm::DialError> {
+    if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+            tracing::debug!("no Kademlia bootstrap: {e}");
+        }
+    }
+    swarm.dial(addr.clone())
+}
+
 /// The Kademlia key under which the nodes holding `s` provide it.
 fn provider_key(s: &Subject) -> kad::RecordKey {
     kad::RecordKey::new(&s.topic().hash().into_string())
@@ -428,18 +439,10 @@ pub async fn spawn(
     for addr in &config.external {
         swarm.add_external_address(addr.clone());
     }
-    let mut bootstrap = false;
     for addr in &config.peers {
-        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-            bootstrap = true;
-        }
-        if let Err(e) = swarm.dial(addr.clone()) {
+        if let Err(e) = dial(&mut swarm, addr) {
             tracing::warn!(%addr, "cannot dial: {e}");
         }
-    }
-    if bootstrap && let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
-        tracing::debug!("no Kademlia bootstrap: {e}");
     }
     for relay in &config.relays {
         let circuit = relay.clone().with(Protocol::P2pCircuit);
@@ -550,13 +553,14 @@ impl Writes {
     }
 }
 
-/// What a background write did: per ingested feed, (peer, feed, head
-/// after, why entries were refused); and the fork proofs newly recorded.
+/// What a background write did.
 #[derive(Debug)]
-struct Written(
-    Vec<(PeerId, PublicKey, u64, Option<Rejection>)>,
-    Vec<tagline_format::ForkProof>,
-);
+struct Written {
+    /// Per ingested feed: (peer, feed, head after, why entries were refused).
+    stored: Vec<(PeerId, PublicKey, u64, Option<Rejection>)>,
+    /// Fork proofs newly recorded.
+    forks: Vec<tagline_format::ForkProof>,
+}
 
 impl Driver {
     async fn run(
@@ -586,12 +590,7 @@ impl Driver {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::Stored { feed, head }) => self.input(Input::Stored { feed, head, from: None, rejected: None }),
                     Some(Command::Dial(addr)) => {
-                        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                            // A known peer is a way into the DHT too.
-                            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                            let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                        }
-                        if let Err(e) = self.swarm.dial(addr.clone()) {
+                        if let Err(e) = dial(&mut self.swarm, &addr) {
                             tracing::warn!(%addr, "cannot dial: {e}");
                             self.emit(NetEvent::DialFailed { peer: None, error: format!("{addr}: {e}") });
                         }
@@ -678,7 +677,7 @@ impl Driver {
 
     fn on_written(&mut self, w: Written) {
         self.writing = false;
-        for (peer, feed, head, rejected) in w.0 {
+        for (peer, feed, head, rejected) in w.stored {
             self.queue.push_back(Input::Stored {
                 feed,
                 head,
@@ -686,7 +685,7 @@ impl Driver {
                 rejected,
             });
         }
-        for proof in w.1 {
+        for proof in w.forks {
             tracing::warn!(feed = %proof.author(), seq = proof.seq(), "feed forked: proof recorded, passed on");
             self.queue.push_back(Input::ForkFound {
                 proof: Box::new(proof),
@@ -758,15 +757,9 @@ impl Driver {
                 .kad
                 .stop_providing(&provider_key(s));
         }
-        for s in provide.difference(&self.provided) {
-            if let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .start_providing(provider_key(s))
-            {
-                tracing::warn!("cannot provide {} in the DHT: {e}", s.topic());
-            }
+        let new: Vec<Subject> = provide.difference(&self.provided).copied().collect();
+        for s in &new {
+            self.provide(s);
         }
         self.provided = provide;
         self.discover = i
@@ -775,6 +768,19 @@ impl Driver {
             .map(|t| Subject::Project(*t))
             .chain(follows)
             .collect();
+    }
+
+    /// Announces in the DHT that this node holds `s` (a provider record on
+    /// the closest nodes, which kad republishes).
+    fn provide(&mut self, s: &Subject) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(provider_key(s))
+        {
+            tracing::warn!("cannot provide {} in the DHT: {e}", s.topic());
+        }
     }
 
     /// One discovery round: asks the DHT who provides the next subjects.
@@ -1018,14 +1024,7 @@ impl Driver {
                 tracing::debug!(%peer, "into the DHT");
                 self.dht_ready = true;
                 for s in self.provided.clone() {
-                    if let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .start_providing(provider_key(&s))
-                    {
-                        tracing::warn!("cannot provide {} in the DHT: {e}", s.topic());
-                    }
+                    self.provide(&s);
                 }
                 self.discover();
             }
@@ -1230,11 +1229,11 @@ fn write_all(store: &Store, writes: Writes) -> Written {
             tracing::error!("cannot record the confirmed head of {feed}: {e}");
         }
     }
-    Written(
-        feeds
+    Written {
+        stored: feeds
             .into_iter()
             .map(|(p, f)| (p, f, head_of(&f), refused.remove(&f)))
             .collect(),
-        new_forks,
-    )
+        forks: new_forks,
+    }
 }

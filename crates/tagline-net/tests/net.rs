@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
 use tagline_format::payload::note;
 use tagline_format::{PublicKey, SecretKey};
 use tagline_net::{Config, Handle, Interests, NetEvent, spawn};
@@ -53,11 +53,16 @@ impl Node {
         head
     }
     async fn stop(self) {
+        self.down().await;
+    }
+    /// Stops the node; its data directory and store stay.
+    async fn down(self) -> (tempfile::TempDir, Arc<Store>) {
         self.handle.shutdown().await.unwrap();
         tokio::time::timeout(WAIT, self.task)
             .await
             .unwrap()
             .unwrap();
+        (self._dir, self.store)
     }
 }
 
@@ -67,12 +72,21 @@ async fn node(wants: &[PublicKey], own: &[PublicKey], peers: Vec<Multiaddr>) -> 
 
 /// A node on 127.0.0.1 TCP, its configuration adjusted by `f`.
 async fn node_with(wants: &[PublicKey], own: &[PublicKey], f: impl FnOnce(&mut Config)) -> Node {
+    node_in(tempfile::tempdir().unwrap(), wants, own, f).await
+}
+
+/// A node on the store in `dir` (a new one, or one a stopped node left).
+async fn node_in(
+    dir: tempfile::TempDir,
+    wants: &[PublicKey],
+    own: &[PublicKey],
+    f: impl FnOnce(&mut Config),
+) -> Node {
     // RUST_LOG=tagline_net=debug shows what the nodes do.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let mut config = Config {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -102,6 +116,102 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The first peer `events` reports as misbehaving, and why.
+async fn first_blamed(events: &mut tokio::sync::broadcast::Receiver<NetEvent>) -> (PeerId, String) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(NetEvent::Misbehaved { peer, reason }) = events.recv().await {
+                break (peer, reason);
+            }
+        }
+    })
+    .await
+    .expect("a peer is blamed")
+}
+
+/// Waits until `n` has no connection to `peer` (a blamed peer's connection
+/// closes just after the blame).
+async fn until_gone(n: &Node, peer: PeerId) {
+    let t = tokio::time::Instant::now();
+    while n
+        .handle
+        .status()
+        .await
+        .unwrap()
+        .connected
+        .iter()
+        .any(|p| p.peer == peer)
+    {
+        assert!(t.elapsed() < WAIT, "{peer} is still connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A signed header's bytes with its author key replaced: a forgery whose
+/// signature does not verify.
+fn relabel(signed: &[u8], from: &PublicKey, to: &PublicKey) -> Vec<u8> {
+    let mut bytes = signed.to_vec();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == from.as_bytes())
+        .unwrap();
+    bytes[at..at + 32].copy_from_slice(to.as_bytes());
+    bytes
+}
+
+/// A hostile peer on 127.0.0.1: a bare libp2p swarm that speaks the sync
+/// protocol and writes, for each request, the bytes `answer` gives (length
+/// prefix included, so it may lie about it). Its address, id and task.
+async fn hostile_peer(
+    mut answer: impl FnMut(tagline_sync::Request) -> Vec<u8> + Send + 'static,
+) -> (Multiaddr, PeerId, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    let mut evil = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(tagline_net::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    evil.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = evil.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*evil.local_peer_id()));
+        }
+    };
+    let id = *evil.local_peer_id();
+    let task = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = evil.select_next_some().await
+            {
+                let _ = evil.behaviour_mut().send_response(channel, answer(request));
+            }
+        }
+    });
+    (addr, id, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,10 +270,6 @@ async fn a_node_offline_during_1000_publications_catches_up() {
 /// protocol, claiming a far head for a feed and serving forged entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_serving_forgeries_is_dropped_and_nothing_is_stored() {
-    use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
-    use tagline_net::{PROTOCOL, SyncCodec};
     use tagline_sync::{Record, Request, Response};
 
     let ka = SecretKey::from_seed(&[3; 32]);
@@ -179,100 +285,35 @@ async fn a_peer_serving_forgeries_is_dropped_and_nothing_is_stored() {
         s.append_local(&forger, items, now_ms())
             .unwrap()
             .into_iter()
-            .map(|e| {
-                let mut bytes = e.signed.as_bytes().to_vec();
-                let at = bytes
-                    .windows(32)
-                    .position(|w| w == forger.public().as_bytes())
-                    .unwrap();
-                bytes[at..at + 32].copy_from_slice(victim.as_bytes());
-                Record {
-                    signed: bytes,
-                    payload: e.payload,
-                }
+            .map(|e| Record {
+                signed: relabel(e.signed.as_bytes(), &forger.public(), &victim),
+                payload: e.payload,
             })
             .collect()
     };
-    let mut evil = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                SyncCodec,
-                [(PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
+    let (evil_addr, evil_id, evil_task) = hostile_peer(move |request| {
+        framed(&match request {
+            Request::Clock { .. } => Response::Clock {
+                heads: vec![(victim, 3)],
+            },
+            Request::Fetch { .. } => Response::Entries {
+                records: forged.clone(),
+            },
+            Request::Have { .. } | Request::Forks { .. } => Response::Ack,
         })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    evil.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let evil_addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = evil.select_next_some().await {
-            break address.with(libp2p::multiaddr::Protocol::P2p(*evil.local_peer_id()));
-        }
-    };
-    let evil_id = *evil.local_peer_id();
-    let evil_task = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) = evil.select_next_some().await
-            {
-                let response = match request {
-                    Request::Clock { .. } => Response::Clock {
-                        heads: vec![(victim, 3)],
-                    },
-                    Request::Fetch { .. } => Response::Entries {
-                        records: forged.clone(),
-                    },
-                    Request::Have { .. } | Request::Forks { .. } => Response::Ack,
-                };
-                let _ = evil.behaviour_mut().send_response(channel, response);
-            }
-        }
-    });
+    })
+    .await;
 
     let honest = node(&[victim], &[], vec![]).await;
     let mut events = honest.handle.events();
     honest.handle.dial(evil_addr).await.unwrap();
-    let blamed = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(NetEvent::Misbehaved { peer, reason }) = events.recv().await {
-                break (peer, reason);
-            }
-        }
-    })
-    .await
-    .expect("the forger is blamed");
+    let blamed = first_blamed(&mut events).await;
     assert_eq!(blamed.0, evil_id);
     // The store refuses the forgeries (a chain or signature check, whichever
     // its batch reaches first).
     assert!(blamed.1.contains("refused"), "{}", blamed.1);
     assert_eq!(honest.head(&victim), 0, "nothing forged was stored");
-    let t = tokio::time::Instant::now();
-    while honest
-        .handle
-        .status()
-        .await
-        .unwrap()
-        .connected
-        .iter()
-        .any(|p| p.peer == evil_id)
-    {
-        assert!(t.elapsed() < WAIT, "the forger is still connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_gone(&honest, evil_id).await;
     evil_task.abort();
     honest.stop().await;
 }
@@ -425,13 +466,7 @@ async fn a_peer_forwarding_a_forged_announcement_is_dropped() {
             note("forged"),
         )
         .unwrap();
-        let mut bytes = e.signed.as_bytes().to_vec();
-        let at = bytes
-            .windows(32)
-            .position(|w| w == forger.public().as_bytes())
-            .unwrap();
-        bytes[at..at + 32].copy_from_slice(ka.public().as_bytes());
-        bytes
+        relabel(e.signed.as_bytes(), &forger.public(), &ka.public())
     };
     let topic = Subject::Feed(ka.public()).topic();
     let mut evil = libp2p::SwarmBuilder::with_new_identity()
@@ -477,15 +512,7 @@ async fn a_peer_forwarding_a_forged_announcement_is_dropped() {
             }
         }
     });
-    let blamed = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(NetEvent::Misbehaved { peer, reason }) = events.recv().await {
-                break (peer, reason);
-            }
-        }
-    })
-    .await
-    .expect("the forwarder is blamed");
+    let blamed = first_blamed(&mut events).await;
     assert_eq!(blamed.0, evil_id);
     assert!(blamed.1.contains("announcement"), "{}", blamed.1);
     tokio::time::timeout(WAIT, evil_task)
@@ -574,10 +601,6 @@ fn framed(r: &tagline_sync::Response) -> Vec<u8> {
 /// drops the peer, and gets the feed whole from an honest peer meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_is_dropped_while_an_honest_one_keeps_syncing() {
-    use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
-    use tagline_net::PROTOCOL;
     use tagline_sync::{Record, Request, Response};
 
     let kf = SecretKey::from_seed(&[16; 32]);
@@ -594,68 +617,29 @@ async fn a_hostile_peer_is_dropped_while_an_honest_one_keeps_syncing() {
             payload: e.payload,
         })
         .collect();
-    let mut evil = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    evil.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let evil_addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = evil.select_next_some().await {
-            break address.with(libp2p::multiaddr::Protocol::P2p(*evil.local_peer_id()));
-        }
-    };
-    let evil_id = *evil.local_peer_id();
-    let evil_task = tokio::spawn(async move {
-        let mut fetches = 0;
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) = evil.select_next_some().await
-            {
-                let bytes = match request {
-                    Request::Clock { .. } => framed(&Response::Clock {
-                        heads: vec![(feed, 100_000)],
-                    }),
-                    Request::Fetch { .. } => {
-                        fetches += 1;
-                        if fetches == 1 {
-                            // Claims a frame far beyond the limit, then
-                            // sends a little of it.
-                            let mut b = u32::MAX.to_be_bytes().to_vec();
-                            b.extend(vec![0u8; 4096]);
-                            b
-                        } else {
-                            let mut shuffled = genuine.clone();
-                            shuffled.reverse();
-                            shuffled.push(genuine[0].clone());
-                            framed(&Response::Entries { records: shuffled })
-                        }
-                    }
-                    Request::Have { .. } | Request::Forks { .. } => framed(&Response::Ack),
-                };
-                let _ = evil.behaviour_mut().send_response(channel, bytes);
+    let mut fetches = 0;
+    let (evil_addr, evil_id, evil_task) = hostile_peer(move |request| match request {
+        Request::Clock { .. } => framed(&Response::Clock {
+            heads: vec![(feed, 100_000)],
+        }),
+        Request::Fetch { .. } => {
+            fetches += 1;
+            if fetches == 1 {
+                // Claims a frame far beyond the limit, then sends a little
+                // of it.
+                let mut b = u32::MAX.to_be_bytes().to_vec();
+                b.extend(vec![0u8; 4096]);
+                b
+            } else {
+                let mut shuffled = genuine.clone();
+                shuffled.reverse();
+                shuffled.push(genuine[0].clone());
+                framed(&Response::Entries { records: shuffled })
             }
         }
-    });
+        Request::Have { .. } | Request::Forks { .. } => framed(&Response::Ack),
+    })
+    .await;
 
     let honest = node(&[feed], &[], vec![]).await;
     let mut events = honest.handle.events();
@@ -679,20 +663,7 @@ async fn a_hostile_peer_is_dropped_while_an_honest_one_keeps_syncing() {
         honest.head(&feed) == head
     })
     .await;
-    // Blamed, then disconnected (the connection closes just after).
-    let t = tokio::time::Instant::now();
-    while honest
-        .handle
-        .status()
-        .await
-        .unwrap()
-        .connected
-        .iter()
-        .any(|p| p.peer == evil_id)
-    {
-        assert!(t.elapsed() < WAIT, "the hostile peer is disconnected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_gone(&honest, evil_id).await;
     let report = honest.store.verify_all([9; 32]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     evil_task.abort();
@@ -718,14 +689,7 @@ async fn a_partition_heals_and_both_sides_converge() {
     })
     .await;
     // The cut: B's node stops; its store stays.
-    let Node {
-        _dir: b_dir,
-        store: b_store,
-        handle,
-        task,
-    } = b;
-    handle.shutdown().await.unwrap();
-    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    let (b_dir, b_store) = b.down().await;
     a.publish(&ka, 200, "a during").await;
     let items = (0..150)
         .map(|i| ("tagline/note".to_string(), note(&format!("b during {i}"))))
@@ -733,26 +697,7 @@ async fn a_partition_heals_and_both_sides_converge() {
     b_store.append_local(&kb, items, now_ms()).unwrap();
     drop(b_store);
     // Healed: B's node starts again on the same store.
-    let store = Arc::new(Store::open(b_dir.path()).unwrap());
-    let config = Config {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        peers: vec![a.addr()],
-        interests: Interests {
-            wants: [fa].into(),
-            own: [fb].into(),
-            ..Interests::default()
-        },
-        ..Config::default()
-    };
-    let (handle, task) = spawn(store.clone(), Keypair::generate_ed25519(), config)
-        .await
-        .unwrap();
-    let b = Node {
-        _dir: b_dir,
-        store,
-        handle,
-        task,
-    };
+    let b = node_in(b_dir, &[fa], &[fb], |c| c.peers = vec![a.addr()]).await;
     until("both sides to converge", || {
         a.head(&fb) == 160 && b.head(&fa) == 210
     })
@@ -800,32 +745,9 @@ async fn a_fork_proof_is_passed_on_through_the_network() {
         .add_fork_proofs(std::slice::from_ref(&proof))
         .unwrap();
     // A restarts: proofs in its store are passed on from the start.
-    let Node {
-        _dir: a_dir,
-        store: a_store,
-        handle,
-        task,
-    } = a;
-    handle.shutdown().await.unwrap();
-    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    let (a_dir, a_store) = a.down().await;
     drop(a_store);
-    let store = Arc::new(Store::open(a_dir.path()).unwrap());
-    let (handle, task) = spawn(
-        store.clone(),
-        Keypair::generate_ed25519(),
-        Config {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
-    let a = Node {
-        _dir: a_dir,
-        store,
-        handle,
-        task,
-    };
+    let a = node_in(a_dir, &[], &[], |_| {}).await;
     let b = node(&[f], &[], vec![a.addr()]).await;
     let c = node(&[f], &[], vec![b.addr()]).await;
     until("B and C to record the fork", || {

@@ -417,6 +417,18 @@ fn patch_ids_of_real_xen_patches_agree_with_git() {
 
 mod rules_scenario {
     use proptest::prelude::*;
+
+    /// A random order of `0..n` (Fisher–Yates over proptest's generator).
+    fn permutation(n: usize) -> impl Strategy<Value = Vec<usize>> {
+        Just(()).prop_perturb(move |_, mut rng| {
+            let mut v: Vec<usize> = (0..n).collect();
+            for i in (1..v.len()).rev() {
+                let j = (rng.next_u32() as usize) % (i + 1);
+                v.swap(i, j);
+            }
+            v
+        })
+    }
     use tagline_format::entry::{Entry, Head, create_entry};
     use tagline_format::identity::{IdentityId, IdentityPayload};
     use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
@@ -887,14 +899,7 @@ mod rules_scenario {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
         #[test]
-        fn order_and_duplicates_do_not_matter(order in Just(()).prop_perturb(|_, mut rng| {
-            let mut v: Vec<usize> = (0..40).collect();
-            for i in (1..v.len()).rev() {
-                let j = (rng.next_u32() as usize) % (i + 1);
-                v.swap(i, j);
-            }
-            v
-        }), dup in 0usize..10, nack in any::<bool>(), merge in any::<bool>()) {
+        fn order_and_duplicates_do_not_matter(order in permutation(40), dup in 0usize..10, nack in any::<bool>(), merge in any::<bool>()) {
             let w = world(nack, false, merge);
             let reference = run(&w, None, 0);
             let shuffled = run(&w, Some(&order), dup);
@@ -1025,14 +1030,7 @@ mod rules_scenario {
         proptest! {
             #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
             #[test]
-            fn arrival_order_does_not_matter(order in Just(()).prop_perturb(|_, mut rng| {
-                let mut v: Vec<usize> = (0..12).collect();
-                for i in (1..v.len()).rev() {
-                    let j = (rng.next_u32() as usize) % (i + 1);
-                    v.swap(i, j);
-                }
-                v
-            })) {
+            fn arrival_order_does_not_matter(order in permutation(12)) {
                 let mut a = setup(2);
                 a.propose(1, "next", 2, 200);
                 a.propose(3, "other", 2, 205);

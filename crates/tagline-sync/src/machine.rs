@@ -626,14 +626,17 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         let Some(mut peer) = self.peers.remove(&p) else {
             return;
         };
-        let pump = self.serve_request(&p, &mut peer, inbound, request, now);
+        let served = self.serve_request(&p, &mut peer, inbound, request, now);
         self.peers.insert(p.clone(), peer);
-        if pump {
-            self.pump(&p, now);
+        match served {
+            Ok(true) => self.pump(&p, now),
+            Ok(false) => {}
+            Err(reason) => self.misbehaved(&p, reason, now),
         }
     }
 
-    /// Answers one request; returns whether to pump the peer afterwards.
+    /// Answers one request; returns whether to pump the peer afterwards, or
+    /// why the peer is to be banned.
     fn serve_request(
         &mut self,
         p: &P,
@@ -641,7 +644,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
         inbound: u64,
         request: Request,
         now: u64,
-    ) -> bool {
+    ) -> Result<bool, String> {
         let p = p.clone();
         // Token bucket: INBOUND_RATE_PER_S, bursts of INBOUND_BURST.
         let earned = now.saturating_sub(s.refilled) * INBOUND_RATE_PER_S / 1000;
@@ -657,7 +660,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                     reason: "rate limited".into(),
                 },
             });
-            return false;
+            return Ok(false);
         }
         s.tokens -= 1;
         match request {
@@ -670,7 +673,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                             reason: format!("more than {MAX_PEER_WANTS} feeds asked about"),
                         },
                     });
-                    return false;
+                    return Ok(false);
                 }
                 s.wants.extend(heads.iter().map(|(f, _)| *f));
                 s.topics.extend(topics.iter().copied());
@@ -707,7 +710,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                         heads: answer.into_iter().take(MAX_CLOCK_HEADS).collect(),
                     },
                 });
-                true
+                Ok(true)
             }
             Request::Fetch { feed, from, max } => {
                 if self.blocked.contains(&feed) || self.head(&feed) < from {
@@ -727,7 +730,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                         max,
                     });
                 }
-                false
+                Ok(false)
             }
             Request::Forks { proofs } => {
                 let mut keep = Vec::new();
@@ -748,16 +751,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                                     reason: "invalid fork proof".into(),
                                 },
                             });
-                            self.out.push(Output::Event(Event::Misbehaved {
-                                peer: p.clone(),
-                                reason: format!("sent an invalid fork proof: {e}"),
-                            }));
-                            self.out.push(Output::Disconnect {
-                                peer: p.clone(),
-                                reason: "invalid fork proof".into(),
-                            });
-                            self.banned.insert(p.clone(), now + BAN_MS);
-                            return false;
+                            return Err(format!("sent an invalid fork proof: {e}"));
                         }
                     }
                 }
@@ -769,7 +763,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                     inbound,
                     response: Response::Ack,
                 });
-                false
+                Ok(false)
             }
             Request::Have { heads } => {
                 self.learn_heads(s, heads);
@@ -778,7 +772,7 @@ impl<P: Ord + Clone + std::fmt::Debug> Sync<P> {
                     inbound,
                     response: Response::Ack,
                 });
-                true
+                Ok(true)
             }
         }
     }

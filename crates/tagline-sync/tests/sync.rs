@@ -238,6 +238,28 @@ impl Sim {
         self.run_outputs(node, outs);
     }
 
+    /// Stores a fetched answer at `node` and tells its machine.
+    fn store_answer(
+        &mut self,
+        node: usize,
+        peer: usize,
+        feed: PublicKey,
+        entries: Vec<tagline_format::Entry>,
+    ) {
+        let now = self.now;
+        let (head, rejected) = self.nodes[node].store.ingest(feed, entries, now);
+        self.refresh_topic(node);
+        self.input(
+            node,
+            Input::Stored {
+                feed,
+                head,
+                from: Some(peer),
+                rejected,
+            },
+        );
+    }
+
     fn run_outputs(&mut self, node: usize, outs: Vec<Output<usize>>) {
         for o in outs {
             match o {
@@ -297,20 +319,7 @@ impl Sim {
                     peer,
                     feed,
                     entries,
-                } => {
-                    let now = self.now;
-                    let (head, rejected) = self.nodes[node].store.ingest(feed, entries, now);
-                    self.refresh_topic(node);
-                    self.input(
-                        node,
-                        Input::Stored {
-                            feed,
-                            head,
-                            from: Some(peer),
-                            rejected,
-                        },
-                    );
-                }
+                } => self.store_answer(node, peer, feed, entries),
                 Output::Confirm { .. } => {}
                 // The simulated store records every proof; the machine
                 // keeps the ones it has not seen.
@@ -524,18 +533,7 @@ impl Sim {
                     .partition(|w| w.0 <= self.now);
             self.writes = later;
             for (_, node, peer, feed, entries) in due {
-                let now = self.now;
-                let (head, rejected) = self.nodes[node].store.ingest(feed, entries, now);
-                self.refresh_topic(node);
-                self.input(
-                    node,
-                    Input::Stored {
-                        feed,
-                        head,
-                        from: Some(peer),
-                        rejected,
-                    },
-                );
+                self.store_answer(node, peer, feed, entries);
             }
             for i in 0..self.nodes.len() {
                 if self.nodes[i].online
