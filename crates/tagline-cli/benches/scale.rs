@@ -156,6 +156,8 @@ fn review(rev: EntryId, key: &str, who: &str, comment: Option<&str>) -> ReviewPa
         comment: comment.map(str::to_string),
         inline: vec![],
         retracts: None,
+        mail: None,
+        flagged: Vec::new(),
     })
 }
 
@@ -214,6 +216,7 @@ fn generate(dir: &Path, n: u32) -> EntryId {
                 changelog: (v > 1).then(|| format!("v{v}: rework patches 2 and 3")),
                 patches: (1..=3).map(|k| patch(s, k, v, a)).collect(),
                 change_id: None,
+                mails: None,
             });
             let id = authors[a as usize].dev.post(&mut out, ts, &rev);
             let first_id = *first.get_or_insert(id);

@@ -796,6 +796,7 @@ pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) ->
         changelog: None,
         patches: out,
         change_id: None,
+        mails: None,
     };
     let id = publish(home_dir, &store, &ReviewPayload::Revision(rev), force)?;
     // Every other series is numbered already (by `world`): number the new one.
@@ -879,6 +880,8 @@ pub fn review(home_dir: &Path, a: ReviewArgs, force: bool) -> Result<()> {
         comment: a.comment,
         inline: Vec::new(),
         retracts,
+        mail: None,
+        flagged: Vec::new(),
     };
     let id = publish(home_dir, &store, &ReviewPayload::Review(p), force)?;
     println!(

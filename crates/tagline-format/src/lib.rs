@@ -18,6 +18,7 @@ pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod lipmaa;
+pub mod mail;
 pub mod payload;
 pub mod review;
 pub mod stream;

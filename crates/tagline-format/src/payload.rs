@@ -53,6 +53,7 @@ pub fn check_known(payload_type: &str, bytes: &[u8]) -> Result<(), PayloadError>
         t if crate::identity::IdentityPayload::is_identity_type(t) => {
             crate::identity::IdentityPayload::decode(t, bytes).map(|_| ())
         }
+        crate::mail::MAIL_TYPE => crate::mail::MailRecord::decode(bytes).map(|_| ()),
         t if crate::review::ReviewPayload::is_review_type(t) => {
             crate::review::ReviewPayload::decode(t, bytes).map(|_| ())
         }

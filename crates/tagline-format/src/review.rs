@@ -127,6 +127,38 @@ pub struct Revision {
     pub patches: Vec<Patch>,
     /// A b4-style change-id, when the author's tooling has one.
     pub change_id: Option<String>,
+    /// For a revision an email bridge read from a list: its mails.
+    pub mails: Option<RevisionMails>,
+}
+
+/// The Message-IDs of a bridged revision's mails, so that replies (bridged
+/// or rendered back to the list) find their thread.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevisionMails {
+    pub cover: Option<String>,
+    /// One per patch, in the revision's patch order.
+    pub patches: Vec<String>,
+}
+
+/// Where a bridged review came from: the reply mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewMail {
+    pub message_id: String,
+    /// The reply's `From:` address.
+    pub from: String,
+    /// The bridge's DKIM result for that address's domain (`pass`, `fail`,
+    /// `none`, ...; see the email bridge).
+    pub dkim: String,
+}
+
+/// A trailer a reply carried that its bridge does not vouch for, and why
+/// (another person's address, no valid DKIM signature, ...). Shown, never
+/// counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlaggedTrailer {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
 }
 
 /// A line of a file in an inline comment's anchor.
@@ -158,6 +190,10 @@ pub struct Review {
     pub inline: Vec<InlineComment>,
     /// An earlier review by the same identity that this one retracts.
     pub retracts: Option<EntryId>,
+    /// For a review an email bridge read from a reply: the reply.
+    pub mail: Option<ReviewMail>,
+    /// Trailers the reply carried that the bridge does not vouch for.
+    pub flagged: Vec<FlaggedTrailer>,
 }
 
 /// `tagline/ci`: a CI result for a revision.
@@ -315,6 +351,15 @@ impl ReviewPayload {
                     )),
                 ),
                 (7, r.change_id.as_deref().map(text)),
+                (
+                    8,
+                    r.mails.as_ref().map(|m| {
+                        map(vec![
+                            (0, m.cover.as_deref().map(text)),
+                            (1, Some(texts(&m.patches))),
+                        ])
+                    }),
+                ),
             ]),
             ReviewPayload::Review(r) => map(vec![
                 (0, Some(bytes(&r.revision.0))),
@@ -349,6 +394,33 @@ impl ReviewPayload {
                     }),
                 ),
                 (5, r.retracts.map(|e| bytes(&e.0))),
+                (
+                    6,
+                    r.mail.as_ref().map(|m| {
+                        map(vec![
+                            (0, Some(text(&m.message_id))),
+                            (1, Some(text(&m.from))),
+                            (2, Some(text(&m.dkim))),
+                        ])
+                    }),
+                ),
+                (
+                    7,
+                    (!r.flagged.is_empty()).then(|| {
+                        Value::Array(
+                            r.flagged
+                                .iter()
+                                .map(|f| {
+                                    Value::Array(vec![
+                                        text(&f.key),
+                                        text(&f.value),
+                                        text(&f.reason),
+                                    ])
+                                })
+                                .collect(),
+                        )
+                    }),
+                ),
             ]),
             ReviewPayload::Ci(c) => map(vec![
                 (0, Some(bytes(&c.revision.0))),
@@ -459,6 +531,18 @@ impl ReviewPayload {
                     list
                 },
                 change_id: m.take(7).map(|v| r.short(v, 7)).transpose()?,
+                mails: m
+                    .take(8)
+                    .map(|v| {
+                        let mut c = IntMap::from_value(what, v)?;
+                        let mails = RevisionMails {
+                            cover: c.take(0).map(|v| r.short(v, 8)).transpose()?,
+                            patches: r.list(c.req(what, 1)?, 8, |v| r.short(v, 8))?,
+                        };
+                        c.finish(what)?;
+                        Ok::<_, PayloadError>(mails)
+                    })
+                    .transpose()?,
             }),
             REVIEW_TYPE => ReviewPayload::Review(Review {
                 revision: r.entry(m.req(what, 0)?, 0)?,
@@ -517,6 +601,52 @@ impl ReviewPayload {
                     .transpose()?
                     .unwrap_or_default(),
                 retracts: m.take(5).map(|v| r.entry(v, 5)).transpose()?,
+                mail: m
+                    .take(6)
+                    .map(|v| {
+                        let mut c = IntMap::from_value(what, v)?;
+                        let mail = ReviewMail {
+                            message_id: r.short(c.req(what, 0)?, 6)?,
+                            from: r.short(c.req(what, 1)?, 6)?,
+                            dkim: r.short(c.req(what, 2)?, 6)?,
+                        };
+                        c.finish(what)?;
+                        Ok::<_, PayloadError>(mail)
+                    })
+                    .transpose()?,
+                flagged: {
+                    let f = m
+                        .take(7)
+                        .map(|v| {
+                            r.list(v, 7, |v| match v {
+                                Value::Array(t) if t.len() == 3 => {
+                                    let mut it = t.into_iter();
+                                    let mut next = || r.short(it.next().unwrap_or(Value::Null), 7);
+                                    Ok(FlaggedTrailer {
+                                        key: next()?,
+                                        value: next()?,
+                                        reason: next()?,
+                                    })
+                                }
+                                other => Err(r.invalid(
+                                    7,
+                                    format!(
+                                        "a flagged trailer should be [key, value, reason], found {}",
+                                        cbor::kind(&other)
+                                    ),
+                                )),
+                            })
+                        })
+                        .transpose()?
+                        .unwrap_or_default();
+                    if f.len() > MAX_TRAILERS {
+                        return Err(r.invalid(
+                            7,
+                            format!("{} flagged trailers, more than {MAX_TRAILERS}", f.len()),
+                        ));
+                    }
+                    f
+                },
             }),
             CI_TYPE => ReviewPayload::Ci(CiResult {
                 revision: r.entry(m.req(what, 0)?, 0)?,
@@ -547,6 +677,19 @@ impl ReviewPayload {
             _ => ReviewPayload::Withdraw(r.entry(m.req(what, 0)?, 0)?),
         };
         m.finish(what)?;
+        if let ReviewPayload::Revision(rev) = &p
+            && let Some(mails) = &rev.mails
+            && mails.patches.len() != rev.patches.len()
+        {
+            return Err(r.invalid(
+                8,
+                format!(
+                    "{} patch Message-IDs for {} patches",
+                    mails.patches.len(),
+                    rev.patches.len()
+                ),
+            ));
+        }
         Ok(Some(p))
     }
 }
@@ -666,6 +809,7 @@ mod tests {
                     patch_id: "b".repeat(40),
                 }],
                 change_id: Some("20261121-x-abc".into()),
+                mails: None,
             }),
             ReviewPayload::Review(Review {
                 revision: e(3),
@@ -680,6 +824,8 @@ mod tests {
                     text: "nit".into(),
                 }],
                 retracts: None,
+                mail: None,
+                flagged: Vec::new(),
             }),
             ReviewPayload::Ci(CiResult {
                 revision: e(3),

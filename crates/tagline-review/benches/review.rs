@@ -158,6 +158,7 @@ fn build(n_series: usize) -> Fixture {
                 changelog: None,
                 patches: (0..3).map(|k| patch(s, k, 1)).collect(),
                 change_id: None,
+                mails: None,
             });
             revs.push(item(&v1));
         }
@@ -183,6 +184,7 @@ fn build(n_series: usize) -> Fixture {
                         .map(|k| patch(s, k, if k == 0 { 1 } else { v }))
                         .collect(),
                     change_id: None,
+                    mails: None,
                 });
                 later.push(item(&r));
             }
@@ -204,6 +206,8 @@ fn build(n_series: usize) -> Fixture {
                             comment: None,
                             inline: vec![],
                             retracts: None,
+                            mail: None,
+                            flagged: Vec::new(),
                         }))
                     })
                     .collect::<Vec<_>>();

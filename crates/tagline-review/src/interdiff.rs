@@ -151,6 +151,7 @@ mod tests {
             changelog: None,
             patches,
             change_id: None,
+            mails: None,
         }
     }
 

@@ -343,6 +343,19 @@ pub fn evaluate(
         roles.reviewers.extend(r);
     }
     let is_maintainer = |i: &IdentityId| roles.maintainers.contains(i);
+    // The person behind the series: its author's identity, or for a series a
+    // trusted bridge read from a list, the one identity verified for the
+    // address its first patch was sent from.
+    let person_id = match (author_id, latest.patches.first()) {
+        (Some(a), Some(p)) if project.decl.bridges.contains(&a) => {
+            let (_, addr) = parse_email(&p.author);
+            roles
+                .by_address
+                .get(&addr.to_lowercase())
+                .and_then(|s| (s.len() == 1).then(|| s.iter().next().copied()).flatten())
+        }
+        (a, _) => a,
+    };
 
     // Reviews: retractions first.
     let reviews: Vec<(&Input<'_>, &tagline_format::review::Review)> = all
@@ -376,6 +389,13 @@ pub fn evaluate(
         let version = version_of.get(&r.revision).copied().unwrap_or(0);
         let author = who(e);
         let bridged = author.is_some_and(|a| project.decl.bridges.contains(&a));
+        for f in &r.flagged {
+            uncounted.insert(UncountedTrailer {
+                entry: e.id,
+                trailer: format!("{}: {}", f.key, f.value),
+                reason: format!("flagged by the bridge: {}", f.reason),
+            });
+        }
         // The patch ids the review covers.
         let covered: Vec<&str> = match r.patch {
             Some(k) => rev
@@ -419,7 +439,7 @@ pub fn evaluate(
                 });
                 continue;
             };
-            if Some(identity) == author_id && key != TESTED_BY {
+            if Some(identity) == person_id && key != TESTED_BY {
                 uncounted.insert(UncountedTrailer {
                     entry: e.id,
                     trailer: shown,
@@ -708,8 +728,9 @@ pub fn evaluate(
     };
     let maintainer_or_lead =
         |i: Option<IdentityId>| i.is_some_and(|i| is_maintainer(&i) || Some(i) == project.lead);
-    let author_or_maintainer =
-        |i: Option<IdentityId>| maintainer_or_lead(i) || (i.is_some() && i == author_id);
+    let author_or_maintainer = |i: Option<IdentityId>| {
+        maintainer_or_lead(i) || (i.is_some() && (i == author_id || i == person_id))
+    };
     let rfc_subject = latest
         .cover
         .as_ref()

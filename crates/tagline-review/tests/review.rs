@@ -518,6 +518,8 @@ mod rules_scenario {
             comment: None,
             inline: vec![],
             retracts: None,
+            mail: None,
+            flagged: Vec::new(),
         })
     }
 
@@ -587,6 +589,7 @@ mod rules_scenario {
                     patch("two", "second", "bbbb"),
                 ],
                 change_id: None,
+                mails: None,
             }),
             200,
         );
@@ -627,6 +630,7 @@ mod rules_scenario {
                     patch("two", "second, reworked", "cccc"),
                 ],
                 change_id: None,
+                mails: None,
             }),
             400,
         );
@@ -654,6 +658,8 @@ mod rules_scenario {
                         comment: Some("ok after all".into()),
                         inline: vec![],
                         retracts: Some(n),
+                        mail: None,
+                        flagged: Vec::new(),
                     }),
                     550,
                 );

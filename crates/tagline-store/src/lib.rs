@@ -86,6 +86,53 @@ impl LocalChain<'_> {
     }
 }
 
+/// Appends entries to one's own feed inside [`Store::append_local_with`].
+pub struct LocalAppender<'w, 't> {
+    w: &'w mut Writer<'t>,
+    chain: LocalChain<'w>,
+    last: Option<SignedHeader>,
+}
+
+impl std::fmt::Debug for LocalAppender<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAppender")
+            .field("head", &self.chain.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalAppender<'_, '_> {
+    /// Signs and stores the next entry (visible to the rest of the
+    /// transaction; committed when the closure returns `Ok`).
+    pub fn append(&mut self, payload_type: &str, payload: Vec<u8>) -> Result<Entry, StoreError> {
+        let seq = self.chain.head.map_or(1, |h| h.seq + 1);
+        let t = lipmaa(seq);
+        if has_distinct_lipmaa(seq)
+            && t < self.chain.first_new
+            && !self.chain.earlier.contains_key(&t)
+        {
+            let author = self.chain.key.public();
+            let found = linked_stored_ids(
+                &self.w.entries,
+                &author,
+                self.chain.first_new - 1,
+                std::iter::once(seq),
+            )?;
+            self.chain.earlier.extend(found);
+        }
+        let e = self.chain.next(payload_type, payload)?;
+        self.w.put_entry(&e.signed, e.payload.as_deref())?;
+        self.last = Some(e.signed.clone());
+        Ok(e)
+    }
+
+    /// The head the feed will have (the last entry appended so far, or the
+    /// stored head).
+    pub fn head(&self) -> Option<Head> {
+        self.chain.head
+    }
+}
+
 /// One feed's part of an ingest: the run of new entries to verify and write.
 struct FeedJob {
     author: PublicKey,
@@ -865,6 +912,49 @@ impl Store {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Appends to `key`'s own feed from inside `f`, in one transaction: `f`
+    /// gets a [`LocalAppender`] whose `append` signs and stores the next
+    /// entry and returns it, so that later entries can name earlier ones
+    /// (an email bridge's revision names the series' first revision). When
+    /// `f` fails nothing is stored. Returns `f`'s value and the new head.
+    pub fn append_local_with<T, E: From<StoreError>>(
+        &self,
+        key: &SecretKey,
+        now_ms: u64,
+        f: impl FnOnce(&mut LocalAppender<'_, '_>) -> Result<T, E>,
+    ) -> Result<(T, Option<Head>), E> {
+        let author = key.public();
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        let (value, head) = {
+            let mut w = Writer::open(&tx)?;
+            let meta = read_meta(&w.feeds, &author)?;
+            if let Some(seq) = meta.and_then(|m| m.forked_at) {
+                return Err(StoreError::Forked { author, seq }.into());
+            }
+            let head = meta.map(|m| m.head);
+            let mut appender = LocalAppender {
+                w: &mut w,
+                chain: LocalChain {
+                    key,
+                    head,
+                    first_new: head.map_or(1, |h| h.seq + 1),
+                    earlier: HashMap::new(),
+                    batch_ids: Vec::new(),
+                    now_ms,
+                },
+                last: None,
+            };
+            let value = f(&mut appender)?;
+            let last = appender.last.take();
+            if let Some(last) = &last {
+                w.set_head(meta, last)?;
+            }
+            (value, last.map(|l| Head::of(&l)))
+        };
+        tx.commit().map_err(StoreError::from)?;
+        Ok((value, head))
     }
 
     /// Stores received entries (any feeds, any order) after full validation:

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tagline_format::payload::note;
-use tagline_format::{Entry, SecretKey};
+use tagline_format::{Entry, EntryId, SecretKey};
 use tagline_store::{IngestMode, RejectReason, Store, StoreError};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -61,6 +61,7 @@ fn first_revision(
         changelog: None,
         patches,
         change_id: None,
+        mails: None,
     })
 }
 
@@ -80,6 +81,8 @@ fn review_of(
         comment: comment.map(str::to_string),
         inline: vec![],
         retracts: None,
+        mail: None,
+        flagged: Vec::new(),
     })
 }
 
@@ -100,6 +103,47 @@ fn append_read_and_lookup() {
     let report = store.verify_all([0; 32]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.entries, 203);
+}
+
+#[test]
+fn append_with_names_earlier_entries_and_stores_nothing_on_failure() {
+    let (_dir, store) = temp_store();
+    let key = SecretKey::from_seed(&[3; 32]);
+    store.append_local(&key, notes(5, "a"), NOW).unwrap();
+    // Entries appended one by one inside one transaction, each naming the
+    // previous one's id in its payload; across lipmaa links to stored ones.
+    let (ids, head) = store
+        .append_local_with(&key, NOW + 1, |a| {
+            let mut ids = Vec::new();
+            for i in 0..300u32 {
+                let text = format!("{i} after {:?}", ids.last().map(|e: &EntryId| e.short()));
+                ids.push(
+                    a.append("tagline/note", tagline_format::payload::note(&text))?
+                        .signed
+                        .id(),
+                );
+            }
+            Ok::<_, tagline_store::StoreError>(ids)
+        })
+        .unwrap();
+    assert_eq!(head.unwrap().seq, 305);
+    assert_eq!(
+        store.feed(&key.public()).unwrap().unwrap().head.id,
+        *ids.last().unwrap()
+    );
+    let failed: Result<((), _), tagline_store::StoreError> =
+        store.append_local_with(&key, NOW + 2, |a| {
+            a.append("tagline/note", tagline_format::payload::note("lost"))?;
+            Err(tagline_store::StoreError::Forked {
+                author: key.public(),
+                seq: 0,
+            })
+        });
+    assert!(failed.is_err());
+    assert_eq!(store.feed(&key.public()).unwrap().unwrap().head.seq, 305);
+    let report = store.verify_all([0; 32]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.entries, 305);
 }
 
 #[test]

@@ -626,6 +626,7 @@ fn simulate(seed: u64, n: usize, hostile: &[usize], faults: Faults) -> Sim {
             patch_id: "0".repeat(40),
         }],
         change_id: None,
+        mails: None,
     });
     let series = sim.publish(honest[1 % honest.len()], "tagline/revision", rev.encode());
     let end_of_chaos = T0 + 600_000;
@@ -647,6 +648,8 @@ fn simulate(seed: u64, n: usize, hostile: &[usize], faults: Faults) -> Sim {
                 comment: None,
                 inline: vec![],
                 retracts: None,
+                mail: None,
+                flagged: Vec::new(),
             });
             sim.publish(who, "tagline/review", r.encode());
         } else {

@@ -944,6 +944,7 @@ fn review_payloads() -> Vec<(&'static str, tagline_format::review::ReviewPayload
                     patch_id: "89abcdef0123456789abcdef0123456789abcdef".into(),
                 }],
                 change_id: None,
+                mails: None,
             }),
         ),
         (
@@ -961,6 +962,8 @@ fn review_payloads() -> Vec<(&'static str, tagline_format::review::ReviewPayload
                     text: "nit".into(),
                 }],
                 retracts: None,
+                mail: None,
+                flagged: Vec::new(),
             }),
         ),
         (
@@ -995,7 +998,121 @@ fn review_payloads() -> Vec<(&'static str, tagline_format::review::ReviewPayload
             }),
         ),
         ("withdraw", ReviewPayload::Withdraw(e(2))),
+        (
+            "revision-bridged",
+            ReviewPayload::Revision(Revision {
+                project: e(1),
+                series: Some(e(2)),
+                version: 2,
+                base_commit: None,
+                cover: None,
+                changelog: None,
+                patches: vec![Patch {
+                    subject: "x: fix a thing".into(),
+                    message: "Longer text.\n\nSigned-off-by: Ada <ada@example.org>\n".into(),
+                    author: "Ada <ada@example.org>".into(),
+                    diff: "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+c\n"
+                        .into(),
+                    patch_id: "0123456789abcdef0123456789abcdef01234567".into(),
+                }],
+                change_id: None,
+                mails: Some(RevisionMails {
+                    cover: None,
+                    patches: vec!["20261121.1-ada@example.org".into()],
+                }),
+            }),
+        ),
+        (
+            "review-bridged",
+            ReviewPayload::Review(Review {
+                revision: e(2),
+                patch: Some(1),
+                trailers: vec![("Reviewed-by".into(), "Bob <bob@example.org>".into())],
+                comment: Some("Looks right.".into()),
+                inline: vec![],
+                retracts: None,
+                mail: Some(ReviewMail {
+                    message_id: "reply.1-bob@example.org".into(),
+                    from: "bob@example.org".into(),
+                    dkim: "pass".into(),
+                }),
+                flagged: vec![FlaggedTrailer {
+                    key: "Acked-by".into(),
+                    value: "Carol <carol@example.org>".into(),
+                    reason: "not the sender's address (bob@example.org)".into(),
+                }],
+            }),
+        ),
     ]
+}
+
+#[test]
+fn mail_payload_vectors() {
+    use tagline_format::mail::{Dkim, MailRecord};
+    let raw = b"From: Ada <ada@example.org>\r\nTo: dev@lists.example.org\r\nSubject: [PATCH] x: fix a thing\r\nMessage-ID: <20261121.1-ada@example.org>\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\n\r\nLonger text.\r\n".to_vec();
+    let good = MailRecord {
+        message_id: "20261121.1-ada@example.org".into(),
+        from: "Ada <ada@example.org>".into(),
+        date: Some(1_795_255_200),
+        subject: "[PATCH] x: fix a thing".into(),
+        in_reply_to: vec![],
+        references: vec![],
+        list: Some("dev@lists.example.org".into()),
+        raw_hash: *blake3::hash(&raw).as_bytes(),
+        raw: Some(raw.clone()),
+        dkim: Dkim {
+            result: "none".into(),
+            domain: None,
+            detail: None,
+        },
+        kind: "patch".into(),
+    };
+    let mut wrong_hash = good.clone();
+    wrong_hash.raw_hash = [0; 32];
+    let mut no_id = good.clone();
+    no_id.message_id = String::new();
+    let mut long_subject = good.clone();
+    long_subject.subject = "x".repeat(1025);
+    let valid = [
+        ("mail", good.clone()),
+        ("mail-without-raw", MailRecord { raw: None, ..good }),
+    ];
+    let invalid = [
+        (
+            "raw-hash-mismatch",
+            wrong_hash,
+            "the raw message does not hash to field 7",
+        ),
+        ("empty-message-id", no_id, "an empty Message-ID"),
+        ("subject-too-long", long_subject, "more than 1024"),
+    ];
+    let show =
+        |bytes: &[u8]| tagline_format::payload::to_json(&cbor::decode(bytes, bytes.len()).unwrap());
+    let doc = json!({
+        "description": "tagline/mail payloads (SPEC.md §15). valid: decoders MUST accept them and re-encode them to the same bytes; invalid: decoders MUST refuse them (the reason is this implementation's message).",
+        "valid": valid.iter().map(|(name, r)| { let b = r.encode(); json!({"name": name, "payload": hex(&b), "fields": show(&b)}) }).collect::<Vec<_>>(),
+        "invalid": invalid.iter().map(|(name, r, why)| { let b = r.encode(); json!({"name": name, "payload": hex(&b), "reason": why}) }).collect::<Vec<_>>(),
+    });
+    write_or_compare("mail-payloads.json", &doc);
+    let on_disk = load("mail-payloads.json");
+    for c in on_disk["valid"].as_array().unwrap() {
+        let bytes = unhex(&c["payload"]);
+        assert_eq!(
+            MailRecord::decode(&bytes).unwrap().encode(),
+            bytes,
+            "{}",
+            c["name"]
+        );
+    }
+    for c in on_disk["invalid"].as_array().unwrap() {
+        let bytes = unhex(&c["payload"]);
+        let err = MailRecord::decode(&bytes).unwrap_err().to_string();
+        assert!(
+            err.contains(c["reason"].as_str().unwrap()),
+            "{}: {err}",
+            c["name"]
+        );
+    }
 }
 
 #[test]
