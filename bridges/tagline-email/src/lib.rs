@@ -9,6 +9,7 @@
 //! a list grouped into series and revisions (Patchwork's rules); and
 //! [`mbox`], messages read from an mbox stream or a Maildir.
 
+pub mod bridge;
 pub mod fuzzing;
 pub mod kind;
 pub mod mailinfo;

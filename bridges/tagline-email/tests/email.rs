@@ -525,3 +525,515 @@ fn public_inbox_epoch_reads_whole_and_resumes() {
     assert_eq!(rest.len(), commits.len() - 100);
     assert_eq!(rest[0], commits[100]);
 }
+
+/// A publisher that keeps what it is given; ids are hashes of the count and
+/// the payload (any distinct ids do: the bridge only passes them on).
+#[derive(Default)]
+struct Published {
+    entries: Vec<(tagline_format::EntryId, String, Vec<u8>)>,
+}
+
+impl tagline_email::bridge::Publish for Published {
+    type Error = std::convert::Infallible;
+    fn publish(
+        &mut self,
+        payload_type: &str,
+        payload: Vec<u8>,
+    ) -> Result<tagline_format::EntryId, Self::Error> {
+        let mut h = blake3::Hasher::new();
+        h.update(&(self.entries.len() as u64).to_le_bytes());
+        h.update(&payload);
+        let id = tagline_format::EntryId(*h.finalize().as_bytes());
+        self.entries.push((id, payload_type.to_string(), payload));
+        Ok(id)
+    }
+}
+
+impl Published {
+    fn of_type(
+        &self,
+        t: &str,
+    ) -> Vec<(
+        tagline_format::EntryId,
+        tagline_format::review::ReviewPayload,
+    )> {
+        self.entries
+            .iter()
+            .filter(|(_, ty, _)| ty == t)
+            .map(|(id, ty, p)| {
+                (
+                    *id,
+                    tagline_format::review::ReviewPayload::decode(ty, p)
+                        .unwrap()
+                        .unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn dkim(result: &str) -> tagline_format::mail::Dkim {
+    tagline_format::mail::Dkim {
+        result: result.into(),
+        domain: Some("example.org".into()),
+        detail: None,
+    }
+}
+
+fn settings(accept_unsigned: bool) -> tagline_email::bridge::Settings {
+    tagline_email::bridge::Settings {
+        project: tagline_format::EntryId([1; 32]),
+        list: Some("dev@lists.example.org".into()),
+        accept_unsigned,
+    }
+}
+
+/// A mail: From, Subject, Message-ID, In-Reply-To (may be empty), Date
+/// (seconds after an hour of 2026-11-21), body.
+fn mail(from: &str, subject: &str, id: &str, reply_to: &str, secs: u32, body: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: {from}\nTo: dev@lists.example.org\nSubject: {subject}\nMessage-ID: <{id}>\nDate: Sat, 21 Nov 2026 10:{:02}:{:02} +0000\n",
+        secs / 60,
+        secs % 60
+    );
+    if !reply_to.is_empty() {
+        m.push_str(&format!(
+            "In-Reply-To: <{reply_to}>\nReferences: <{reply_to}>\n"
+        ));
+    }
+    m.push('\n');
+    m.push_str(body);
+    m.into_bytes()
+}
+
+fn patch_body(file: &str, line: &str) -> String {
+    format!(
+        "Change {file}.\n\nSigned-off-by: Ada Author <ada@example.org>\n---\n {file} | 2 +-\n\ndiff --git a/{file} b/{file}\n--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-old\n+{line}\n--\n2.47.0\n"
+    )
+}
+
+/// A two-patch series with a cover letter, review replies (one vouched,
+/// one naming someone else, one on the cover, one sent before the series
+/// was complete), then v2 in reply to v1 with patch 1 unchanged: what the
+/// bridge writes, and the same again on replay.
+#[test]
+fn bridge_writes_revisions_and_reviews_from_a_thread() {
+    use tagline_email::bridge::{Bridge, Incoming, Outcome, Replay};
+    use tagline_format::review::ReviewPayload;
+
+    let ada = "Ada Author <ada@example.org>";
+    let bob = "Bob Reviewer <bob@example.org>";
+    let mails = vec![
+        (
+            mail(
+                ada,
+                "[PATCH 0/2] x: two fixes",
+                "c1@x",
+                "",
+                0,
+                "Why.\n\nbase-commit: 0123456789abcdef0123456789abcdef01234567\n",
+            ),
+            "pass",
+        ),
+        (
+            mail(
+                ada,
+                "[PATCH 1/2] x: first",
+                "p1@x",
+                "c1@x",
+                1,
+                &patch_body("a.c", "new"),
+            ),
+            "pass",
+        ),
+        // A reply to patch 1 before patch 2 arrived: it waits.
+        (
+            mail(
+                bob,
+                "Re: [PATCH 1/2] x: first",
+                "r1@x",
+                "p1@x",
+                2,
+                "> quoted\nReviewed-by: Bob Reviewer <bob@example.org>\n",
+            ),
+            "pass",
+        ),
+        (
+            mail(
+                ada,
+                "[PATCH 2/2] x: second",
+                "p2@x",
+                "c1@x",
+                3,
+                &patch_body("b.c", "newer"),
+            ),
+            "pass",
+        ),
+        // Bob gives a trailer for Carol on patch 2: flagged.
+        (
+            mail(
+                bob,
+                "Re: [PATCH 2/2] x: second",
+                "r2@x",
+                "p2@x",
+                4,
+                "Acked-by: Carol <carol@example.org>\n",
+            ),
+            "pass",
+        ),
+        // Bob on the cover letter, but with a failing DKIM signature: flagged.
+        (
+            mail(
+                bob,
+                "Re: [PATCH 0/2] x: two fixes",
+                "r3@x",
+                "c1@x",
+                5,
+                "Tested-by: Bob Reviewer <bob@example.org>\n",
+            ),
+            "fail",
+        ),
+        // v2, sent in reply to v1's cover, patch 1 unchanged.
+        (
+            mail(
+                ada,
+                "[PATCH v2 0/2] x: two fixes",
+                "c2@x",
+                "c1@x",
+                10,
+                "v2: second fix redone.\n",
+            ),
+            "pass",
+        ),
+        (
+            mail(
+                ada,
+                "[PATCH v2 1/2] x: first",
+                "q1@x",
+                "c2@x",
+                11,
+                &patch_body("a.c", "new"),
+            ),
+            "pass",
+        ),
+        (
+            mail(
+                ada,
+                "[PATCH v2 2/2] x: second",
+                "q2@x",
+                "c2@x",
+                12,
+                &patch_body("b.c", "newest"),
+            ),
+            "pass",
+        ),
+        // The same patch again (a list delivering it twice).
+        (
+            mail(
+                ada,
+                "[PATCH v2 2/2] x: second",
+                "q2@x",
+                "c2@x",
+                12,
+                &patch_body("b.c", "newest"),
+            ),
+            "pass",
+        ),
+        // A mail the bridge itself rendered: not bridged back.
+        (
+            format!("X-Tagline-Entry: {}\n", "ab".repeat(32))
+                .into_bytes()
+                .into_iter()
+                .chain(mail(
+                    bob,
+                    "Re: [PATCH v2 1/2] x: first",
+                    "out@x",
+                    "q1@x",
+                    13,
+                    "Reviewed-by: Bob Reviewer <bob@example.org>\n",
+                ))
+                .collect(),
+            "pass",
+        ),
+    ];
+    let mut bridge = Bridge::new(settings(false));
+    let mut out = Published::default();
+    let outcomes: Vec<Outcome> = mails
+        .iter()
+        .map(|(raw, d)| {
+            bridge
+                .add(&Incoming { raw, dkim: dkim(d) }, &mut out)
+                .unwrap()
+        })
+        .collect();
+    assert!(matches!(&outcomes[9], Outcome::Duplicate { message_id } if message_id == "q2@x"));
+    assert!(matches!(&outcomes[10], Outcome::Looped { .. }));
+    let Outcome::Bridged(third) = &outcomes[3] else {
+        panic!("{:?}", outcomes[3])
+    };
+    assert_eq!(
+        (third.revisions.len(), third.reviews.len()),
+        (1, 1),
+        "patch 2 completes v1 and releases the waiting review"
+    );
+    let Outcome::Bridged(fifth) = &outcomes[5] else {
+        panic!()
+    };
+    assert!(
+        fifth.warnings.iter().any(|w| w.contains("DKIM fail")),
+        "{:?}",
+        fifth.warnings
+    );
+
+    let revisions = out.of_type(tagline_format::review::REVISION_TYPE);
+    assert_eq!(revisions.len(), 2);
+    let (v1_id, ReviewPayload::Revision(v1)) = &revisions[0] else {
+        panic!()
+    };
+    let (_, ReviewPayload::Revision(v2)) = &revisions[1] else {
+        panic!()
+    };
+    assert_eq!((v1.version, v1.series, v1.patches.len()), (1, None, 2));
+    assert_eq!(
+        v1.base_commit.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+    assert_eq!(
+        v1.cover.as_ref().unwrap().subject,
+        "[PATCH 0/2] x: two fixes"
+    );
+    assert_eq!(v1.patches[0].author, ada);
+    assert_eq!(v1.patches[0].subject, "x: first");
+    assert_eq!(v1.mails.as_ref().unwrap().patches, vec!["p1@x", "p2@x"]);
+    assert_eq!(
+        (v2.version, v2.series),
+        (2, Some(*v1_id)),
+        "v2 joins v1's series"
+    );
+    assert_eq!(v2.patches[0].patch_id, v1.patches[0].patch_id);
+    assert_ne!(v2.patches[1].patch_id, v1.patches[1].patch_id);
+
+    let reviews: Vec<_> = out
+        .of_type(tagline_format::review::REVIEW_TYPE)
+        .into_iter()
+        .map(|(_, p)| match p {
+            ReviewPayload::Review(r) => r,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(reviews.len(), 3);
+    assert_eq!(reviews[0].patch, Some(1));
+    assert_eq!(
+        reviews[0].trailers,
+        vec![("Reviewed-by".to_string(), bob.to_string())]
+    );
+    assert_eq!(reviews[0].mail.as_ref().unwrap().message_id, "r1@x");
+    assert_eq!(reviews[1].patch, Some(2));
+    assert!(reviews[1].trailers.is_empty());
+    assert!(
+        reviews[1].flagged[0]
+            .reason
+            .contains("names carol@example.org"),
+        "{:?}",
+        reviews[1].flagged
+    );
+    assert_eq!(
+        reviews[2].patch, None,
+        "a reply to the cover letter reviews the whole revision"
+    );
+    assert!(reviews[2].flagged[0].reason.contains("DKIM result is fail"));
+
+    // Replay: the same mails through a new bridge re-derive the same
+    // entries, which the replay publisher checks one by one.
+    let mut again = Bridge::new(settings(false));
+    let mut replay = Replay::new(out.entries.clone());
+    for (raw, d) in &mails {
+        again
+            .add(&Incoming { raw, dkim: dkim(d) }, &mut replay)
+            .unwrap();
+    }
+    assert_eq!(replay.left(), 0);
+    // Another bridge setting (accepting unsigned mail changes nothing here,
+    // but another project does) is caught.
+    let mut other = Bridge::new(tagline_email::bridge::Settings {
+        project: tagline_format::EntryId([2; 32]),
+        ..settings(false)
+    });
+    let mut replay = Replay::new(out.entries.clone());
+    let err = mails.iter().find_map(|(raw, d)| {
+        other
+            .add(&Incoming { raw, dkim: dkim(d) }, &mut replay)
+            .err()
+    });
+    assert!(err.is_some());
+}
+
+/// A series whose last patch never comes is written with what came once
+/// the list's clock is a day past it; its late patch is then reported.
+#[test]
+fn an_incomplete_series_is_written_after_a_day_of_list_time() {
+    use tagline_email::bridge::{Bridge, Incoming, Outcome};
+    let ada = "Ada Author <ada@example.org>";
+    let mut bridge = Bridge::new(settings(true));
+    let mut out = Published::default();
+    let mut add = |raw: Vec<u8>| {
+        bridge
+            .add(
+                &Incoming {
+                    raw: &raw,
+                    dkim: dkim(tagline_email::bridge::DKIM_UNCHECKED),
+                },
+                &mut out,
+            )
+            .unwrap()
+    };
+    add(mail(
+        ada,
+        "[PATCH 1/3] x: one",
+        "s1@x",
+        "",
+        0,
+        &patch_body("a.c", "1"),
+    ));
+    add(mail(
+        ada,
+        "[PATCH 2/3] x: two",
+        "s2@x",
+        "s1@x",
+        1,
+        &patch_body("b.c", "2"),
+    ));
+    let later = mail(
+        ada,
+        "[PATCH] y: other",
+        "o1@x",
+        "",
+        0,
+        &patch_body("c.c", "3"),
+    )
+    .into_iter()
+    .collect::<Vec<u8>>();
+    // The same mail, dated a day and a minute later.
+    let later = String::from_utf8(later)
+        .unwrap()
+        .replace("Sat, 21 Nov 2026 10:00:00", "Sun, 22 Nov 2026 10:01:00")
+        .into_bytes();
+    let Outcome::Bridged(a) = add(later) else {
+        panic!()
+    };
+    assert_eq!(
+        a.revisions.len(),
+        2,
+        "the waiting series and the lone patch"
+    );
+    let Outcome::Bridged(late) = add(mail(
+        ada,
+        "[PATCH 3/3] x: three",
+        "s3@x",
+        "s1@x",
+        2,
+        &patch_body("d.c", "4"),
+    )) else {
+        panic!()
+    };
+    assert!(
+        late.warnings[0].contains("after its series was written"),
+        "{:?}",
+        late.warnings
+    );
+    let revs = out.of_type(tagline_format::review::REVISION_TYPE);
+    // The lone patch is written first (it completes at once), then the
+    // waiting series the same mail's date released.
+    let tagline_format::review::ReviewPayload::Revision(r) = &revs[1].1 else {
+        panic!()
+    };
+    assert_eq!(r.patches.len(), 2);
+    assert_eq!(r.patches[0].subject, "x: one");
+}
+
+/// The watchdog list's public-inbox epoch through the bridge: every message
+/// bridged or refused with a reason, series and reviews written, a second
+/// pass adds nothing, and a replay re-derives every entry.
+#[test]
+fn watchdog_epoch_through_the_bridge() {
+    use tagline_email::bridge::{Bridge, DKIM_UNCHECKED, Incoming, Outcome, Replay};
+    use tagline_email::public_inbox::{Epoch, epochs};
+
+    let inbox = corpus().join("lore-linux-watchdog/public-inbox-v2/dev");
+    let epoch = Epoch::open(&epochs(&inbox).unwrap()[0]).unwrap();
+    let raws: Vec<Vec<u8>> = epoch
+        .messages(epoch.commits_since(None).unwrap())
+        .unwrap()
+        .map(|m| m.unwrap().1)
+        .collect();
+    let unchecked = dkim(DKIM_UNCHECKED);
+    let mut bridge = Bridge::new(settings(true));
+    let mut out = Published::default();
+    let (mut bridged, mut dup, mut refused, mut trailers, mut flagged) = (0, 0, Vec::new(), 0, 0);
+    for raw in &raws {
+        match bridge
+            .add(
+                &Incoming {
+                    raw,
+                    dkim: unchecked.clone(),
+                },
+                &mut out,
+            )
+            .unwrap()
+        {
+            Outcome::Bridged(a) => {
+                bridged += 1;
+                trailers += a.trailers;
+                flagged += a.flagged;
+            }
+            Outcome::Duplicate { .. } => dup += 1,
+            Outcome::Refused { reason } => refused.push(reason),
+            Outcome::Looped { .. } => panic!("no mail of the archive came from a bridge"),
+        }
+    }
+    let revisions = out.of_type(tagline_format::review::REVISION_TYPE).len();
+    let reviews = out.of_type(tagline_format::review::REVIEW_TYPE).len();
+    eprintln!(
+        "bridged {bridged}, duplicates {dup}, refused {}, revisions {revisions}, reviews {reviews}, trailers {trailers}, flagged {flagged}, waiting {:?}",
+        refused.len(),
+        bridge.waiting()
+    );
+    assert_eq!(bridged + dup + refused.len(), 11_670);
+    assert!(refused.len() < 10, "{refused:?}");
+    assert!(
+        revisions > 1000 && reviews > 500,
+        "{revisions} revisions, {reviews} reviews"
+    );
+    assert!(trailers > reviews / 2);
+    // A second pass: every message is known.
+    for raw in &raws {
+        let o = bridge
+            .add(
+                &Incoming {
+                    raw,
+                    dkim: unchecked.clone(),
+                },
+                &mut out,
+            )
+            .unwrap();
+        assert!(
+            matches!(o, Outcome::Duplicate { .. } | Outcome::Refused { .. }),
+            "{o:?}"
+        );
+    }
+    // Replay on a fresh bridge.
+    let mut again = Bridge::new(settings(true));
+    let mut replay = Replay::new(out.entries.clone());
+    for raw in &raws {
+        again
+            .add(
+                &Incoming {
+                    raw,
+                    dkim: unchecked.clone(),
+                },
+                &mut replay,
+            )
+            .unwrap();
+    }
+    assert_eq!(replay.left(), 0);
+}
