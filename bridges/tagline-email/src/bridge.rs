@@ -5,7 +5,8 @@
 //! the CLI; a vector, in tests). Each mail becomes a `tagline/mail` record;
 //! a series becomes a `tagline/revision` once all its patches have arrived
 //! (or [`INCOMPLETE_SERIES_WAIT_SECS`] of list time after it began, with the
-//! patches that came); a reply with trailers becomes a `tagline/review` of
+//! patches that came; the list's time is the median date of its latest
+//! mails); a reply with trailers becomes a `tagline/review` of
 //! the revision it answers, holding the trailers the bridge vouches for and
 //! flagging the others.
 //!
@@ -36,9 +37,12 @@ use crate::thread::{MAX_THREAD_DEPTH, reply_trailers};
 /// entry id in hex); such a mail is never bridged back.
 pub const LOOP_HEADER: &str = "X-Tagline-Entry";
 /// A series whose patches have not all arrived is written with those that
-/// did once the list's clock (the latest `Date:` seen) is this far past its
-/// first mail.
+/// did once the list's clock (the median date of its latest mails) is this
+/// far past its first mail.
 pub const INCOMPLETE_SERIES_WAIT_SECS: i64 = 24 * 60 * 60;
+/// The list's clock is the median `Date:` of this many latest mails, so
+/// that one mail with a wrong date (a sender's clock years off) moves it not.
+pub const CLOCK_WINDOW: usize = 9;
 /// Replies with trailers held, in all, while their series waits for patches.
 pub const MAX_WAITING_REPLIES: usize = 16_384;
 /// Longest reply text kept as a review's comment.
@@ -153,8 +157,8 @@ pub struct Bridge {
     /// Series not written yet, by when they began.
     open: BTreeSet<(i64, usize)>,
     waiting_replies: usize,
-    /// The latest `Date:` seen (the list's clock).
-    clock: Option<i64>,
+    /// The latest mails' dates; their median is the list's clock.
+    dates: VecDeque<i64>,
 }
 
 impl Bridge {
@@ -166,7 +170,7 @@ impl Bridge {
             series: Vec::new(),
             open: BTreeSet::new(),
             waiting_replies: 0,
-            clock: None,
+            dates: VecDeque::with_capacity(CLOCK_WINDOW),
         }
     }
 
@@ -280,7 +284,10 @@ impl Bridge {
             },
         );
         if let Some(t) = info.timestamp {
-            self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+            if self.dates.len() == CLOCK_WINDOW {
+                self.dates.pop_front();
+            }
+            self.dates.push_back(t);
         }
         match (gkind, series) {
             (Kind::Cover | Kind::Patch, Some(idx)) => {
@@ -347,6 +354,17 @@ impl Bridge {
         Ok(())
     }
 
+    /// The list's clock: the median date of the latest [`CLOCK_WINDOW`]
+    /// mails (none until that many came).
+    fn clock(&self) -> Option<i64> {
+        if self.dates.len() < CLOCK_WINDOW {
+            return None;
+        }
+        let mut d: Vec<i64> = self.dates.iter().copied().collect();
+        d.sort_unstable();
+        d.get(CLOCK_WINDOW / 2).copied()
+    }
+
     /// Whether series `idx` has all its patches.
     fn complete(&self, idx: usize) -> bool {
         let (Some(g), Some(st)) = (self.grouper.series.get(idx), self.series.get(idx)) else {
@@ -361,7 +379,7 @@ impl Bridge {
         added: &mut Added,
         out: &mut P,
     ) -> Result<(), P::Error> {
-        let Some(clock) = self.clock else {
+        let Some(clock) = self.clock() else {
             return Ok(());
         };
         while let Some(&(began, idx)) = self.open.first() {
@@ -526,13 +544,12 @@ impl Bridge {
         let candidates = (0..self.series.len())
             .rev()
             .filter_map(|i| written(i).map(|w| (i, w)));
-        if let Some(c) = change_id {
-            if let Some((_, (st, _, _))) = candidates
+        if let Some(c) = change_id
+            && let Some((_, (st, _, _))) = candidates
                 .clone()
                 .find(|(_, (st, _, _))| st.change_id.as_deref() == Some(c))
-            {
-                return st.first;
-            }
+        {
+            return st.first;
         }
         for r in head_refs {
             if let Some(i) = self.slots.get(r).and_then(|s| s.series)

@@ -903,29 +903,45 @@ fn an_incomplete_series_is_written_after_a_day_of_list_time() {
         1,
         &patch_body("b.c", "2"),
     ));
-    let later = mail(
-        ada,
-        "[PATCH] y: other",
-        "o1@x",
-        "",
-        0,
-        &patch_body("c.c", "3"),
-    )
-    .into_iter()
-    .collect::<Vec<u8>>();
-    // The same mail, dated a day and a minute later.
-    let later = String::from_utf8(later)
-        .unwrap()
-        .replace("Sat, 21 Nov 2026 10:00:00", "Sun, 22 Nov 2026 10:01:00")
-        .into_bytes();
-    let Outcome::Bridged(a) = add(later) else {
-        panic!()
+    // Plain mails (no patch, no thread) dated `date`.
+    let chatter = |n: usize, date: &str| {
+        (0..n)
+            .map(|i| {
+                String::from_utf8(mail(
+                    "Eve <eve@example.org>",
+                    "hello",
+                    &format!("{date}-{i}@x"),
+                    "",
+                    0,
+                    "hi\n",
+                ))
+                .unwrap()
+                .replace("Sat, 21 Nov 2026 10:00:00", date)
+                .into_bytes()
+            })
+            .collect::<Vec<_>>()
     };
-    assert_eq!(
-        a.revisions.len(),
-        2,
-        "the waiting series and the lone patch"
-    );
+    // One mail from a sender whose clock is years ahead, among mails of the
+    // same hour, moves the list's clock not: nothing is written.
+    for m in chatter(1, "Mon, 1 Jan 2035 00:00:00")
+        .into_iter()
+        .chain(chatter(8, "Sat, 21 Nov 2026 11:00:00"))
+    {
+        let Outcome::Bridged(a) = add(m) else {
+            panic!()
+        };
+        assert!(a.revisions.is_empty(), "written early: {a:?}");
+    }
+    // A day and a minute later by most mails: the series is written with
+    // the two patches that came.
+    let mut written = 0;
+    for m in chatter(5, "Sun, 22 Nov 2026 10:01:00") {
+        let Outcome::Bridged(a) = add(m) else {
+            panic!()
+        };
+        written += a.revisions.len();
+    }
+    assert_eq!(written, 1);
     let Outcome::Bridged(late) = add(mail(
         ada,
         "[PATCH 3/3] x: three",
@@ -942,9 +958,7 @@ fn an_incomplete_series_is_written_after_a_day_of_list_time() {
         late.warnings
     );
     let revs = out.of_type(tagline_format::review::REVISION_TYPE);
-    // The lone patch is written first (it completes at once), then the
-    // waiting series the same mail's date released.
-    let tagline_format::review::ReviewPayload::Revision(r) = &revs[1].1 else {
+    let tagline_format::review::ReviewPayload::Revision(r) = &revs[0].1 else {
         panic!()
     };
     assert_eq!(r.patches.len(), 2);

@@ -3,12 +3,16 @@
 //! for a user debugging why a mail was read as it was.
 
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
+use tagline_email::bridge::{Bridge, Incoming, Outcome, Replay, Settings};
 use tagline_email::mailinfo::{self, MAX_MAIL_SIZE, Options};
 use tagline_email::subject;
+use tagline_format::mail::{Dkim, MAIL_TYPE, MailRecord};
+use tagline_format::{EntryId, SecretKey};
+use tagline_store::Store;
 
 /// Arguments of `tagline bridge parse`.
 #[derive(Debug, clap::Args)]
@@ -130,4 +134,487 @@ pub fn parse(a: ParseArgs) -> Result<()> {
             .count()
     );
     Ok(())
+}
+
+/// The bridge's settings in a data directory (fixed at its first import:
+/// what the bridge derives depends on them, and its feed is replayed with
+/// them on every start).
+pub const BRIDGE_CONFIG_FILE: &str = "bridge.toml";
+/// Where `bridge import` resumes each archive (an optimisation only: a
+/// mail read again is a duplicate and skipped).
+pub const IMPORT_STATE_FILE: &str = "bridge-import.toml";
+/// Mails bridged per store transaction.
+pub const IMPORT_BATCH: usize = 512;
+/// Own-feed entries read per store read while replaying.
+const REPLAY_PAGE: u64 = 1024;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// The project's id (its declaring entry), hex.
+    pub project: String,
+    /// The list's posting address, recorded with each mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    /// Vouch for trailers of mail without a DKIM signature.
+    #[serde(default)]
+    pub accept_unsigned: bool,
+}
+
+impl BridgeConfig {
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
+            project: self.project.parse().with_context(|| {
+                format!(
+                    "{BRIDGE_CONFIG_FILE}: project {:?} is not an entry id",
+                    self.project
+                )
+            })?,
+            list: self.list.clone(),
+            accept_unsigned: self.accept_unsigned,
+        })
+    }
+}
+
+/// Reads the bridge's settings, or fixes them from the command line on the
+/// first run. A later run may repeat them but not change them.
+pub fn bridge_config(
+    home_dir: &Path,
+    project: Option<&str>,
+    list: Option<&str>,
+    accept_unsigned: bool,
+) -> Result<BridgeConfig> {
+    let path = home_dir.join(BRIDGE_CONFIG_FILE);
+    let given_project = project
+        .map(|p| crate::reviewcmd::project_id(home_dir, p))
+        .transpose()?;
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let c: BridgeConfig =
+            toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        if let Some(p) = given_project
+            && p.to_string() != c.project
+        {
+            anyhow::bail!(
+                "this data directory bridges for project {}, not {p} (a bridge serves one project; use another --home)",
+                c.project
+            );
+        }
+        if accept_unsigned && !c.accept_unsigned {
+            anyhow::bail!(
+                "this bridge was set up without --accept-unsigned ({}); it cannot change, since its feed was derived without it",
+                path.display()
+            );
+        }
+        return Ok(c);
+    }
+    let project = given_project.context(
+        "the first import needs --project PROJECT (the project the list's series are posted to)",
+    )?;
+    let c = BridgeConfig {
+        project: project.to_string(),
+        list: list.map(str::to_string),
+        accept_unsigned,
+    };
+    std::fs::write(
+        &path,
+        toml::to_string(&c).context("cannot write the bridge settings")?,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(c)
+}
+
+/// A bridge brought up to date with its own feed: every recorded mail fed
+/// again, every derived entry checked (SPEC.md §15.2).
+pub fn replayed_bridge(store: &Store, key: &SecretKey, settings: Settings) -> Result<Bridge> {
+    let mut bridge = Bridge::new(settings);
+    let author = key.public();
+    let Some(head) = store.feed(&author)?.map(|m| m.head.seq) else {
+        return Ok(bridge);
+    };
+    let mut mails: Vec<(Vec<u8>, Dkim)> = Vec::new();
+    let mut derived = Vec::new();
+    let mut from = 1;
+    while from <= head {
+        let page = store.range(&author, from, (from + REPLAY_PAGE - 1).min(head))?;
+        if page.is_empty() {
+            break;
+        }
+        from += page.len() as u64;
+        for e in page {
+            let t = e.signed.header().payload_type.clone();
+            let Some(p) = e.payload else { continue };
+            if !tagline_email::bridge::is_bridge_type(&t, &p) {
+                continue;
+            }
+            if t == MAIL_TYPE {
+                let r = MailRecord::decode(&p).with_context(|| {
+                    format!("the bridge's mail record {} does not decode", e.signed.id())
+                })?;
+                let raw = r.raw.with_context(|| {
+                    format!(
+                        "the bridge's mail record {} does not keep its mail",
+                        e.signed.id()
+                    )
+                })?;
+                mails.push((raw, r.dkim));
+            }
+            derived.push((e.signed.id(), t, p));
+        }
+    }
+    let mut replay = Replay::new(derived);
+    for (raw, dkim) in &mails {
+        bridge
+            .add(
+                &Incoming {
+                    raw,
+                    dkim: dkim.clone(),
+                },
+                &mut replay,
+            )
+            .context("replaying the bridge's feed")?;
+    }
+    anyhow::ensure!(
+        replay.left() == 0,
+        "replaying the bridge's feed left {} entries it did not derive again: the feed was written by another version of the bridge",
+        replay.left()
+    );
+    Ok(bridge)
+}
+
+/// Publishes into an open store transaction.
+struct ToStore<'a, 'w, 't>(&'a mut tagline_store::LocalAppender<'w, 't>);
+
+impl tagline_email::bridge::Publish for ToStore<'_, '_, '_> {
+    type Error = tagline_store::StoreError;
+    fn publish(&mut self, payload_type: &str, payload: Vec<u8>) -> Result<EntryId, Self::Error> {
+        Ok(self.0.append(payload_type, payload)?.signed.id())
+    }
+}
+
+/// Arguments of `tagline bridge import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// An mbox file, a Maildir or a public-inbox v2 archive (detected)
+    pub path: PathBuf,
+    /// The project the list's series are posted to (needed on the first
+    /// import; fixed for this data directory afterwards)
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The list's posting address, recorded with each mail
+    #[arg(long)]
+    pub list: Option<String>,
+    /// Vouch for trailers of unsigned (or, as in archives, unchecked) mail;
+    /// only for a list whose MTA already enforces DMARC
+    #[arg(long)]
+    pub accept_unsigned: bool,
+    /// Read an mbox as mboxo (`>From ` lines not unquoted) instead of mboxrd
+    #[arg(long)]
+    pub mboxo: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub messages: u64,
+    pub bridged: u64,
+    pub duplicates: u64,
+    pub looped: u64,
+    pub revisions: u64,
+    pub reviews: u64,
+    pub trailers: u64,
+    pub flagged: u64,
+    /// Series still waiting for patches, and replies waiting for them.
+    pub waiting_series: usize,
+    pub waiting_replies: usize,
+    /// Per message not bridged or bridged with a warning: where, and why.
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<Skipped>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Skipped {
+    /// The message's place in its source (mbox index, Maildir file, commit).
+    pub source: String,
+    pub reason: String,
+}
+
+impl Summary {
+    fn take(&mut self, source: &str, o: Outcome) {
+        self.messages += 1;
+        match o {
+            Outcome::Bridged(a) => {
+                self.bridged += 1;
+                self.revisions += a.revisions.len() as u64;
+                self.reviews += a.reviews.len() as u64;
+                self.trailers += a.trailers as u64;
+                self.flagged += a.flagged as u64;
+                for w in a.warnings {
+                    self.warnings.push(Skipped {
+                        source: format!("{source} <{}>", a.message_id),
+                        reason: w,
+                    });
+                }
+            }
+            Outcome::Duplicate { .. } => self.duplicates += 1,
+            Outcome::Looped { .. } => self.looped += 1,
+            Outcome::Refused { reason } => self.skipped.push(Skipped {
+                source: source.to_string(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// Resume points of archives: epoch path → last commit bridged.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ImportState {
+    #[serde(default)]
+    epochs: std::collections::BTreeMap<String, String>,
+}
+
+fn read_state(home_dir: &Path) -> ImportState {
+    std::fs::read_to_string(home_dir.join(IMPORT_STATE_FILE))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn write_state(home_dir: &Path, s: &ImportState) -> Result<()> {
+    let path = home_dir.join(IMPORT_STATE_FILE);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        toml::to_string(s).context("cannot encode the import state")?,
+    )
+    .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One message of an mbox or Maildir (public-inbox archives are read in
+/// [`import`]): where it is (for the summary), its bytes, and for an
+/// archive the (epoch, commit) to resume after.
+type SourceMail = (String, Result<Vec<u8>, String>, Option<(String, String)>);
+
+fn sources(
+    path: &Path,
+    mboxo: bool,
+) -> Result<(Box<dyn Iterator<Item = SourceMail>>, Option<u64>)> {
+    use tagline_email::mbox::{Mbox, Quoting, is_maildir, maildir_files};
+    if path.is_dir() && is_maildir(path) {
+        let files = maildir_files(path)?;
+        let n = files.len() as u64;
+        let it = files.into_iter().map(|f| {
+            let r = std::fs::metadata(&f)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    if m.len() > MAX_MAIL_SIZE as u64 {
+                        Err(format!(
+                            "{} bytes, more than the {MAX_MAIL_SIZE} bytes a mail may have",
+                            m.len()
+                        ))
+                    } else {
+                        std::fs::read(&f).map_err(|e| e.to_string())
+                    }
+                });
+            (f.display().to_string(), r, None)
+        });
+        return Ok((Box::new(it), Some(n)));
+    }
+    if path.is_dir() {
+        anyhow::bail!(
+            "{} is a directory but neither a Maildir (cur/, new/) nor a public-inbox v2 archive (git/N.git)",
+            path.display()
+        );
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let quoting = if mboxo { Quoting::O } else { Quoting::Rd };
+    let name = path.display().to_string();
+    let it = Mbox::new(std::io::BufReader::new(f), quoting)
+        .enumerate()
+        .map(move |(i, m)| {
+            (
+                format!("{name} message {}", i + 1),
+                m.map_err(|e| e.to_string()),
+                None,
+            )
+        });
+    Ok((Box::new(it), None))
+}
+
+/// An import in progress: the bridge, what it did, where archives resume.
+struct Importer<'a> {
+    home_dir: &'a Path,
+    store: &'a Store,
+    key: &'a SecretKey,
+    force: bool,
+    bridge: Bridge,
+    summary: Summary,
+    state: ImportState,
+}
+
+impl Importer<'_> {
+    /// Bridges `it` in batches of [`IMPORT_BATCH`] mails, one transaction
+    /// each; after each, the archive's resume point is saved.
+    fn run(
+        &mut self,
+        it: &mut dyn Iterator<Item = SourceMail>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        loop {
+            let batch: Vec<SourceMail> = (&mut *it).take(IMPORT_BATCH).collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let n = batch.len() as u64;
+            self.batch(batch)?;
+            bar.inc(n);
+        }
+    }
+
+    fn batch(&mut self, batch: Vec<SourceMail>) -> Result<()> {
+        let bridge = &mut self.bridge;
+        let mut resume = None;
+        let outcomes = crate::ident::append_own_with(
+            self.home_dir,
+            self.store,
+            self.key,
+            self.force,
+            |app| {
+                let mut out = ToStore(app);
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (source, raw, at) in &batch {
+                    let o = match raw {
+                        Ok(raw) => bridge.add(
+                            &Incoming {
+                                raw,
+                                dkim: unchecked(),
+                            },
+                            &mut out,
+                        )?,
+                        Err(e) => Outcome::Refused { reason: e.clone() },
+                    };
+                    outcomes.push((source.clone(), o));
+                    if let Some(at) = at {
+                        resume = Some(at.clone());
+                    }
+                }
+                Ok(outcomes)
+            },
+        )?;
+        for (source, o) in outcomes {
+            self.summary.take(&source, o);
+        }
+        if let Some((epoch, commit)) = resume {
+            self.state.epochs.insert(epoch, commit);
+            write_state(self.home_dir, &self.state)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
+    let config = bridge_config(
+        home_dir,
+        a.project.as_deref(),
+        a.list.as_deref(),
+        a.accept_unsigned,
+    )?;
+    let key = crate::home::load_key(home_dir)?;
+    let store = crate::home::open_store(home_dir)?;
+    let mut im = Importer {
+        home_dir,
+        store: &store,
+        key: &key,
+        force,
+        bridge: replayed_bridge(&store, &key, config.settings()?)?,
+        summary: Summary::default(),
+        state: read_state(home_dir),
+    };
+    let progress = |len: Option<u64>| {
+        let bar = match len {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} messages  {per_sec}  {elapsed_precise} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        if a.json {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar
+    };
+    if a.path.is_dir() && tagline_email::public_inbox::is_public_inbox(&a.path) {
+        for epoch_path in tagline_email::public_inbox::epochs(&a.path)? {
+            let key_name = epoch_path
+                .canonicalize()
+                .unwrap_or_else(|_| epoch_path.clone())
+                .display()
+                .to_string();
+            let epoch = tagline_email::public_inbox::Epoch::open(&epoch_path)?;
+            let commits =
+                epoch.commits_since(im.state.epochs.get(&key_name).map(String::as_str))?;
+            let bar = progress(Some(commits.len() as u64));
+            bar.set_message(epoch_path.display().to_string());
+            let k = key_name.clone();
+            let mut it = epoch.messages(commits)?.map(move |m| match m {
+                Ok((commit, raw)) => (format!("{k} {commit}"), Ok(raw), Some((k.clone(), commit))),
+                Err(e) => (k.clone(), Err(e.to_string()), None),
+            });
+            im.run(&mut it, &bar)?;
+            bar.finish_and_clear();
+        }
+    } else {
+        let (mut it, len) = sources(&a.path, a.mboxo)?;
+        let bar = progress(len);
+        im.run(&mut *it, &bar)?;
+        bar.finish_and_clear();
+    }
+    let mut summary = im.summary;
+    (summary.waiting_series, summary.waiting_replies) = im.bridge.waiting();
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "{} messages: {} bridged, {} already bridged, {} rendered from feeds (not bridged back), {} skipped",
+        summary.messages,
+        summary.bridged,
+        summary.duplicates,
+        summary.looped,
+        summary.skipped.len()
+    );
+    println!(
+        "{} revisions, {} reviews with {} trailers vouched for and {} flagged",
+        summary.revisions, summary.reviews, summary.trailers, summary.flagged
+    );
+    if summary.waiting_series > 0 {
+        println!(
+            "{} series wait for patches (written with what came once the list is a day past them), {} replies wait for them",
+            summary.waiting_series, summary.waiting_replies
+        );
+    }
+    for s in &summary.skipped {
+        println!("skipped  {}: {}", s.source, s.reason);
+    }
+    for s in &summary.warnings {
+        println!("warning  {}: {}", s.source, s.reason);
+    }
+    Ok(())
+}
+
+/// The DKIM result of archived mail: its signatures are not checked (their
+/// keys are often gone from DNS).
+fn unchecked() -> Dkim {
+    Dkim {
+        result: tagline_email::bridge::DKIM_UNCHECKED.to_string(),
+        domain: None,
+        detail: None,
+    }
 }

@@ -46,6 +46,35 @@ pub fn append_own(
     Ok(entries)
 }
 
+/// [`append_own`] for entries that name earlier ones of the same batch:
+/// `f` appends them one by one in one transaction (see
+/// `Store::append_local_with`), with the same fork guard before and record
+/// after.
+pub fn append_own_with<T>(
+    home_dir: &Path,
+    store: &Store,
+    key: &SecretKey,
+    force: bool,
+    f: impl FnOnce(&mut tagline_store::LocalAppender<'_, '_>) -> Result<T, tagline_store::StoreError>,
+) -> Result<T> {
+    let author = key.public();
+    let meta = store.feed(&author)?;
+    if let Some(f) = meta.and_then(|m| m.forked_at) {
+        bail!(
+            "feed {author} is forked at seq {f} (the same key wrote two histories); run `tagline device replace` to revoke this device at the fork point and continue with a new one"
+        );
+    }
+    guard::check(home_dir, &author, meta.map(|m| m.head), force)?;
+    let (value, head) = store.append_local_with(key, home::now_ms(), f)?;
+    if let Some(head) = head
+        && meta.map(|m| m.head.seq) != Some(head.seq)
+    {
+        store.set_confirmed(&author, head.seq)?;
+        guard::record(home_dir, &author, &head)?;
+    }
+    Ok(value)
+}
+
 /// Joins `id` from `device`'s feed and records it as this home's identity.
 fn join(
     home_dir: &Path,

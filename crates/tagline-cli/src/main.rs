@@ -161,6 +161,11 @@ enum BridgeCmd {
     /// patch, trailers, kind), storing nothing: for a user debugging why a
     /// mail was read as it was, like `git mailinfo`
     Parse(bridgecmd::ParseArgs),
+    /// Bridge an mbox, a Maildir or a public-inbox v2 archive into this
+    /// data directory's feed: each mail recorded once, series written as
+    /// revisions and replies with trailers as reviews; a re-run resumes an
+    /// archive where it stopped and never bridges a Message-ID twice
+    Import(bridgecmd::ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -453,9 +458,10 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Maintainers { args } = cli.command {
         return maint::run(args);
     }
-    if let Command::Bridge(BridgeCmd::Parse(args)) = cli.command {
-        return bridgecmd::parse(args);
-    }
+    let cli = match cli.command {
+        Command::Bridge(BridgeCmd::Parse(args)) => return bridgecmd::parse(args),
+        _ => cli,
+    };
     let home = home::resolve(cli.home)?;
     if let Command::Node { args } = cli.command {
         init_logging();
@@ -608,7 +614,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Maintainers { .. }
         | Command::Completions { .. }
         | Command::Node { .. }
-        | Command::Bridge(_) => Ok(()), // handled above
+        | Command::Bridge(BridgeCmd::Parse(_)) => Ok(()), // handled above
+        Command::Bridge(BridgeCmd::Import(args)) => bridgecmd::import(&home, args, cli.force),
     }
 }
 

@@ -1180,3 +1180,141 @@ fn bridge_parse_shows_how_a_mail_is_read() {
     let err = fails(&home, &["bridge", "parse", "/nonexistent/mail"], None);
     assert!(err.contains("cannot read /nonexistent/mail"), "{err}");
 }
+
+/// `tagline bridge import`: an mbox with a series and review replies into a
+/// bridge's data directory. The reviewer whose address the lead verified is
+/// counted; a trailer naming someone else is shown, flagged, not counted; a
+/// second import adds nothing; the bridge serves one project.
+#[test]
+fn bridge_import_counts_the_verified_reviewer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (bridge, bob) = (t.join("bridge"), t.join("bob"));
+    for h in [&bridge, &bob] {
+        ok(h, &["init"], None);
+    }
+    let id = |h: &Path| {
+        json_of(&ok(h, &["id", "--json"], None))["identity"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (bridge_id, bob_id) = (id(&bridge), id(&bob));
+    ok(&bob, &["identity", "add-email", "bob@example.org"], None);
+    sync_feed(t, &bob, &bridge);
+    // The bridge's operator is the project's lead here; the lead verifies
+    // Bob's address (a DKIM-checked challenge mail would do the same).
+    ok(
+        &bridge,
+        &["identity", "vouch", &bob_id, "bob@example.org"],
+        None,
+    );
+    ok(
+        &bridge,
+        &[
+            "project", "create", "--name", "demo", "--bridge", &bridge_id,
+        ],
+        None,
+    );
+    let mail = |from: &str, subject: &str, id: &str, reply: &str, body: &str| {
+        let mut m = format!(
+            "From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: {from}\nSubject: {subject}\nMessage-ID: <{id}>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\n"
+        );
+        if !reply.is_empty() {
+            m.push_str(&format!("In-Reply-To: <{reply}>\nReferences: <{reply}>\n"));
+        }
+        m + "\n" + body + "\n"
+    };
+    let patch = |f: &str| {
+        format!(
+            "Change {f}.\n\nSigned-off-by: Ada <ada@example.org>\n---\ndiff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n"
+        )
+    };
+    let mbox = [
+        mail(
+            "Ada <ada@example.org>",
+            "[PATCH 1/2] x: one",
+            "p1@x",
+            "",
+            &patch("a.c"),
+        ),
+        mail(
+            "Ada <ada@example.org>",
+            "[PATCH 2/2] x: two",
+            "p2@x",
+            "p1@x",
+            &patch("b.c"),
+        ),
+        mail(
+            "Bob <bob@example.org>",
+            "Re: [PATCH 1/2] x: one",
+            "r1@x",
+            "p1@x",
+            "> x\nReviewed-by: Bob <bob@example.org>",
+        ),
+        mail(
+            "Bob <bob@example.org>",
+            "Re: [PATCH 2/2] x: two",
+            "r2@x",
+            "p2@x",
+            "Reviewed-by: Bob <bob@example.org>\nAcked-by: Carol <carol@example.org>",
+        ),
+    ]
+    .concat();
+    let path = t.join("list.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    let p = path.to_str().unwrap();
+    let err = fails(&bridge, &["bridge", "import", p], None);
+    assert!(err.contains("needs --project"), "{err}");
+    let out = ok(
+        &bridge,
+        &[
+            "bridge",
+            "import",
+            p,
+            "--project",
+            "demo",
+            "--accept-unsigned",
+        ],
+        None,
+    );
+    assert!(out.contains("4 messages: 4 bridged"), "{out}");
+    assert!(
+        out.contains("1 revisions, 2 reviews with 2 trailers vouched for and 1 flagged"),
+        "{out}"
+    );
+    let again = json_of(&ok(&bridge, &["bridge", "import", p, "--json"], None));
+    assert_eq!(
+        (again["bridged"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(4)),
+        "{again}"
+    );
+    ok(&bridge, &["project", "create", "--name", "other"], None);
+    let err = fails(
+        &bridge,
+        &["bridge", "import", p, "--project", "other"],
+        None,
+    );
+    assert!(err.contains("bridges for project"), "{err}");
+
+    let st = json_of(&ok(&bridge, &["status", "1", "--json"], None));
+    let counted: Vec<String> = st["trailers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {} {}", t["patch"], t["key"], t["identity"]))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![
+            format!("1 \"Reviewed-by\" \"{bob_id}\""),
+            format!("2 \"Reviewed-by\" \"{bob_id}\"")
+        ],
+        "{st}"
+    );
+    let uncounted = st["uncounted"].to_string();
+    assert!(
+        uncounted.contains("Acked-by: Carol") && uncounted.contains("names carol@example.org"),
+        "{uncounted}"
+    );
+}
