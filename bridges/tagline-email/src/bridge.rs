@@ -114,6 +114,31 @@ pub struct Added {
     pub warnings: Vec<String>,
 }
 
+/// A mail parsed, or what becomes of it if it cannot be: the part of
+/// [`Bridge::add`] that depends on the mail alone.
+#[derive(Debug)]
+pub struct Prepared(Result<MailInfo, Outcome>);
+
+/// Parses a mail for [`Bridge::add_prepared`].
+pub fn prepare(raw: &[u8]) -> Prepared {
+    if let Some(entry) = loop_header(raw) {
+        return Prepared(Err(Outcome::Looped { entry }));
+    }
+    if raw.len() > MAX_RAW_MAIL {
+        return Prepared(Err(Outcome::Refused {
+            reason: format!(
+                "a mail of {} bytes, more than the {MAX_RAW_MAIL} bytes a record keeps",
+                raw.len()
+            ),
+        }));
+    }
+    Prepared(
+        mailinfo::parse(raw, &mailinfo::Options::default()).map_err(|e| Outcome::Refused {
+            reason: e.to_string(),
+        }),
+    )
+}
+
 /// Where a bridged mail sits in its thread.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -196,24 +221,20 @@ impl Bridge {
         mail: &Incoming<'_>,
         out: &mut P,
     ) -> Result<Outcome, P::Error> {
-        if let Some(entry) = loop_header(mail.raw) {
-            return Ok(Outcome::Looped { entry });
-        }
-        if mail.raw.len() > MAX_RAW_MAIL {
-            return Ok(Outcome::Refused {
-                reason: format!(
-                    "a mail of {} bytes, more than the {MAX_RAW_MAIL} bytes a record keeps",
-                    mail.raw.len()
-                ),
-            });
-        }
-        let info = match mailinfo::parse(mail.raw, &mailinfo::Options::default()) {
+        self.add_prepared(mail, prepare(mail.raw), out)
+    }
+
+    /// [`Bridge::add`] with the mail already [`prepare`]d (on another
+    /// thread, say: preparing is the costly, order-free part).
+    pub fn add_prepared<P: Publish>(
+        &mut self,
+        mail: &Incoming<'_>,
+        prepared: Prepared,
+        out: &mut P,
+    ) -> Result<Outcome, P::Error> {
+        let info = match prepared.0 {
             Ok(i) => i,
-            Err(e) => {
-                return Ok(Outcome::Refused {
-                    reason: e.to_string(),
-                });
-            }
+            Err(o) => return Ok(o),
         };
         let Some(message_id) = info.message_id.clone().filter(|m| !m.is_empty()) else {
             return Ok(Outcome::Refused {
@@ -724,18 +745,23 @@ pub fn kind_name(k: MailKind) -> &'static str {
 
 /// The value of [`LOOP_HEADER`] in the mail's header block, if any.
 pub fn loop_header(raw: &[u8]) -> Option<String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(raw.get(..end).unwrap_or(raw));
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(LOOP_HEADER)
-            .then(|| v.trim().to_string())
-    })
+    let name = LOOP_HEADER.as_bytes();
+    for line in raw.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // the end of the header block
+        }
+        if line.len() > name.len()
+            && line
+                .get(..name.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && line.get(name.len()) == Some(&b':')
+        {
+            let value = line.get(name.len() + 1..).unwrap_or_default();
+            return Some(String::from_utf8_lossy(value).trim().to_string());
+        }
+    }
+    None
 }
 
 /// A `key: value` line (b4's `base-commit:`, `change-id:`), its value.
@@ -747,8 +773,13 @@ fn tagged_line(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// [`tagged_line`] in bytes (a patch), without decoding them all.
 fn tagged_line_bytes(b: &[u8], key: &str) -> Option<String> {
-    tagged_line(&String::from_utf8_lossy(b), key)
+    b.split(|c| *c == b'\n').find_map(|l| {
+        let v = l.strip_prefix(key.as_bytes())?;
+        let v = std::str::from_utf8(v).ok()?.trim();
+        (!v.is_empty() && !v.contains(' ')).then(|| v.to_string())
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -99,7 +99,14 @@ pub fn parse(raw: &[u8], opts: &Options) -> Result<MailInfo, MailError> {
         });
     }
     let raw = strip_mbox_from_line(raw);
-    let msg = MessageParser::default()
+    // Only the headers read here are parsed; others (Received: above all,
+    // costly and unused) are kept raw.
+    let msg = MessageParser::new()
+        .with_mime_headers()
+        .with_date_headers()
+        .with_address_headers()
+        .with_message_ids()
+        .header_text(mail_parser::HeaderName::Subject)
         .parse(raw)
         .ok_or(MailError::NotAMail)?;
     if msg.headers().is_empty() {

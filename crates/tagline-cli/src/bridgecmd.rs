@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
-use tagline_email::bridge::{Bridge, Incoming, Outcome, Replay, Settings};
+use tagline_email::bridge::{Bridge, Incoming, Outcome, Prepared, Replay, Settings, prepare};
 use tagline_email::mailinfo::{self, MAX_MAIL_SIZE, Options};
 use tagline_email::subject;
 use tagline_format::mail::{Dkim, MAIL_TYPE, MailRecord};
@@ -398,11 +398,9 @@ fn write_state(home_dir: &Path, s: &ImportState) -> Result<()> {
 /// [`import`]): where it is (for the summary), its bytes, and for an
 /// archive the (epoch, commit) to resume after.
 type SourceMail = (String, Result<Vec<u8>, String>, Option<(String, String)>);
+type Source = Box<dyn Iterator<Item = SourceMail> + Send>;
 
-fn sources(
-    path: &Path,
-    mboxo: bool,
-) -> Result<(Box<dyn Iterator<Item = SourceMail>>, Option<u64>)> {
+fn sources(path: &Path, mboxo: bool) -> Result<(Source, Option<u64>)> {
     use tagline_email::mbox::{Mbox, Quoting, is_maildir, maildir_files};
     if path.is_dir() && is_maildir(path) {
         let files = maildir_files(path)?;
@@ -459,23 +457,43 @@ struct Importer<'a> {
 impl Importer<'_> {
     /// Bridges `it` in batches of [`IMPORT_BATCH`] mails, one transaction
     /// each; after each, the archive's resume point is saved.
+    /// Mails are read and parsed on a second thread while this one
+    /// bridges and stores the batch before.
     fn run(
         &mut self,
-        it: &mut dyn Iterator<Item = SourceMail>,
+        it: &mut (dyn Iterator<Item = SourceMail> + Send),
         bar: &indicatif::ProgressBar,
     ) -> Result<()> {
-        loop {
-            let batch: Vec<SourceMail> = (&mut *it).take(IMPORT_BATCH).collect();
-            if batch.is_empty() {
-                return Ok(());
+        std::thread::scope(|scope| {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<(SourceMail, Option<Prepared>)>(IMPORT_BATCH);
+            scope.spawn(move || {
+                for m in it {
+                    let p = m.1.as_ref().ok().map(|raw| prepare(raw));
+                    if tx.send((m, p)).is_err() {
+                        return; // the import stopped
+                    }
+                }
+            });
+            loop {
+                let mut batch = Vec::with_capacity(IMPORT_BATCH);
+                while batch.len() < IMPORT_BATCH {
+                    match rx.recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let n = batch.len() as u64;
+                self.batch(batch)?;
+                bar.inc(n);
             }
-            let n = batch.len() as u64;
-            self.batch(batch)?;
-            bar.inc(n);
-        }
+        })
     }
 
-    fn batch(&mut self, batch: Vec<SourceMail>) -> Result<()> {
+    fn batch(&mut self, batch: Vec<(SourceMail, Option<Prepared>)>) -> Result<()> {
         let bridge = &mut self.bridge;
         let mut resume = None;
         let outcomes = crate::ident::append_own_with(
@@ -486,20 +504,22 @@ impl Importer<'_> {
             |app| {
                 let mut out = ToStore(app);
                 let mut outcomes = Vec::with_capacity(batch.len());
-                for (source, raw, at) in &batch {
-                    let o = match raw {
-                        Ok(raw) => bridge.add(
+                for ((source, raw, at), prepared) in batch {
+                    let o = match (raw, prepared) {
+                        (Ok(raw), Some(prepared)) => bridge.add_prepared(
                             &Incoming {
-                                raw,
+                                raw: &raw,
                                 dkim: unchecked(),
                             },
+                            prepared,
                             &mut out,
                         )?,
-                        Err(e) => Outcome::Refused { reason: e.clone() },
+                        (Err(e), _) => Outcome::Refused { reason: e },
+                        (Ok(_), None) => continue,
                     };
-                    outcomes.push((source.clone(), o));
+                    outcomes.push((source, o));
                     if let Some(at) = at {
-                        resume = Some(at.clone());
+                        resume = Some(at);
                     }
                 }
                 Ok(outcomes)
