@@ -97,10 +97,10 @@ pub enum Outcome {
 }
 
 /// What one bridged mail added.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Added {
     pub message_id: String,
-    pub kind: Option<MailKind>,
+    pub kind: MailKind,
     /// Revisions written (this mail completed a series, or the list's
     /// clock passed a waiting one).
     pub revisions: Vec<String>,
@@ -162,7 +162,6 @@ struct SeriesState {
     first: Option<EntryId>,
     /// Message-IDs of the patches in the revision, in order.
     patch_ids: Vec<String>,
-    cover_id: Option<String>,
     /// Mails held until the revision is written.
     cover: Option<Box<MailInfo>>,
     patches: BTreeMap<u32, Box<MailInfo>>,
@@ -179,9 +178,9 @@ pub struct Bridge {
     grouper: Grouper,
     slots: HashMap<String, Slot>,
     series: Vec<SeriesState>,
-    /// Series not written yet, by when they began.
+    /// Series not written yet, by when they began. Replies wait only in
+    /// these.
     open: BTreeSet<(i64, usize)>,
-    waiting_replies: usize,
     /// The latest mails' dates; their median is the list's clock.
     dates: VecDeque<i64>,
 }
@@ -194,7 +193,6 @@ impl Bridge {
             slots: HashMap::new(),
             series: Vec::new(),
             open: BTreeSet::new(),
-            waiting_replies: 0,
             dates: VecDeque::with_capacity(CLOCK_WINDOW),
         }
     }
@@ -211,7 +209,7 @@ impl Bridge {
 
     /// Series still waiting for patches, and replies waiting for them.
     pub fn waiting(&self) -> (usize, usize) {
-        (self.open.len(), self.waiting_replies)
+        (self.open.len(), self.waiting_replies())
     }
 
     /// Takes one mail. Errors are the publisher's; everything about the
@@ -256,8 +254,12 @@ impl Bridge {
         let mail_kind = kind::classify(&info, &subj);
         let mut added = Added {
             message_id: message_id.clone(),
-            kind: Some(mail_kind),
-            ..Added::default()
+            kind: mail_kind,
+            revisions: Vec::new(),
+            reviews: Vec::new(),
+            trailers: 0,
+            flagged: 0,
+            warnings: Vec::new(),
         };
         let dkim = &mail.dkim;
         if matches!(dkim.result.as_str(), "fail" | "permerror") {
@@ -285,11 +287,14 @@ impl Bridge {
             raw_hash: *blake3::hash(mail.raw).as_bytes(),
             raw: Some(mail.raw.to_vec()),
             dkim: dkim.clone(),
-            kind: kind_name(mail_kind).to_string(),
+            kind: mail_kind.as_str().to_string(),
         };
         out.publish(MAIL_TYPE, record.encode())?;
 
         let (gkind, series) = self.grouper.add(&info);
+        // One state per series of the grouper's.
+        self.series
+            .resize_with(self.grouper.series.len(), SeriesState::default);
         let parent = info.in_reply_to.first().or(info.references.last()).cloned();
         let place = if gkind == Kind::Cover {
             0
@@ -312,7 +317,7 @@ impl Bridge {
         }
         match (gkind, series) {
             (Kind::Cover | Kind::Patch, Some(idx)) => {
-                self.take_series_mail(idx, gkind, place, &message_id, info, &mut added, out)?;
+                self.take_series_mail(idx, gkind, place, info, &mut added, out)?;
             }
             _ => {
                 self.take_reply(&message_id, &info, dkim, &mut added, out)?;
@@ -322,33 +327,22 @@ impl Bridge {
         Ok(Outcome::Bridged(added))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn take_series_mail<P: Publish>(
         &mut self,
         idx: usize,
         gkind: Kind,
         place: u32,
-        message_id: &str,
         info: MailInfo,
         added: &mut Added,
         out: &mut P,
     ) -> Result<(), P::Error> {
-        while self.series.len() <= idx {
-            self.series.push(SeriesState::default());
-        }
-        let began = self
-            .grouper
-            .series
-            .get(idx)
-            .and_then(|s| s.began)
-            .unwrap_or(i64::MAX);
+        let began = self.began(idx);
         let Some(st) = self.series.get_mut(idx) else {
             return Ok(());
         };
         if st.revision.is_some() {
-            if gkind == Kind::Cover {
-                st.cover_id = Some(message_id.to_string());
-            } else {
+            // A late cover letter is still found through the grouper.
+            if gkind != Kind::Cover {
                 added.warnings.push(format!(
                     "patch {place} came after its series was written without it"
                 ));
@@ -358,7 +352,6 @@ impl Bridge {
         let fresh = st.cover.is_none() && st.patches.is_empty();
         match gkind {
             Kind::Cover => {
-                st.cover_id = Some(message_id.to_string());
                 st.cover = Some(Box::new(info));
             }
             _ => {
@@ -373,6 +366,25 @@ impl Bridge {
             self.write_revision(idx, added, out)?;
         }
         Ok(())
+    }
+
+    /// When series `idx` began (its key in `open`; undated ones never
+    /// time out).
+    fn began(&self, idx: usize) -> i64 {
+        self.grouper
+            .series
+            .get(idx)
+            .and_then(|s| s.began)
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Replies waiting for their series.
+    fn waiting_replies(&self) -> usize {
+        self.open
+            .iter()
+            .filter_map(|(_, i)| self.series.get(*i))
+            .map(|s| s.waiting.len())
+            .sum()
     }
 
     /// The list's clock: the median date of the latest [`CLOCK_WINDOW`]
@@ -414,7 +426,6 @@ impl Bridge {
             } else if let Some(st) = self.series.get_mut(idx) {
                 // A cover letter whose patches never came.
                 st.cover = None;
-                self.waiting_replies -= st.waiting.len();
                 st.waiting.clear();
             }
         }
@@ -447,7 +458,7 @@ impl Bridge {
                 .into_iter()
                 .chain(patches.values().map(|b| &**b))
                 .find_map(|m| {
-                    tagged_line(&m.message, key).or_else(|| tagged_line_bytes(&m.patch, key))
+                    tagged_line(m.message.as_bytes(), key).or_else(|| tagged_line(&m.patch, key))
                 })
         };
         let base_commit = lines_of("base-commit:")
@@ -514,7 +525,7 @@ impl Bridge {
                 .collect(),
             change_id,
             mails: Some(RevisionMails {
-                cover: self.series.get(idx).and_then(|s| s.cover_id.clone()),
+                cover: self.grouper.series.get(idx).and_then(|g| g.cover.clone()),
                 patches: patch_ids.clone(),
             }),
         };
@@ -537,7 +548,6 @@ impl Bridge {
             }
             None => Vec::new(),
         };
-        self.waiting_replies -= waiting.len();
         for w in waiting {
             self.write_review(idx, &w.target, w.review, added, out)?;
         }
@@ -669,13 +679,12 @@ impl Bridge {
         let written = self.series.get(idx).is_some_and(|s| s.revision.is_some());
         if written {
             self.write_review(idx, &target, review, added, out)
-        } else if self.waiting_replies < MAX_WAITING_REPLIES {
-            while self.series.len() <= idx {
-                self.series.push(SeriesState::default());
-            }
+        } else if !self.open.contains(&(self.began(idx), idx)) {
+            // A cover letter whose patches never came: nothing to review.
+            Ok(())
+        } else if self.waiting_replies() < MAX_WAITING_REPLIES {
             if let Some(st) = self.series.get_mut(idx) {
                 st.waiting.push(WaitingReply { target, review });
-                self.waiting_replies += 1;
             }
             Ok(())
         } else {
@@ -729,20 +738,6 @@ impl Bridge {
     }
 }
 
-/// The stored name of a mail kind (SPEC.md §15.1).
-pub fn kind_name(k: MailKind) -> &'static str {
-    match k {
-        MailKind::Patch => "patch",
-        MailKind::CoverLetter => "cover",
-        MailKind::PullRequest => "pull-request",
-        MailKind::Applied => "applied",
-        MailKind::Merged => "merged",
-        MailKind::CiReport => "ci-report",
-        MailKind::Reply => "reply",
-        MailKind::Other => "other",
-    }
-}
-
 /// The value of [`LOOP_HEADER`] in the mail's header block, if any.
 pub fn loop_header(raw: &[u8]) -> Option<String> {
     let name = LOOP_HEADER.as_bytes();
@@ -764,18 +759,10 @@ pub fn loop_header(raw: &[u8]) -> Option<String> {
     None
 }
 
-/// A `key: value` line (b4's `base-commit:`, `change-id:`), its value.
-fn tagged_line(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(key)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty() && !v.contains(' '))
-    })
-}
-
-/// [`tagged_line`] in bytes (a patch), without decoding them all.
-fn tagged_line_bytes(b: &[u8], key: &str) -> Option<String> {
-    b.split(|c| *c == b'\n').find_map(|l| {
+/// The value of a `key: value` line (b4's `base-commit:`, `change-id:`) in
+/// a message or patch, found without decoding it all.
+fn tagged_line(text: &[u8], key: &str) -> Option<String> {
+    text.split(|c| *c == b'\n').find_map(|l| {
         let v = l.strip_prefix(key.as_bytes())?;
         let v = std::str::from_utf8(v).ok()?.trim();
         (!v.is_empty() && !v.contains(' ')).then(|| v.to_string())
@@ -833,6 +820,12 @@ impl Replay {
         Replay {
             expected: entries.into_iter().collect(),
         }
+    }
+
+    /// Expects one more entry (to stream a feed: the entries a mail led to
+    /// follow its record, so they are pushed before the next mail is fed).
+    pub fn push(&mut self, id: EntryId, payload_type: String, payload: Vec<u8>) {
+        self.expected.push_back((id, payload_type, payload));
     }
 
     /// Entries not re-derived (should be none once every mail was fed).

@@ -30,6 +30,23 @@ pub enum MailKind {
     Other,
 }
 
+impl MailKind {
+    /// Its name, as serialised, in `bridge parse` and in mail records
+    /// (SPEC.md §15.1).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MailKind::Patch => "patch",
+            MailKind::CoverLetter => "cover-letter",
+            MailKind::PullRequest => "pull-request",
+            MailKind::Applied => "applied",
+            MailKind::Merged => "merged",
+            MailKind::CiReport => "ci-report",
+            MailKind::Reply => "reply",
+            MailKind::Other => "other",
+        }
+    }
+}
+
 /// Classifies one mail.
 pub fn classify(info: &MailInfo, s: &Subject) -> MailKind {
     if s.reply {
@@ -74,6 +91,23 @@ fn is_applied_line(l: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_serialised_ones() {
+        use MailKind::*;
+        for k in [
+            Patch,
+            CoverLetter,
+            PullRequest,
+            Applied,
+            Merged,
+            CiReport,
+            Reply,
+            Other,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
 
     #[test]
     fn applied_lines() {

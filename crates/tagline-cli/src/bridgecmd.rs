@@ -88,13 +88,7 @@ pub fn parse(a: ParseArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!(
-        "kind         {}",
-        serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    );
+    println!("kind         {}", kind.as_str());
     println!("author       {} <{}>", info.author, info.email);
     println!("date         {}", info.date);
     println!("subject      {}", info.subject);
@@ -179,14 +173,11 @@ impl BridgeConfig {
 /// first run. A later run may repeat them but not change them.
 pub fn bridge_config(
     home_dir: &Path,
-    project: Option<&str>,
+    given_project: Option<EntryId>,
     list: Option<&str>,
     accept_unsigned: bool,
 ) -> Result<BridgeConfig> {
     let path = home_dir.join(BRIDGE_CONFIG_FILE);
-    let given_project = project
-        .map(|p| crate::reviewcmd::project_id(home_dir, p))
-        .transpose()?;
     if path.exists() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -198,6 +189,15 @@ pub fn bridge_config(
             anyhow::bail!(
                 "this data directory bridges for project {}, not {p} (a bridge serves one project; use another --home)",
                 c.project
+            );
+        }
+        if let Some(l) = list
+            && Some(l) != c.list.as_deref()
+        {
+            anyhow::bail!(
+                "this bridge records its mails as from list {} ({}), not {l}",
+                c.list.as_deref().unwrap_or("(none)"),
+                path.display()
             );
         }
         if accept_unsigned && !c.accept_unsigned {
@@ -225,15 +225,25 @@ pub fn bridge_config(
 }
 
 /// A bridge brought up to date with its own feed: every recorded mail fed
-/// again, every derived entry checked (SPEC.md §15.2).
+/// again, every derived entry checked (SPEC.md §15.2). The feed is read a
+/// page at a time: a mail is fed once the entries it led to (which follow
+/// its record) are queued.
 pub fn replayed_bridge(store: &Store, key: &SecretKey, settings: Settings) -> Result<Bridge> {
     let mut bridge = Bridge::new(settings);
     let author = key.public();
     let Some(head) = store.feed(&author)?.map(|m| m.head.seq) else {
         return Ok(bridge);
     };
-    let mut mails: Vec<(Vec<u8>, Dkim)> = Vec::new();
-    let mut derived = Vec::new();
+    let mut replay = Replay::new([]);
+    let feed = |bridge: &mut Bridge, replay: &mut Replay, mail: Option<(Vec<u8>, Dkim)>| match mail
+    {
+        Some((raw, dkim)) => bridge
+            .add(&Incoming { raw: &raw, dkim }, replay)
+            .map(|_| ())
+            .context("replaying the bridge's feed"),
+        None => Ok(()),
+    };
+    let mut pending = None;
     let mut from = 1;
     while from <= head {
         let page = store.range(&author, from, (from + REPLAY_PAGE - 1).min(head))?;
@@ -257,23 +267,12 @@ pub fn replayed_bridge(store: &Store, key: &SecretKey, settings: Settings) -> Re
                         e.signed.id()
                     )
                 })?;
-                mails.push((raw, r.dkim));
+                feed(&mut bridge, &mut replay, pending.replace((raw, r.dkim)))?;
             }
-            derived.push((e.signed.id(), t, p));
+            replay.push(e.signed.id(), t, p);
         }
     }
-    let mut replay = Replay::new(derived);
-    for (raw, dkim) in &mails {
-        bridge
-            .add(
-                &Incoming {
-                    raw,
-                    dkim: dkim.clone(),
-                },
-                &mut replay,
-            )
-            .context("replaying the bridge's feed")?;
-    }
+    feed(&mut bridge, &mut replay, pending)?;
     anyhow::ensure!(
         replay.left() == 0,
         "replaying the bridge's feed left {} entries it did not derive again: the feed was written by another version of the bridge",
@@ -537,14 +536,14 @@ impl Importer<'_> {
 }
 
 pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
-    let config = bridge_config(
-        home_dir,
-        a.project.as_deref(),
-        a.list.as_deref(),
-        a.accept_unsigned,
-    )?;
     let key = crate::home::load_key(home_dir)?;
     let store = crate::home::open_store(home_dir)?;
+    let project = a
+        .project
+        .as_deref()
+        .map(|p| crate::reviewcmd::project_id_in(&store, p))
+        .transpose()?;
+    let config = bridge_config(home_dir, project, a.list.as_deref(), a.accept_unsigned)?;
     let mut im = Importer {
         home_dir,
         store: &store,

@@ -29,27 +29,22 @@ pub fn append_own(
     items: Vec<(String, Vec<u8>)>,
     force: bool,
 ) -> Result<Vec<Entry>> {
-    let author = key.public();
-    let meta = store.feed(&author)?;
-    if let Some(f) = meta.and_then(|m| m.forked_at) {
-        bail!(
-            "feed {author} is forked at seq {f} (the same key wrote two histories); run `tagline device replace` to revoke this device at the fork point and continue with a new one"
-        );
-    }
-    guard::check(home_dir, &author, meta.map(|m| m.head), force)?;
+    before_own_append(home_dir, store, key, force)?;
     let entries = store.append_local(key, items, home::now_ms())?;
     if let Some(last) = entries.last() {
-        let head = tagline_format::Head::of(&last.signed);
-        store.set_confirmed(&author, head.seq)?;
-        guard::record(home_dir, &author, &head)?;
+        after_own_append(
+            home_dir,
+            store,
+            key,
+            &tagline_format::Head::of(&last.signed),
+        )?;
     }
     Ok(entries)
 }
 
 /// [`append_own`] for entries that name earlier ones of the same batch:
 /// `f` appends them one by one in one transaction (see
-/// `Store::append_local_with`), with the same fork guard before and record
-/// after.
+/// `Store::append_local_with`), with the same restore guard.
 pub fn append_own_with<T>(
     home_dir: &Path,
     store: &Store,
@@ -57,6 +52,17 @@ pub fn append_own_with<T>(
     force: bool,
     f: impl FnOnce(&mut tagline_store::LocalAppender<'_, '_>) -> Result<T, tagline_store::StoreError>,
 ) -> Result<T> {
+    before_own_append(home_dir, store, key, force)?;
+    let (value, head) = store.append_local_with(key, home::now_ms(), f)?;
+    if let Some(head) = head {
+        after_own_append(home_dir, store, key, &head)?;
+    }
+    Ok(value)
+}
+
+/// Refuses to append to a forked feed, or to one another copy of this data
+/// directory extended (the restore guard).
+fn before_own_append(home_dir: &Path, store: &Store, key: &SecretKey, force: bool) -> Result<()> {
     let author = key.public();
     let meta = store.feed(&author)?;
     if let Some(f) = meta.and_then(|m| m.forked_at) {
@@ -64,15 +70,19 @@ pub fn append_own_with<T>(
             "feed {author} is forked at seq {f} (the same key wrote two histories); run `tagline device replace` to revoke this device at the fork point and continue with a new one"
         );
     }
-    guard::check(home_dir, &author, meta.map(|m| m.head), force)?;
-    let (value, head) = store.append_local_with(key, home::now_ms(), f)?;
-    if let Some(head) = head
-        && meta.map(|m| m.head.seq) != Some(head.seq)
-    {
-        store.set_confirmed(&author, head.seq)?;
-        guard::record(home_dir, &author, &head)?;
-    }
-    Ok(value)
+    guard::check(home_dir, &author, meta.map(|m| m.head), force)
+}
+
+/// Records the new head: confirmed in the store, and for the guard.
+fn after_own_append(
+    home_dir: &Path,
+    store: &Store,
+    key: &SecretKey,
+    head: &tagline_format::Head,
+) -> Result<()> {
+    let author = key.public();
+    store.set_confirmed(&author, head.seq)?;
+    guard::record(home_dir, &author, head)
 }
 
 /// Joins `id` from `device`'s feed and records it as this home's identity.

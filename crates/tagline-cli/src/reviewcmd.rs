@@ -460,8 +460,12 @@ pub fn project_create(
 
 /// A project's id from its full id, its name or an id prefix this node knows.
 pub fn project_id(home_dir: &Path, arg: &str) -> Result<EntryId> {
-    let store = home::open_store(home_dir)?;
-    let w = world_of(&store, store.review_entries()?)?;
+    project_id_in(&*home::open_store(home_dir)?, arg)
+}
+
+/// [`project_id`] in a store already open.
+pub fn project_id_in(store: &Store, arg: &str) -> Result<EntryId> {
+    let w = world_of(store, store.review_entries()?)?;
     Ok(w.project(Some(arg))?.0)
 }
 

@@ -235,6 +235,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The identity id of a home.
+fn identity_of(h: &Path) -> String {
+    json_of(&ok(h, &["id", "--json"], None))["identity"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn json_of(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap()
 }
@@ -859,13 +867,7 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     for h in [&lead, &ada, &carol] {
         ok(h, &["init"], None);
     }
-    let id = |h: &Path| {
-        json_of(&ok(h, &["id", "--json"], None))["identity"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (lead_id, carol_id) = (id(&lead), id(&carol));
+    let (lead_id, carol_id) = (identity_of(&lead), identity_of(&carol));
     ok(&lead, &["identity", "add-email", "lead@example.org"], None);
     ok(
         &carol,
@@ -1061,12 +1063,7 @@ fn a_quorum_of_maintainers_amends_a_project() {
     let mut ids = Vec::new();
     for h in [&lead, &m1, &m2] {
         ok(h, &["init"], None);
-        ids.push(
-            json_of(&ok(h, &["id", "--json"], None))["identity"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(identity_of(h));
     }
     let policy = t.join("p.toml");
     std::fs::write(&policy, "[amend]\nmaintainer_quorum = 2\n").unwrap();
@@ -1181,29 +1178,18 @@ fn bridge_parse_shows_how_a_mail_is_read() {
     assert!(err.contains("cannot read /nonexistent/mail"), "{err}");
 }
 
-/// `tagline bridge import`: an mbox with a series and review replies into a
-/// bridge's data directory. The reviewer whose address the lead verified is
-/// counted; a trailer naming someone else is shown, flagged, not counted; a
-/// second import adds nothing; the bridge serves one project.
-#[test]
-fn bridge_import_counts_the_verified_reviewer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
+/// A bridge's home that leads project `demo` (trusting itself as its
+/// bridge), and Bob, whose address bob@example.org it verified (as a lead
+/// would; a DKIM-checked challenge mail would do the same). Returns the
+/// bridge's home and Bob's identity.
+fn bridge_and_verified_bob(t: &Path) -> (PathBuf, String) {
     let (bridge, bob) = (t.join("bridge"), t.join("bob"));
     for h in [&bridge, &bob] {
         ok(h, &["init"], None);
     }
-    let id = |h: &Path| {
-        json_of(&ok(h, &["id", "--json"], None))["identity"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (bridge_id, bob_id) = (id(&bridge), id(&bob));
+    let (bridge_id, bob_id) = (identity_of(&bridge), identity_of(&bob));
     ok(&bob, &["identity", "add-email", "bob@example.org"], None);
     sync_feed(t, &bob, &bridge);
-    // The bridge's operator is the project's lead here; the lead verifies
-    // Bob's address (a DKIM-checked challenge mail would do the same).
     ok(
         &bridge,
         &["identity", "vouch", &bob_id, "bob@example.org"],
@@ -1216,20 +1202,82 @@ fn bridge_import_counts_the_verified_reviewer() {
         ],
         None,
     );
-    let mail = |from: &str, subject: &str, id: &str, reply: &str, body: &str| {
-        let mut m = format!(
-            "From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: {from}\nSubject: {subject}\nMessage-ID: <{id}>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\n"
-        );
-        if !reply.is_empty() {
-            m.push_str(&format!("In-Reply-To: <{reply}>\nReferences: <{reply}>\n"));
-        }
-        m + "\n" + body + "\n"
-    };
-    let patch = |f: &str| {
-        format!(
-            "Change {f}.\n\nSigned-off-by: Ada <ada@example.org>\n---\ndiff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n"
-        )
-    };
+    (bridge, bob_id)
+}
+
+/// One mboxrd message of a list.
+fn list_mail(from: &str, subject: &str, id: &str, reply: &str, body: &str) -> String {
+    let mut m = format!(
+        "From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: {from}\nSubject: {subject}\nMessage-ID: <{id}>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\n"
+    );
+    if !reply.is_empty() {
+        m.push_str(&format!("In-Reply-To: <{reply}>\nReferences: <{reply}>\n"));
+    }
+    m + "\n" + body + "\n"
+}
+
+/// A patch mail's body changing file `f`.
+fn list_patch(f: &str) -> String {
+    format!(
+        "Change {f}.\n\nSigned-off-by: Ada <ada@example.org>\n---\ndiff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n"
+    )
+}
+
+/// A series Bob mailed himself: his own Reviewed-by, bridged, counts not
+/// (the person behind a bridged series is the identity verified for its
+/// patches' address).
+#[test]
+fn bridge_import_does_not_count_the_authors_own_review() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (bridge, _) = bridge_and_verified_bob(t);
+    let mbox = [
+        list_mail(
+            "Bob <bob@example.org>",
+            "[PATCH] x: one",
+            "b1@x",
+            "",
+            &list_patch("a.c"),
+        ),
+        list_mail(
+            "Bob <bob@example.org>",
+            "Re: [PATCH] x: one",
+            "b2@x",
+            "b1@x",
+            "Reviewed-by: Bob <bob@example.org>",
+        ),
+    ]
+    .concat();
+    let path = t.join("list.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    ok(
+        &bridge,
+        &[
+            "bridge",
+            "import",
+            path.to_str().unwrap(),
+            "--project",
+            "demo",
+            "--accept-unsigned",
+        ],
+        None,
+    );
+    let st = json_of(&ok(&bridge, &["status", "1", "--json"], None));
+    assert_eq!(st["trailers"], serde_json::json!([]), "{st}");
+    let uncounted = st["uncounted"].to_string();
+    assert!(uncounted.contains("the series author's own"), "{uncounted}");
+}
+
+/// `tagline bridge import`: an mbox with a series and review replies into a
+/// bridge's data directory. The reviewer whose address the lead verified is
+/// counted; a trailer naming someone else is shown, flagged, not counted; a
+/// second import adds nothing; the bridge serves one project.
+#[test]
+fn bridge_import_counts_the_verified_reviewer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (bridge, bob_id) = bridge_and_verified_bob(t);
+    let (mail, patch) = (list_mail, list_patch);
     let mbox = [
         mail(
             "Ada <ada@example.org>",

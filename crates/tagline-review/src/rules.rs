@@ -343,16 +343,19 @@ pub fn evaluate(
         roles.reviewers.extend(r);
     }
     let is_maintainer = |i: &IdentityId| roles.maintainers.contains(i);
+    // The one identity an address is verified for, if exactly one.
+    let verified_one = |addr: &str| {
+        roles
+            .by_address
+            .get(&addr.to_lowercase())
+            .and_then(|s| (s.len() == 1).then(|| s.iter().next().copied()).flatten())
+    };
     // The person behind the series: its author's identity, or for a series a
     // trusted bridge read from a list, the one identity verified for the
     // address its first patch was sent from.
     let person_id = match (author_id, latest.patches.first()) {
         (Some(a), Some(p)) if project.decl.bridges.contains(&a) => {
-            let (_, addr) = parse_email(&p.author);
-            roles
-                .by_address
-                .get(&addr.to_lowercase())
-                .and_then(|s| (s.len() == 1).then(|| s.iter().next().copied()).flatten())
+            verified_one(&parse_email(&p.author).1)
         }
         (a, _) => a,
     };
@@ -413,11 +416,7 @@ pub fn evaluate(
             let shown = format!("{key}: {value}");
             let identity = if bridged {
                 let (_, addr) = parse_email(value);
-                match roles
-                    .by_address
-                    .get(&addr.to_lowercase())
-                    .and_then(|s| (s.len() == 1).then(|| s.iter().next().copied()).flatten())
-                {
+                match verified_one(&addr) {
                     Some(i) => Some(i),
                     None => {
                         uncounted.insert(UncountedTrailer {

@@ -125,12 +125,6 @@ impl LocalAppender<'_, '_> {
         self.last = Some(e.signed.clone());
         Ok(e)
     }
-
-    /// The head the feed will have (the last entry appended so far, or the
-    /// stored head).
-    pub fn head(&self) -> Option<Head> {
-        self.chain.head
-    }
 }
 
 /// One feed's part of an ingest: the run of new entries to verify and write.
