@@ -31,6 +31,20 @@ pub struct ParseArgs {
     pub no_inbody_headers: bool,
 }
 
+/// Reads one mail file, refusing one larger than a mail may be before
+/// reading it.
+fn read_mail_file(path: &Path) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        len <= MAX_MAIL_SIZE as u64,
+        "{} is {len} bytes, more than the {MAX_MAIL_SIZE} bytes a mail may have",
+        path.display()
+    );
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 pub fn parse(a: ParseArgs) -> Result<()> {
     let raw = if a.mail.as_os_str() == "-" {
         let mut b = Vec::new();
@@ -40,15 +54,7 @@ pub fn parse(a: ParseArgs) -> Result<()> {
             .context("cannot read the mail from standard input")?;
         b
     } else {
-        let len = std::fs::metadata(&a.mail)
-            .with_context(|| format!("cannot read {}", a.mail.display()))?
-            .len();
-        anyhow::ensure!(
-            len <= MAX_MAIL_SIZE as u64,
-            "{} is {len} bytes, more than the {MAX_MAIL_SIZE} bytes a mail may have",
-            a.mail.display()
-        );
-        std::fs::read(&a.mail).with_context(|| format!("cannot read {}", a.mail.display()))?
+        read_mail_file(&a.mail)?
     };
     let opts = Options {
         scissors: a.scissors,
@@ -393,9 +399,9 @@ fn write_state(home_dir: &Path, s: &ImportState) -> Result<()> {
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// One message of an mbox or Maildir (public-inbox archives are read in
-/// [`import`]): where it is (for the summary), its bytes, and for an
-/// archive the (epoch, commit) to resume after.
+/// One message of a source: where it is (for the summary), its bytes or
+/// why it could not be read, and for a public-inbox archive the (epoch,
+/// commit) to resume after.
 type SourceMail = (String, Result<Vec<u8>, String>, Option<(String, String)>);
 type Source = Box<dyn Iterator<Item = SourceMail> + Send>;
 
@@ -405,18 +411,7 @@ fn sources(path: &Path, mboxo: bool) -> Result<(Source, Option<u64>)> {
         let files = maildir_files(path)?;
         let n = files.len() as u64;
         let it = files.into_iter().map(|f| {
-            let r = std::fs::metadata(&f)
-                .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    if m.len() > MAX_MAIL_SIZE as u64 {
-                        Err(format!(
-                            "{} bytes, more than the {MAX_MAIL_SIZE} bytes a mail may have",
-                            m.len()
-                        ))
-                    } else {
-                        std::fs::read(&f).map_err(|e| e.to_string())
-                    }
-                });
+            let r = read_mail_file(&f).map_err(|e| format!("{e:#}"));
             (f.display().to_string(), r, None)
         });
         return Ok((Box::new(it), Some(n)));
