@@ -17,6 +17,7 @@ use std::process::Command;
 
 use tagline_e2e::rule;
 
+mod mail;
 mod nodes;
 
 /// The `tagline` binary cargo built beside this test.

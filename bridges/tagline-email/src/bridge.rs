@@ -112,12 +112,65 @@ pub struct Added {
     /// Things the user should know (a failing DKIM signature, a series too
     /// large for one entry, ...).
     pub warnings: Vec<String>,
+    /// An email challenge this mail carries, when its DKIM signature passed
+    /// for the sender's domain: the bridge's owner checks it against the
+    /// identities claiming the address and writes the proof (SPEC.md §12.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Challenge>,
+}
+
+/// A challenge token found in a DKIM-verified mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    /// The sender's address (lowercase).
+    pub address: String,
+    /// `tagline-email-proof-` and 32 hex digits, as found.
+    pub token: String,
+    /// The `d=` of the signature that passed.
+    pub domain: String,
+}
+
+/// What an email challenge token starts with (SPEC.md §12.4).
+pub const CHALLENGE_PREFIX: &str = "tagline-email-proof-";
+
+/// The first challenge token in `text`, if any.
+pub fn find_challenge_token(text: &str) -> Option<&str> {
+    let mut at = 0;
+    while let Some(i) = text.get(at..)?.find(CHALLENGE_PREFIX) {
+        let start = at + i;
+        let end = start + CHALLENGE_PREFIX.len() + 32;
+        if let Some(tok) = text.get(start..end)
+            && tok.get(CHALLENGE_PREFIX.len()..).is_some_and(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+            && !text
+                .get(end..)
+                .and_then(|r| r.bytes().next())
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+        {
+            return Some(tok);
+        }
+        at = start + CHALLENGE_PREFIX.len();
+    }
+    None
 }
 
 /// A mail parsed, or what becomes of it if it cannot be: the part of
 /// [`Bridge::add`] that depends on the mail alone.
 #[derive(Debug)]
 pub struct Prepared(Result<MailInfo, Outcome>);
+
+impl Prepared {
+    /// Whether the mail carries an email challenge token (SPEC.md §12.4), so
+    /// that its owner can load identities before bridging it.
+    pub fn has_challenge_token(&self) -> bool {
+        self.0.as_ref().is_ok_and(|i| {
+            find_challenge_token(&i.raw_subject).is_some()
+                || find_challenge_token(&i.message).is_some()
+        })
+    }
+}
 
 /// Parses a mail for [`Bridge::add_prepared`].
 pub fn prepare(raw: &[u8]) -> Prepared {
@@ -260,9 +313,23 @@ impl Bridge {
             trailers: 0,
             flagged: 0,
             warnings: Vec::new(),
+            challenge: None,
         };
         let dkim = &mail.dkim;
-        if matches!(dkim.result.as_str(), "fail" | "permerror") {
+        if dkim.result == "pass"
+            && let Some(domain) = &dkim.domain
+            && let Some((_, sender_domain)) = info.sender.rsplit_once('@')
+            && crate::dkim::aligned(domain, sender_domain)
+            && let Some(token) = find_challenge_token(&info.raw_subject)
+                .or_else(|| find_challenge_token(&info.message))
+        {
+            added.challenge = Some(Challenge {
+                address: info.sender.to_lowercase(),
+                token: token.to_string(),
+                domain: domain.clone(),
+            });
+        }
+        if !matches!(dkim.result.as_str(), "pass" | "none" | DKIM_UNCHECKED) {
             added.warnings.push(format!(
                 "DKIM {}{}{}: its trailers are not vouched for",
                 dkim.result,
@@ -278,7 +345,7 @@ impl Bridge {
         }
         let record = MailRecord {
             message_id: message_id.clone(),
-            from: short(&format_email(&info.author, &info.email)),
+            from: short(&format_email(&info.sender_name, &info.sender)),
             date: info.timestamp.and_then(|t| u64::try_from(t).ok()),
             subject: short(&info.raw_subject),
             in_reply_to: ids(&info.in_reply_to),
@@ -626,7 +693,9 @@ impl Bridge {
         let Some((idx, target)) = target else {
             return Ok(());
         };
-        let from = info.email.to_lowercase();
+        // The sender, not an in-body `From:` (a patch's author): DKIM
+        // speaks for the header alone.
+        let from = info.sender.to_lowercase();
         let vouched_dkim = dkim.result == "pass"
             || (self.settings.accept_unsigned
                 && matches!(dkim.result.as_str(), "none" | DKIM_UNCHECKED));
@@ -864,5 +933,31 @@ pub fn is_bridge_type(payload_type: &str, payload: &[u8]) -> bool {
             )
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_tokens_are_found_whole() {
+        let t = "tagline-email-proof-0123456789abcdef0123456789abcdef";
+        assert_eq!(find_challenge_token(&format!("please: {t}\n")), Some(t));
+        assert_eq!(find_challenge_token(&format!("({t})")), Some(t));
+        // Too short, too long, upper case, not hex: none.
+        assert_eq!(find_challenge_token(&t[..t.len() - 1]), None);
+        assert_eq!(find_challenge_token(&format!("{t}0")), None);
+        assert_eq!(find_challenge_token(&t.to_uppercase()), None);
+        assert_eq!(
+            find_challenge_token("tagline-email-proof-0123456789abcdef0123456789abcdeg"),
+            None
+        );
+        // A false start before the real one.
+        assert_eq!(
+            find_challenge_token(&format!("tagline-email-proof-xyz {t}")),
+            Some(t)
+        );
+        assert_eq!(find_challenge_token("tagline-email-proof-é"), None);
     }
 }

@@ -8,10 +8,16 @@
 //! trailers its replies give each patch (b4's rules); [`series`], mails of
 //! a list grouped into series and revisions (Patchwork's rules); and
 //! [`mbox`], messages read from an mbox stream or a Maildir.
+//!
+//! At the edges (I/O, tokio): [`dkim`], signatures checked against DNS or
+//! recorded keys; [`lmtp`], live delivery over LMTP and SMTP (its protocol
+//! a sans-IO session, driven over tokio TCP).
 
 pub mod bridge;
+pub mod dkim;
 pub mod fuzzing;
 pub mod kind;
+pub mod lmtp;
 pub mod mailinfo;
 pub mod mbox;
 pub mod public_inbox;

@@ -52,7 +52,14 @@ impl Default for Options {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MailInfo {
     pub author: String,
+    /// The author's address: an in-body `From:` when the mail carries a
+    /// patch and has one, else the header's.
     pub email: String,
+    /// The `From:` header's address, as sent: who sent the mail (what DKIM
+    /// speaks for), whatever the body says about the patch's author.
+    pub sender: String,
+    /// The `From:` header's display name.
+    pub sender_name: String,
     /// The subject as `git mailinfo` prints it (prefixes removed).
     pub subject: String,
     /// The subject as sent (decoded, unfolded).
@@ -164,6 +171,7 @@ pub fn parse(raw: &[u8], opts: &Options) -> Result<MailInfo, MailError> {
     if state.patch.is_empty() {
         state.inbody = Inbody::default();
     }
+    (info.sender_name, info.sender) = split_from(&from);
     let from = state.inbody.from.take().unwrap_or(from);
     let (author, email) = split_from(&from);
     info.author = author;

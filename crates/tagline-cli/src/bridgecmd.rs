@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde_json::json;
 use tagline_email::bridge::{Bridge, Incoming, Outcome, Prepared, Replay, Settings, prepare};
+use tagline_email::dkim::DkimChecker;
 use tagline_email::mailinfo::{self, MAX_MAIL_SIZE, Options};
 use tagline_email::subject;
 use tagline_format::mail::{Dkim, MAIL_TYPE, MailRecord};
@@ -316,9 +317,52 @@ pub struct ImportArgs {
     /// Read an mbox as mboxo (`>From ` lines not unquoted) instead of mboxrd
     #[arg(long)]
     pub mboxo: bool,
+    /// Check each mail's DKIM signatures (archived mail is recorded as
+    /// unchecked otherwise: its keys are often gone from DNS)
+    #[arg(long)]
+    pub check_dkim: bool,
+    #[command(flatten)]
+    pub dkim: DkimArgs,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where DKIM keys come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DkimArgs {
+    /// DKIM keys to use before DNS: one `SELECTOR._domainkey.DOMAIN
+    /// RECORD` per line, `#` comments
+    #[arg(long, value_name = "FILE")]
+    pub dkim_keys: Option<PathBuf>,
+    /// Never ask DNS: a key not in --dkim-keys is a temperror
+    #[arg(long)]
+    pub dkim_offline: bool,
+}
+
+impl DkimArgs {
+    pub fn checker(&self) -> Result<DkimChecker> {
+        let keys = match &self.dkim_keys {
+            Some(path) => {
+                let len = std::fs::metadata(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .len();
+                anyhow::ensure!(
+                    len <= tagline_email::dkim::MAX_KEYS_FILE,
+                    "{} is {len} bytes, more than a key file may be ({})",
+                    path.display(),
+                    tagline_email::dkim::MAX_KEYS_FILE
+                );
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+            }
+            None => String::new(),
+        };
+        DkimChecker::new(&keys, self.dkim_offline).with_context(|| match &self.dkim_keys {
+            Some(p) => format!("DKIM keys from {}", p.display()),
+            None => "DKIM".to_string(),
+        })
+    }
 }
 
 /// What an import did.
@@ -338,6 +382,8 @@ pub struct Summary {
     /// Per message not bridged or bridged with a warning: where, and why.
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Skipped>,
+    /// Email proofs written from challenge mails: `identity address`.
+    pub proofs: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -348,8 +394,9 @@ pub struct Skipped {
 }
 
 impl Summary {
-    fn take(&mut self, source: &str, o: Outcome) {
+    fn take(&mut self, source: &str, o: Outcome, proofs: &[String]) {
         self.messages += 1;
+        self.proofs.extend(proofs.iter().cloned());
         match o {
             Outcome::Bridged(a) => {
                 self.bridged += 1;
@@ -446,6 +493,8 @@ struct Importer<'a> {
     bridge: Bridge,
     summary: Summary,
     state: ImportState,
+    /// With `--check-dkim`: the checker and a runtime for its lookups.
+    dkim: Option<(DkimChecker, tokio::runtime::Runtime)>,
 }
 
 impl Importer<'_> {
@@ -488,39 +537,42 @@ impl Importer<'_> {
     }
 
     fn batch(&mut self, batch: Vec<(SourceMail, Option<Prepared>)>) -> Result<()> {
-        let bridge = &mut self.bridge;
         let mut resume = None;
-        let outcomes = crate::ident::append_own_with(
+        let mut places = Vec::with_capacity(batch.len());
+        let mut mails = Vec::with_capacity(batch.len());
+        for ((source, raw, at), prepared) in batch {
+            match (raw, prepared) {
+                (Ok(raw), Some(prepared)) => {
+                    let dkim = match &self.dkim {
+                        Some((checker, rt)) => rt.block_on(checker.check(&raw)),
+                        None => unchecked(),
+                    };
+                    places.push(source);
+                    mails.push(Mail {
+                        raw,
+                        dkim,
+                        prepared,
+                    });
+                }
+                (Err(e), _) => self
+                    .summary
+                    .take(&source, Outcome::Refused { reason: e }, &[]),
+                (Ok(_), None) => continue,
+            }
+            if let Some(at) = at {
+                resume = Some(at);
+            }
+        }
+        let done = bridge_batch(
             self.home_dir,
             self.store,
             self.key,
             self.force,
-            |app| {
-                let mut out = ToStore(app);
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for ((source, raw, at), prepared) in batch {
-                    let o = match (raw, prepared) {
-                        (Ok(raw), Some(prepared)) => bridge.add_prepared(
-                            &Incoming {
-                                raw: &raw,
-                                dkim: unchecked(),
-                            },
-                            prepared,
-                            &mut out,
-                        )?,
-                        (Err(e), _) => Outcome::Refused { reason: e },
-                        (Ok(_), None) => continue,
-                    };
-                    outcomes.push((source, o));
-                    if let Some(at) = at {
-                        resume = Some(at);
-                    }
-                }
-                Ok(outcomes)
-            },
+            &mut self.bridge,
+            mails,
         )?;
-        for (source, o) in outcomes {
-            self.summary.take(&source, o);
+        for (source, b) in places.iter().zip(done) {
+            self.summary.take(source, b.outcome, &b.proofs);
         }
         if let Some((epoch, commit)) = resume {
             self.state.epochs.insert(epoch, commit);
@@ -528,6 +580,86 @@ impl Importer<'_> {
         }
         Ok(())
     }
+}
+
+/// One mail for [`bridge_batch`]: its bytes, what its DKIM signatures
+/// gave, and its parse.
+#[derive(Debug)]
+pub struct Mail {
+    pub raw: Vec<u8>,
+    pub dkim: Dkim,
+    pub prepared: Prepared,
+}
+
+/// What became of one mail, with the email proofs it led to (`identity
+/// address` each).
+#[derive(Debug)]
+pub struct Bridged {
+    pub outcome: Outcome,
+    pub proofs: Vec<String>,
+}
+
+/// Bridges `mails` in one transaction of the bridge's feed. A mail with an
+/// email challenge (SPEC.md §12.4) whose DKIM signature passed for its
+/// sender proves the address for every identity that claims it and whose
+/// token it carries: the proof (method `dkim`) is written in the same
+/// transaction, so a mail is never bridged without the proof it carries.
+/// On an error the bridge may be ahead of its feed: replay it again.
+pub fn bridge_batch(
+    home_dir: &Path,
+    store: &Store,
+    key: &SecretKey,
+    force: bool,
+    bridge: &mut Bridge,
+    mails: Vec<Mail>,
+) -> Result<Vec<Bridged>> {
+    let registry = if mails.iter().any(|m| m.prepared.has_challenge_token()) {
+        Some(crate::ident::registry(store)?)
+    } else {
+        None
+    };
+    let me = key.public();
+    crate::ident::append_own_with(home_dir, store, key, force, |app| {
+        let mut out = ToStore(app);
+        let mut done = Vec::with_capacity(mails.len());
+        for m in mails {
+            let outcome = bridge.add_prepared(
+                &Incoming {
+                    raw: &m.raw,
+                    dkim: m.dkim,
+                },
+                m.prepared,
+                &mut out,
+            )?;
+            let mut proofs = Vec::new();
+            if let (Outcome::Bridged(added), Some(reg)) = (&outcome, &registry)
+                && let Some(ch) = &added.challenge
+            {
+                for (id, ident) in &reg.identities {
+                    let claimed = ident.emails.iter().find(|e| e.address == ch.address);
+                    let Some(email) = claimed else { continue };
+                    if tagline_format::identity::email_challenge(id, &ch.address) != ch.token
+                        || email
+                            .proofs
+                            .iter()
+                            .any(|(by, method, _)| *by == me && method == "dkim")
+                    {
+                        continue;
+                    }
+                    let p = tagline_format::identity::IdentityPayload::EmailProof {
+                        identity: *id,
+                        address: ch.address.clone(),
+                        method: "dkim".into(),
+                        detail: format!("DKIM pass for d={} on <{}>", ch.domain, added.message_id),
+                    };
+                    tagline_email::bridge::Publish::publish(&mut out, p.type_name(), p.encode())?;
+                    proofs.push(format!("{id} {}", ch.address));
+                }
+            }
+            done.push(Bridged { outcome, proofs });
+        }
+        Ok(done)
+    })
 }
 
 pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
@@ -547,6 +679,15 @@ pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
         bridge: replayed_bridge(&store, &key, config.settings()?)?,
         summary: Summary::default(),
         state: read_state(home_dir),
+        dkim: if a.check_dkim {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the DKIM resolver's runtime")?;
+            Some((a.dkim.checker()?, rt))
+        } else {
+            None
+        },
     };
     let progress = |len: Option<u64>| {
         let bar = match len {
@@ -614,6 +755,9 @@ pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
             summary.waiting_series, summary.waiting_replies
         );
     }
+    for p in &summary.proofs {
+        println!("verified {p} (a challenge mail with a passing DKIM signature)");
+    }
     for s in &summary.skipped {
         println!("skipped  {}: {}", s.source, s.reason);
     }
@@ -631,4 +775,220 @@ fn unchecked() -> Dkim {
         domain: None,
         detail: None,
     }
+}
+
+/// Arguments of `tagline bridge serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Accept LMTP on this loopback address (port 0: any free port), for an
+    /// MTA such as Postfix (`lmtp:inet:127.0.0.1:PORT`)
+    #[arg(long, value_name = "ADDR")]
+    pub lmtp: Option<std::net::SocketAddr>,
+    /// Accept SMTP on this loopback address
+    #[arg(long, value_name = "ADDR")]
+    pub smtp: Option<std::net::SocketAddr>,
+    /// The project the list's series are posted to (needed on the first
+    /// run; fixed for this data directory afterwards)
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The list's posting address, recorded with each mail
+    #[arg(long)]
+    pub list: Option<String>,
+    /// Vouch for trailers of unsigned mail (a failing signature never passes)
+    #[arg(long)]
+    pub accept_unsigned: bool,
+    #[command(flatten)]
+    pub dkim: DkimArgs,
+}
+
+/// Most deliveries bridged in one transaction (and one store lease).
+pub const SERVE_BATCH: usize = 64;
+
+/// Longest reply text after the status code.
+const MAX_REPLY_TEXT: usize = 200;
+
+/// One delivery for the bridging thread.
+struct Job {
+    raw: Vec<u8>,
+    dkim: Dkim,
+    reply: tokio::sync::oneshot::Sender<tagline_email::lmtp::Delivered>,
+}
+
+/// One line for the client: what became of its mail.
+fn told(b: &Bridged) -> String {
+    let mut t = match &b.outcome {
+        Outcome::Bridged(a) => format!(
+            "bridged <{}> as {}: {} revisions, {} reviews, {} trailers vouched for, {} flagged",
+            a.message_id,
+            a.kind.as_str(),
+            a.revisions.len(),
+            a.reviews.len(),
+            a.trailers,
+            a.flagged
+        ),
+        Outcome::Duplicate { message_id } => format!("<{message_id}> was bridged before"),
+        Outcome::Looped { entry } => format!("rendered from entry {entry}: not bridged back"),
+        Outcome::Refused { reason } => format!("taken, not bridged: {reason}"),
+    };
+    for p in &b.proofs {
+        t.push_str(&format!("; verified {p}"));
+    }
+    t.retain(|c| !c.is_control());
+    t.chars().take(MAX_REPLY_TEXT).collect()
+}
+
+/// `tagline bridge serve`: bridges mail as an MTA delivers it. Each batch
+/// of deliveries borrows the store for one transaction (from a running
+/// node, through its local API), so the node keeps replicating between.
+pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
+    use tagline_email::lmtp::{self, Delivered, Protocol};
+    anyhow::ensure!(
+        a.lmtp.is_some() || a.smtp.is_some(),
+        "say where to listen: --lmtp 127.0.0.1:PORT and/or --smtp 127.0.0.1:PORT"
+    );
+    for addr in [a.lmtp, a.smtp].into_iter().flatten() {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "{addr} is not a loopback address: the bridge takes mail without authentication, so it listens on 127.0.0.1 or ::1 only (put an MTA in front of it)"
+        );
+    }
+    let key = crate::home::load_key(home_dir)?;
+    let (settings, bridge) = {
+        let store = crate::home::open_store(home_dir)?;
+        let project = a
+            .project
+            .as_deref()
+            .map(|p| crate::reviewcmd::project_id_in(&store, p))
+            .transpose()?;
+        let config = bridge_config(home_dir, project, a.list.as_deref(), a.accept_unsigned)?;
+        let settings = config.settings()?;
+        let bridge = replayed_bridge(&store, &key, settings.clone())?;
+        (settings, bridge)
+    };
+    let checker = a.dkim.checker()?;
+
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let home = home_dir.to_path_buf();
+    let worker = std::thread::spawn(move || {
+        let mut bridge = bridge;
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < SERVE_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let (mut mails, mut replies) = (Vec::new(), Vec::new());
+            for j in jobs {
+                let prepared = prepare(&j.raw);
+                mails.push(Mail {
+                    raw: j.raw,
+                    dkim: j.dkim,
+                    prepared,
+                });
+                replies.push(j.reply);
+            }
+            let result = crate::home::open_store(home.as_path()).and_then(|store| {
+                bridge_batch(home.as_path(), &store, &key, force, &mut bridge, mails)
+            });
+            match result {
+                Ok(done) => {
+                    for (b, reply) in done.iter().zip(replies) {
+                        let text = told(b);
+                        println!("{text}");
+                        let _ = reply.send(Delivered::Accepted(text));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("bridging failed: {e:#}");
+                    eprintln!("bridging failed (the MTA will retry): {e:#}");
+                    let text: String = format!("{e:#}")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(MAX_REPLY_TEXT)
+                        .collect();
+                    for reply in replies {
+                        let _ = reply.send(Delivered::Later(text.clone()));
+                    }
+                    // The bridge may be ahead of its feed: derive it again.
+                    match crate::home::open_store(home.as_path())
+                        .and_then(|store| replayed_bridge(&store, &key, settings.clone()))
+                    {
+                        Ok(b) => bridge = b,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        Ok(())
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let served = rt.block_on(async move {
+        let deliver = move |env: lmtp::Envelope| {
+            let (tx, checker) = (tx.clone(), checker.clone());
+            async move {
+                let dkim = checker.check(&env.data).await;
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if tx
+                    .send(Job {
+                        raw: env.data,
+                        dkim,
+                        reply,
+                    })
+                    .is_err()
+                {
+                    return Delivered::Later("the bridge stopped".into());
+                }
+                answer
+                    .await
+                    .unwrap_or_else(|_| Delivered::Later("the bridge stopped".into()))
+            }
+        };
+        let deliver = std::sync::Arc::new(deliver);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (addr, protocol, name) in [
+            (a.lmtp, Protocol::Lmtp, "lmtp"),
+            (a.smtp, Protocol::Smtp, "smtp"),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            println!("listening  {name} {}", listener.local_addr()?);
+            let d = deliver.clone();
+            tasks.spawn(lmtp::serve(
+                listener,
+                protocol,
+                "localhost".to_string(),
+                move |env| d(env),
+            ));
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        drop(deliver);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        tokio::select! {
+            r = tasks.join_next() => match r {
+                Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the listener failed")),
+                Some(Err(e)) => Err(anyhow::Error::new(e).context("the listener stopped")),
+                _ => Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => { eprintln!("interrupted: stopping"); Ok(()) }
+            _ = sigterm.recv() => { eprintln!("terminated: stopping"); Ok(()) }
+        }
+    });
+    // Dropping the runtime drops the sessions and the last sender: the
+    // bridging thread finishes its batch and stops.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    let worked = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bridging thread panicked"))?;
+    served.and(worked)
 }

@@ -166,6 +166,9 @@ enum BridgeCmd {
     /// revisions and replies with trailers as reviews; a re-run resumes an
     /// archive where it stopped and never bridges a Message-ID twice
     Import(bridgecmd::ImportArgs),
+    /// Take list mail live over LMTP (or SMTP) on a loopback port, as an
+    /// MTA delivers it: each message bridged as it comes, DKIM checked
+    Serve(bridgecmd::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -616,6 +619,10 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Node { .. }
         | Command::Bridge(BridgeCmd::Parse(_)) => Ok(()), // handled above
         Command::Bridge(BridgeCmd::Import(args)) => bridgecmd::import(&home, args, cli.force),
+        Command::Bridge(BridgeCmd::Serve(args)) => {
+            init_logging();
+            bridgecmd::serve(&home, args, cli.force)
+        }
     }
 }
 

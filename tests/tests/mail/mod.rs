@@ -1,0 +1,355 @@
+//! Live delivery: Python's smtplib (a real LMTP client, from the standard
+//! library) hands a series and review replies to `tagline bridge serve` on
+//! 127.0.0.1. Bob proves his address with a challenge mail signed with DKIM
+//! (a generated ed25519 key, served from a recorded-keys file, offline); his
+//! Reviewed-by then counts in `tagline status`, while a reply forged in his
+//! name (its signature broken in transit) is listed but not counted, and a
+//! second delivery of the same mail adds nothing. Every wait is bounded; the
+//! server is killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::tagline_bin;
+
+/// Longest wait for the server to start.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cmd(home: &Path, state: &Path) -> Command {
+    let mut c = Command::new(tagline_bin());
+    c.env("TAGLINE_HOME", home)
+        .env("TAGLINE_STATE_DIR", state)
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn ok(home: &Path, state: &Path, args: &[&str]) -> String {
+    let out = cmd(home, state).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tagline {args:?} in {}: {}",
+        home.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(home: &Path, state: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(home, state, args)).unwrap()
+}
+
+/// A running `tagline bridge serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs `raw` for `domain` (selector `s1`) with the key `pkcs8`.
+fn signed(raw: &str, domain: &str, pkcs8: &[u8]) -> Vec<u8> {
+    use mail_auth::common::headers::HeaderWriter as _;
+    let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(pkcs8).unwrap();
+    let sig = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain(domain)
+        .selector("s1")
+        .headers(["From", "To", "Subject", "Message-ID", "Date", "In-Reply-To"])
+        .sign(raw.as_bytes())
+        .unwrap();
+    let mut m = sig.to_header().into_bytes();
+    m.extend_from_slice(raw.as_bytes());
+    m
+}
+
+fn mail(from: &str, subject: &str, id: &str, reply: &str, body: &str) -> String {
+    let mut m = format!(
+        "From: {from}\r\nTo: dev@lists.example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
+    );
+    if !reply.is_empty() {
+        m.push_str(&format!(
+            "In-Reply-To: <{reply}>\r\nReferences: <{reply}>\r\n"
+        ));
+    }
+    m + "\r\n" + &body.replace('\n', "\r\n")
+}
+
+fn patch(f: &str) -> String {
+    format!(
+        "Change {f}.\n\nSigned-off-by: Ada <ada@example.net>\n---\ndiff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n"
+    )
+}
+
+/// Delivers each file over LMTP with smtplib; returns what it printed (one
+/// line per mail: the server's reply).
+fn deliver(addr: &str, files: &[PathBuf]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = r#"
+import smtplib, sys
+host, port, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+with smtplib.LMTP(host, port, timeout=30) as s:
+    for f in files:
+        data = open(f, 'rb').read()
+        refused = s.sendmail('list-bounces@lists.example.org', ['bridge@localhost'], data)
+        print('ok', f, refused)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(host)
+        .arg(port)
+        .args(files)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
+    use base64::Engine as _;
+    use mail_auth::common::crypto::Ed25519Key;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let state = t.join("state");
+    let (bridge, bob) = (t.join("bridge"), t.join("bob"));
+    for h in [&bridge, &bob] {
+        ok(h, &state, &["init"]);
+    }
+    let bridge_id = json(&bridge, &state, &["id", "--json"])["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claimed = ok(&bob, &state, &["identity", "add-email", "bob@example.org"]);
+    let token = claimed
+        .split_whitespace()
+        .find(|w| w.starts_with("tagline-email-proof-"))
+        .unwrap_or_else(|| panic!("no challenge in {claimed}"))
+        .to_string();
+    let bob_id = json(&bob, &state, &["id", "--json"])["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Bob's feeds reach the bridge (as replication would bring them).
+    let id = json(&bob, &state, &["id", "--json"]);
+    let root = json(&bob, &state, &["identity", "show", "--json"])["roots"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for feed in [id["feed"].as_str().unwrap().to_string(), root] {
+        let file = t.join(format!("bob-{}.feed", &feed[..12]));
+        ok(
+            &bob,
+            &state,
+            &["export", &feed, "-o", file.to_str().unwrap()],
+        );
+        ok(&bridge, &state, &["import", file.to_str().unwrap()]);
+    }
+    ok(
+        &bridge,
+        &state,
+        &[
+            "project", "create", "--name", "demo", "--bridge", &bridge_id,
+        ],
+    );
+
+    // example.org's DKIM key, recorded for the bridge (no DNS).
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let keys = t.join("dkim-keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "# example.org's key\ns1._domainkey.example.org v=DKIM1; k=ed25519; p={}\n",
+            base64::engine::general_purpose::STANDARD.encode(key.public_key())
+        ),
+    )
+    .unwrap();
+
+    let mut child = cmd(&bridge, &state)
+        .args([
+            "bridge",
+            "serve",
+            "--lmtp",
+            "127.0.0.1:0",
+            "--project",
+            "demo",
+            "--list",
+            "dev@lists.example.org",
+            "--dkim-keys",
+            keys.to_str().unwrap(),
+            "--dkim-offline",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(WAIT.saturating_sub(started.elapsed()))
+            .expect("bridge serve did not start");
+        if let Some(a) = line.strip_prefix("listening  lmtp ") {
+            break a.trim().to_string();
+        }
+    };
+    let server = Server { child, addr };
+
+    let bob_from = "Bob Reviewer <bob@example.org>";
+    let mails: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "challenge",
+            signed(
+                &mail(
+                    bob_from,
+                    "tagline address check",
+                    "c1@example.org",
+                    "",
+                    &format!("{token}\n"),
+                ),
+                "example.org",
+                &pkcs8,
+            ),
+        ),
+        (
+            "cover",
+            mail(
+                "Ada <ada@example.net>",
+                "[PATCH 0/2] x: two changes",
+                "s0@example.net",
+                "",
+                "Two changes.\n",
+            )
+            .into_bytes(),
+        ),
+        (
+            "patch1",
+            mail(
+                "Ada <ada@example.net>",
+                "[PATCH 1/2] x: one",
+                "s1@example.net",
+                "s0@example.net",
+                &patch("a.c"),
+            )
+            .into_bytes(),
+        ),
+        (
+            "patch2",
+            mail(
+                "Ada <ada@example.net>",
+                "[PATCH 2/2] x: two",
+                "s2@example.net",
+                "s0@example.net",
+                &patch("b.c"),
+            )
+            .into_bytes(),
+        ),
+        (
+            "review",
+            signed(
+                &mail(
+                    bob_from,
+                    "Re: [PATCH 0/2] x: two changes",
+                    "r1@example.org",
+                    "s0@example.net",
+                    "Looks good.\n\nReviewed-by: Bob Reviewer <bob@example.org>\n",
+                ),
+                "example.org",
+                &pkcs8,
+            ),
+        ),
+        (
+            "forged",
+            String::from_utf8(signed(
+                &mail(
+                    bob_from,
+                    "Re: [PATCH 2/2] x: two",
+                    "f1@example.org",
+                    "s2@example.net",
+                    "Fine.\n\nAcked-by: Bob Reviewer <bob@example.org>\n",
+                ),
+                "example.org",
+                &pkcs8,
+            ))
+            .unwrap()
+            .replace("Fine.", "Fine!")
+            .into_bytes(),
+        ),
+    ];
+    let mut files = Vec::new();
+    for (name, bytes) in &mails {
+        let f = t.join(format!("{name}.eml"));
+        std::fs::write(&f, bytes).unwrap();
+        files.push(f);
+    }
+    let said = deliver(&server.addr, &files);
+    assert_eq!(said.lines().count(), mails.len(), "{said}");
+    // The same review once more: taken, nothing added.
+    deliver(&server.addr, &files[4..5]);
+
+    let mut told = Vec::new();
+    while told.len() < mails.len() + 1 {
+        told.push(
+            rx.recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("the bridge said only {told:?}")),
+        );
+    }
+    assert!(
+        told[0].contains(&format!("verified {bob_id} bob@example.org")),
+        "{told:?}"
+    );
+    assert!(told[3].contains("1 revisions"), "{told:?}");
+    assert!(
+        told[4].contains("1 reviews, 1 trailers vouched for, 0 flagged"),
+        "{told:?}"
+    );
+    assert!(
+        told[5].contains("0 trailers vouched for, 1 flagged"),
+        "{told:?}"
+    );
+    assert!(told[6].contains("was bridged before"), "{told:?}");
+
+    // While the server runs (it holds the store only per delivery).
+    let st = json(&bridge, &state, &["status", "1", "--json"]);
+    let counted: Vec<String> = st["trailers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {} {}", t["patch"], t["key"], t["identity"]))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![
+            format!("1 \"Reviewed-by\" \"{bob_id}\""),
+            format!("2 \"Reviewed-by\" \"{bob_id}\"")
+        ],
+        "{st}"
+    );
+    let uncounted = st["uncounted"].to_string();
+    assert!(
+        uncounted.contains("Acked-by: Bob") && uncounted.contains("DKIM result is neutral"),
+        "{uncounted}"
+    );
+    drop(server);
+}
