@@ -7,7 +7,8 @@
 //! bytes in, values out); [`thread`], a thread read as one series with the
 //! trailers its replies give each patch (b4's rules); [`series`], mails of
 //! a list grouped into series and revisions (Patchwork's rules); and
-//! [`mbox`], messages read from an mbox stream or a Maildir.
+//! [`mbox`], messages read from an mbox stream or a Maildir; [`outbound`],
+//! feed entries rendered as list mail.
 //!
 //! At the edges (I/O, tokio): [`dkim`], signatures checked against DNS or
 //! recorded keys; [`lmtp`], live delivery over LMTP and SMTP (its protocol
@@ -20,6 +21,7 @@ pub mod kind;
 pub mod lmtp;
 pub mod mailinfo;
 pub mod mbox;
+pub mod outbound;
 pub mod public_inbox;
 pub mod series;
 pub mod subject;

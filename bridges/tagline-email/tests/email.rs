@@ -1113,3 +1113,147 @@ fn dkim_checked_offline_with_recorded_keys() {
     assert_eq!(d.result, "none", "{d:?}");
     assert_eq!(rt.block_on(checker.check(&raw)).result, "none");
 }
+
+/// A native review rendered as mail and read back: it threads under the
+/// bridged patch, quotes the hunk its inline comment is about, carries the
+/// same trailers as the review (the inbound side's own trailer reader finds
+/// them), and the bridge does not bridge it back.
+#[test]
+fn a_native_review_goes_out_as_mail_and_is_not_bridged_back() {
+    use tagline_email::bridge::{Bridge, Incoming, Outcome};
+    use tagline_email::outbound::{Envelope, Parent, review_mail, series_mails};
+    use tagline_format::review::{InlineComment, Review, ReviewPayload, Side};
+    let ada = "Ada Author <ada@example.org>";
+    let mut bridge = Bridge::new(settings(false));
+    let mut out = Published::default();
+    for raw in [
+        mail(
+            ada,
+            "[PATCH v2 1/2] x: first",
+            "p1@x",
+            "",
+            1,
+            &patch_body("a.c", "new"),
+        ),
+        mail(
+            ada,
+            "[PATCH v2 2/2] x: second",
+            "p2@x",
+            "p1@x",
+            2,
+            &patch_body("b.c", "newer"),
+        ),
+    ] {
+        bridge
+            .add(
+                &Incoming {
+                    raw: &raw,
+                    dkim: dkim("pass"),
+                },
+                &mut out,
+            )
+            .unwrap();
+    }
+    let (_, rev) = out
+        .entries
+        .iter()
+        .find_map(|(id, t, p)| match ReviewPayload::decode(t, p) {
+            Ok(Some(ReviewPayload::Revision(r))) => Some((*id, r)),
+            _ => None,
+        })
+        .expect("the series was written");
+    let review = Review {
+        revision: tagline_format::EntryId([7; 32]),
+        patch: Some(2),
+        trailers: vec![
+            (
+                "Reviewed-by".into(),
+                "Zoë Reviewer <zoe@example.org>".into(),
+            ),
+            ("Tested-by".into(), "Zoë Reviewer <zoe@example.org>".into()),
+        ],
+        comment: Some("Nice.".into()),
+        inline: vec![InlineComment {
+            file: "b.c".into(),
+            side: Side::New,
+            start_line: 1,
+            end_line: 1,
+            text: "Is \"newer\" the right word?".into(),
+        }],
+        retracts: None,
+        mail: None,
+        flagged: Vec::new(),
+    };
+    let entry = tagline_format::EntryId([9; 32]);
+    let env = Envelope {
+        author: "Zoë Reviewer".into(),
+        sender: "tagline@lists.example.org".into(),
+        list: "dev@lists.example.org".into(),
+        cc: Vec::new(),
+        date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
+    };
+    let parent = Parent {
+        message_id: "p2@x".into(),
+        subject: "[PATCH v2 2/2] x: second".into(),
+        references: vec!["p1@x".into()],
+    };
+    let m = review_mail(&entry, &review, &rev, &parent, &env);
+    let bytes = m.to_bytes();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.contains("Subject: Re: [PATCH v2 2/2] x: second\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("In-Reply-To: <p2@x>\r\nReferences: <p1@x> <p2@x>\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("> @@ -1 +1 @@\r\n> +newer\r\n\r\nIs \"newer\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("X-Tagline-Entry: {entry}\r\n")),
+        "{text}"
+    );
+
+    // Read back by the inbound side's parser: the same trailers, the
+    // sender's display name decoded.
+    let info = tagline_email::mailinfo::parse(&bytes, &Options::default()).unwrap();
+    assert_eq!(info.sender_name, "Zoë Reviewer via Tagline");
+    assert_eq!(
+        tagline_email::thread::reply_trailers(&info.message),
+        review.trailers
+    );
+    assert_eq!(info.in_reply_to, ["p2@x"]);
+    // And not bridged back.
+    let o = bridge
+        .add(
+            &Incoming {
+                raw: &bytes,
+                dkim: dkim("pass"),
+            },
+            &mut out,
+        )
+        .unwrap();
+    assert!(
+        matches!(&o, Outcome::Looped { entry: e } if *e == entry.to_string()),
+        "{o:?}"
+    );
+
+    // The same revision as a native series: a cover letter and two patches,
+    // threaded under it, each read back as the patch it carries.
+    let mails = series_mails(&entry, &rev, None, &env);
+    assert_eq!(mails.len(), 3);
+    assert_eq!(
+        mails[1].in_reply_to.as_deref(),
+        Some(mails[0].message_id.as_str())
+    );
+    let p2 = tagline_email::mailinfo::parse(&mails[2].to_bytes(), &Options::default()).unwrap();
+    assert_eq!(p2.subject, rev.patches[1].subject);
+    assert_eq!(String::from_utf8_lossy(&p2.patch), rev.patches[1].diff);
+    assert_eq!(
+        p2.author, "Ada Author",
+        "the in-body From names the patch's author"
+    );
+}

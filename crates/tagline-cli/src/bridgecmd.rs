@@ -159,9 +159,41 @@ pub struct BridgeConfig {
     /// Vouch for trailers of mail without a DKIM signature.
     #[serde(default)]
     pub accept_unsigned: bool,
+    /// Outbound mail: the address it goes out from (may be changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Outbound mail: the SMTP relay's URL (may be changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_relay: Option<String>,
+    /// Outbound mail: a repository whose MAINTAINERS names the Cc of a
+    /// native series (may be changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<PathBuf>,
+}
+
+/// The bridge's settings, if it has been set up.
+pub fn read_bridge_config(home_dir: &Path) -> Result<Option<BridgeConfig>> {
+    let path = home_dir.join(BRIDGE_CONFIG_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(toml::from_str(&text).with_context(|| {
+        format!("{} is damaged", path.display())
+    })?))
 }
 
 impl BridgeConfig {
+    /// How mail goes out: the flags, else the settings.
+    pub fn out_args(&self, given: &crate::outboxcmd::OutArgs) -> crate::outboxcmd::OutArgs {
+        crate::outboxcmd::OutArgs {
+            smtp_relay: given.smtp_relay.clone().or_else(|| self.smtp_relay.clone()),
+            from: given.from.clone().or_else(|| self.from.clone()),
+            repo: given.repo.clone().or_else(|| self.repo.clone()),
+        }
+    }
+
     pub fn settings(&self) -> Result<Settings> {
         Ok(Settings {
             project: self.project.parse().with_context(|| {
@@ -185,11 +217,7 @@ pub fn bridge_config(
     accept_unsigned: bool,
 ) -> Result<BridgeConfig> {
     let path = home_dir.join(BRIDGE_CONFIG_FILE);
-    if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let c: BridgeConfig =
-            toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+    if let Some(c) = read_bridge_config(home_dir)? {
         if let Some(p) = given_project
             && p.to_string() != c.project
         {
@@ -222,6 +250,9 @@ pub fn bridge_config(
         project: project.to_string(),
         list: list.map(str::to_string),
         accept_unsigned,
+        from: None,
+        smtp_relay: None,
+        repo: None,
     };
     std::fs::write(
         &path,
@@ -799,7 +830,14 @@ pub struct ServeArgs {
     pub accept_unsigned: bool,
     #[command(flatten)]
     pub dkim: DkimArgs,
+    /// With a relay and a from address (flags or bridge.toml), the outbox
+    /// is rendered and sent every OUTBOX_INTERVAL while serving
+    #[command(flatten)]
+    pub out: crate::outboxcmd::OutArgs,
 }
+
+/// How often `serve` renders and sends the outbox.
+pub const OUTBOX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Most deliveries bridged in one transaction (and one store lease).
 pub const SERVE_BATCH: usize = 64;
@@ -853,7 +891,7 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
         );
     }
     let key = crate::home::load_key(home_dir)?;
-    let (settings, bridge) = {
+    let (settings, bridge, config) = {
         let store = crate::home::open_store(home_dir)?;
         let project = a
             .project
@@ -863,12 +901,61 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
         let config = bridge_config(home_dir, project, a.list.as_deref(), a.accept_unsigned)?;
         let settings = config.settings()?;
         let bridge = replayed_bridge(&store, &key, settings.clone())?;
-        (settings, bridge)
+        (settings, bridge, config)
     };
     let checker = a.dkim.checker()?;
+    // One store opening at a time in this process (the bridging thread's
+    // and the outbox's).
+    let store_lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let out = config.out_args(&a.out);
+    let outbox = match (&out.smtp_relay, &out.from, &config.list) {
+        (Some(relay), Some(from), Some(list)) => {
+            println!(
+                "outbox     every {}s through {relay}",
+                OUTBOX_INTERVAL.as_secs()
+            );
+            let (home, lock, stop) = (home_dir.to_path_buf(), store_lock.clone(), stop.clone());
+            let (relay, from, list, project) =
+                (relay.clone(), from.clone(), list.clone(), settings.project);
+            let me = key.public();
+            Some(std::thread::spawn(move || {
+                let mut next = std::time::Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if std::time::Instant::now() >= next {
+                        let queued =
+                            lock.lock()
+                                .map_err(|_| anyhow::anyhow!("lock"))
+                                .and_then(|_g| {
+                                    let store = crate::home::open_store(&home)?;
+                                    crate::outboxcmd::queue(
+                                        &home, &store, &me, &project, &list, &out,
+                                    )
+                                });
+                        match queued.and_then(|_| crate::outboxcmd::send(&home, &relay, &from)) {
+                            Ok(sent) => {
+                                for s in sent {
+                                    println!("sent       {s}");
+                                }
+                            }
+                            Err(e) => eprintln!(
+                                "outbox: {e:#} (tried again in {}s)",
+                                OUTBOX_INTERVAL.as_secs()
+                            ),
+                        }
+                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                        next = std::time::Instant::now() + OUTBOX_INTERVAL;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }))
+        }
+        _ => None,
+    };
 
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let home = home_dir.to_path_buf();
+    let worker_lock = store_lock.clone();
     let worker = std::thread::spawn(move || {
         let mut bridge = bridge;
         while let Ok(first) = rx.recv() {
@@ -889,9 +976,13 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
                 });
                 replies.push(j.reply);
             }
-            let result = crate::home::open_store(home.as_path()).and_then(|store| {
-                bridge_batch(home.as_path(), &store, &key, force, &mut bridge, mails)
-            });
+            let result = worker_lock
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the store lock was poisoned"))
+                .and_then(|_g| {
+                    let store = crate::home::open_store(home.as_path())?;
+                    bridge_batch(home.as_path(), &store, &key, force, &mut bridge, mails)
+                });
             match result {
                 Ok(done) => {
                     for (b, reply) in done.iter().zip(replies) {
@@ -912,6 +1003,7 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
                         let _ = reply.send(Delivered::Later(text.clone()));
                     }
                     // The bridge may be ahead of its feed: derive it again.
+                    let _g = worker_lock.lock();
                     match crate::home::open_store(home.as_path())
                         .and_then(|store| replayed_bridge(&store, &key, settings.clone()))
                     {
@@ -990,5 +1082,10 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
     let worked = worker
         .join()
         .map_err(|_| anyhow::anyhow!("the bridging thread panicked"))?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(o) = outbox {
+        o.join()
+            .map_err(|_| anyhow::anyhow!("the outbox thread panicked"))?;
+    }
     served.and(worked)
 }

@@ -8,4 +8,5 @@ pub mod home;
 pub mod ident;
 pub mod maint;
 pub mod netcmd;
+pub mod outboxcmd;
 pub mod reviewcmd;

@@ -169,6 +169,10 @@ enum BridgeCmd {
     /// Take list mail live over LMTP (or SMTP) on a loopback port, as an
     /// MTA delivers it: each message bridged as it comes, DKIM checked
     Serve(bridgecmd::ServeArgs),
+    /// Render native reviews, CI results, merges and series of the bridged
+    /// project as list mail into a queue, and send it (--send) or write it
+    /// to an mbox (--mbox); without either, show what is queued
+    Outbox(tagline_cli::outboxcmd::OutboxArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -619,6 +623,7 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Node { .. }
         | Command::Bridge(BridgeCmd::Parse(_)) => Ok(()), // handled above
         Command::Bridge(BridgeCmd::Import(args)) => bridgecmd::import(&home, args, cli.force),
+        Command::Bridge(BridgeCmd::Outbox(args)) => tagline_cli::outboxcmd::outbox(&home, args),
         Command::Bridge(BridgeCmd::Serve(args)) => {
             init_logging();
             bridgecmd::serve(&home, args, cli.force)

@@ -956,7 +956,7 @@ pub fn ci_report(
 
 /// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with
 /// git, with the tree's directories for get_maintainer.pl's directory rule.
-fn maintainers_at(
+pub(crate) fn maintainers_at(
     repo: &Path,
     base: Option<&str>,
 ) -> Result<tagline_review::maintainers::Maintainers> {
@@ -1614,7 +1614,7 @@ pub fn interdiff(home_dir: &Path, series: &str, v1: u64, v2: u64) -> Result<()> 
 }
 
 /// RFC 2822 date of a timestamp in milliseconds (UTC).
-fn rfc2822(ms: u64) -> String {
+pub(crate) fn rfc2822(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -147,7 +147,7 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         .as_str()
         .unwrap()
         .to_string();
-    for feed in [id["feed"].as_str().unwrap().to_string(), root] {
+    for feed in [id["feed"].as_str().unwrap().to_string(), root.clone()] {
         let file = t.join(format!("bob-{}.feed", &feed[..12]));
         ok(
             &bob,
@@ -183,6 +183,8 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
             "serve",
             "--lmtp",
             "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:0",
             "--project",
             "demo",
             "--list",
@@ -206,14 +208,19 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         }
     });
     let started = Instant::now();
-    let addr = loop {
+    let (mut addr, mut smtp) = (None, None);
+    while addr.is_none() || smtp.is_none() {
         let line = rx
             .recv_timeout(WAIT.saturating_sub(started.elapsed()))
             .expect("bridge serve did not start");
         if let Some(a) = line.strip_prefix("listening  lmtp ") {
-            break a.trim().to_string();
+            addr = Some(a.trim().to_string());
         }
-    };
+        if let Some(a) = line.strip_prefix("listening  smtp ") {
+            smtp = Some(a.trim().to_string());
+        }
+    }
+    let (addr, smtp) = (addr.unwrap(), smtp.unwrap());
     let server = Server { child, addr };
 
     let bob_from = "Bob Reviewer <bob@example.org>";
@@ -351,5 +358,98 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         uncounted.contains("Acked-by: Bob") && uncounted.contains("DKIM result is neutral"),
         "{uncounted}"
     );
+
+    // Round trip: Bob reviews patch 2 natively; the bridge's outbox renders
+    // it as a reply in the thread and sends it with lettre to an SMTP relay
+    // (here the bridge's own SMTP port, standing in for the list that would
+    // echo it back); the inbound side recognises it and does not bridge it.
+    let feed = json(&bridge, &state, &["id", "--json"])["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = t.join("bridge.feed");
+    ok(
+        &bridge,
+        &state,
+        &["export", &feed, "-o", file.to_str().unwrap()],
+    );
+    ok(&bob, &state, &["import", file.to_str().unwrap()]);
+    ok(&bob, &state, &["identity", "set-name", "Bob Reviewer"]);
+    ok(
+        &bob,
+        &state,
+        &[
+            "review",
+            "1",
+            "--patch",
+            "2",
+            "--acked-by",
+            "--comment",
+            "Fine now.",
+        ],
+    );
+    for feed in [id["feed"].as_str().unwrap().to_string(), root.clone()] {
+        let file = t.join(format!("bob-again-{}.feed", &feed[..12]));
+        ok(
+            &bob,
+            &state,
+            &["export", &feed, "-o", file.to_str().unwrap()],
+        );
+        ok(&bridge, &state, &["import", file.to_str().unwrap()]);
+    }
+    let relay = format!("smtp://{smtp}");
+    let sent = ok(
+        &bridge,
+        &state,
+        &[
+            "bridge",
+            "outbox",
+            "--send",
+            "--smtp-relay",
+            &relay,
+            "--from",
+            "tagline@lists.example.org",
+        ],
+    );
+    assert!(
+        sent.contains("1 mails queued") && sent.contains("sent "),
+        "{sent}"
+    );
+    assert!(!sent.contains("pending"), "{sent}");
+    let echoed = rx.recv_timeout(WAIT).expect("the relay took the mail");
+    assert!(echoed.contains("not bridged back"), "{echoed}");
+    let mail = std::fs::read_dir(bridge.join("outbox/sent"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .unwrap();
+    assert!(mail.contains("In-Reply-To: <s2@example.net>\r\n"), "{mail}");
+    assert!(
+        mail.contains("Subject: Re: [PATCH 2/2] x: two\r\n"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Fine now.\r\n\r\nAcked-by: Bob Reviewer <bob@example.org>\r\n"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("From: \"Bob Reviewer via Tagline\" <tagline@lists.example.org>"),
+        "{mail}"
+    );
+    // Never twice.
+    let again = ok(
+        &bridge,
+        &state,
+        &[
+            "bridge",
+            "outbox",
+            "--send",
+            "--smtp-relay",
+            &relay,
+            "--from",
+            "tagline@lists.example.org",
+        ],
+    );
+    assert_eq!(again.trim(), "0 mails queued", "{again}");
     drop(server);
 }

@@ -1,0 +1,578 @@
+//! Feed entries rendered as list mail (pure: values in, bytes out).
+//!
+//! A native review becomes a plain-text reply in the series' thread
+//! (`In-Reply-To`/`References` to the bridged Message-IDs, `Subject: Re:`
+//! the mail it answers), its inline comments under the quoted lines of the
+//! hunk they are about, its trailers at the end the way a list user writes
+//! them. A CI result and a merge become replies to the cover letter (or the
+//! first patch). A series submitted natively becomes a format-patch series:
+//! a cover letter and one mail per patch, threaded under the cover.
+//!
+//! Every mail carries [`LOOP_HEADER`] with its entry id, so the inbound side
+//! does not bridge it back, and a Message-ID derived from the entry id, so a
+//! mail sent twice (a crash between sending and recording it) is one mail to
+//! every archive and client.
+
+use tagline_format::EntryId;
+use tagline_format::review::{CiResult, Merge, Review, Revision, Side};
+
+use crate::bridge::LOOP_HEADER;
+
+/// Longest header line before folding (RFC 5322 §2.1.1 recommends 78).
+const FOLD_AT: usize = 78;
+/// Most lines quoted above one inline comment.
+pub const MAX_QUOTED_LINES: usize = 20;
+/// Lines of a CI log excerpt put into a mail (its tail).
+pub const CI_LOG_LINES: usize = 30;
+
+/// A mail ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The entry it renders.
+    pub entry: EntryId,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// RFC 5322 date.
+    pub date: String,
+    pub body: String,
+}
+
+/// The mail a reply answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    pub message_id: String,
+    /// Its subject as sent.
+    pub subject: String,
+    /// Its thread above it (its `References`), oldest first.
+    pub references: Vec<String>,
+}
+
+/// Who a rendered mail speaks for, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The author's name (an identity's, or a key's short form).
+    pub author: String,
+    /// The bridge's own sending address: mail cannot be sent as the author
+    /// (their domain's DKIM would not pass), so it is `Author via Tagline
+    /// <sender>`, as lists rewrite From for DMARC.
+    pub sender: String,
+    /// The list's posting address.
+    pub list: String,
+    /// Extra recipients (maintainers of the touched files for a series).
+    pub cc: Vec<String>,
+    pub date: String,
+}
+
+/// The Message-ID of the mail rendering `entry` (part `part` of it: 0 for
+/// the entry's only mail or a series' cover letter, k for patch k).
+pub fn message_id(entry: &EntryId, part: u64) -> String {
+    format!("{entry}.{part}@tagline")
+}
+
+/// `Re: ` and the subject, unless it already starts so.
+pub fn reply_subject(subject: &str) -> String {
+    let s = subject.trim();
+    if s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")) {
+        s.to_string()
+    } else {
+        format!("Re: {s}")
+    }
+}
+
+/// The subject a patch of `rev` was (or is) sent with: `[PATCH v2 3/7] x`.
+pub fn patch_subject(rev: &Revision, k: u64) -> String {
+    let n = rev.patches.len() as u64;
+    let v = if rev.version > 1 {
+        format!(" v{}", rev.version)
+    } else {
+        String::new()
+    };
+    let subject = if k == 0 {
+        rev.cover
+            .as_ref()
+            .map_or("(no cover letter)", |c| c.subject.as_str())
+    } else {
+        rev.patches
+            .get(usize::try_from(k - 1).unwrap_or(usize::MAX))
+            .map_or("", |p| p.subject.as_str())
+    };
+    if n <= 1 && k != 0 {
+        format!("[PATCH{v}] {subject}")
+    } else {
+        format!("[PATCH{v} {k}/{n}] {subject}")
+    }
+}
+
+fn reply_to(entry: &EntryId, parent: &Parent, env: &Envelope, body: String) -> Outgoing {
+    let mut references = parent.references.clone();
+    references.retain(|r| *r != parent.message_id);
+    references.push(parent.message_id.clone());
+    Outgoing {
+        entry: *entry,
+        message_id: message_id(entry, 0),
+        from: via(&env.author, &env.sender),
+        to: vec![env.list.clone()],
+        cc: env.cc.clone(),
+        subject: reply_subject(&parent.subject),
+        in_reply_to: Some(parent.message_id.clone()),
+        references,
+        date: env.date.clone(),
+        body,
+    }
+}
+
+fn via(author: &str, sender: &str) -> String {
+    let name: String = author
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '<' | '>'))
+        .collect();
+    format!("\"{name} via Tagline\" <{sender}>")
+}
+
+/// The lines of `diff` that `file`'s lines `start..=end` on `side` fall in,
+/// with the header of their hunk: what a reviewer quotes above a comment.
+pub fn quoted_lines(diff: &str, file: &str, side: Side, start: u64, end: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_file = false;
+    let (mut old, mut new) = (0u64, 0u64);
+    // The hunk header not yet quoted, and whether a hunk is being read.
+    let mut hunk: Option<String> = None;
+    let mut in_hunk = false;
+    for line in diff.lines() {
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            in_file =
+                rest.ends_with(&format!(" b/{file}")) || rest.starts_with(&format!("a/{file} "));
+            hunk = None;
+            in_hunk = false;
+            continue;
+        }
+        if !in_file {
+            continue;
+        }
+        if let Some(h) = line.strip_prefix("@@ ") {
+            let mut parts = h.split_whitespace();
+            let num = |s: Option<&str>, sign: char| {
+                s.and_then(|s| s.strip_prefix(sign))
+                    .and_then(|s| s.split(',').next())
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            old = num(parts.next(), '-');
+            new = num(parts.next(), '+');
+            hunk = Some(line.to_string());
+            in_hunk = true;
+            continue;
+        }
+        if !in_hunk || line.starts_with("--- ") || line.starts_with("+++ ") {
+            continue;
+        }
+        let (on_old, on_new) = match line.chars().next() {
+            Some('+') => (None, Some(new)),
+            Some('-') => (Some(old), None),
+            Some('\\') => (None, None),
+            _ => (Some(old), Some(new)),
+        };
+        let at = match side {
+            Side::Old => on_old,
+            Side::New => on_new,
+        };
+        if at.is_some_and(|n| n >= start && n <= end) && out.len() < MAX_QUOTED_LINES {
+            if let Some(h) = hunk.take() {
+                if out.is_empty() {
+                    out.push(format!("diff --git a/{file} b/{file}"));
+                }
+                out.push(h);
+            }
+            out.push(line.to_string());
+        }
+        if on_old.is_some() {
+            old += 1;
+        }
+        if on_new.is_some() {
+            new += 1;
+        }
+    }
+    out
+}
+
+/// A native review as a reply to `parent` (the patch it is about, or the
+/// cover letter).
+pub fn review_mail(
+    entry: &EntryId,
+    review: &Review,
+    revision: &Revision,
+    parent: &Parent,
+    env: &Envelope,
+) -> Outgoing {
+    let mut body = String::new();
+    if let Some(c) = review.comment.as_deref().filter(|c| !c.trim().is_empty()) {
+        body.push_str(c.trim_end());
+        body.push_str("\n\n");
+    }
+    let diff_of = |k: Option<u64>| -> String {
+        match k {
+            Some(k) => revision
+                .patches
+                .get(usize::try_from(k.saturating_sub(1)).unwrap_or(usize::MAX))
+                .map(|p| p.diff.clone())
+                .unwrap_or_default(),
+            None => revision
+                .patches
+                .iter()
+                .map(|p| p.diff.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    };
+    let diff = diff_of(review.patch);
+    for c in &review.inline {
+        let quoted = quoted_lines(&diff, &c.file, c.side, c.start_line, c.end_line);
+        if quoted.is_empty() {
+            let side = match c.side {
+                Side::Old => " (old side)",
+                Side::New => "",
+            };
+            body.push_str(&format!(
+                "On {} line {}{side}:\n",
+                c.file,
+                if c.start_line == c.end_line {
+                    c.start_line.to_string()
+                } else {
+                    format!("{}-{}", c.start_line, c.end_line)
+                }
+            ));
+        } else {
+            for q in quoted {
+                body.push_str(&format!("> {q}\n"));
+            }
+        }
+        body.push('\n');
+        body.push_str(c.text.trim_end());
+        body.push_str("\n\n");
+    }
+    if review.retracts.is_some() {
+        body.push_str("Please disregard my earlier review of this.\n\n");
+    }
+    for (k, v) in &review.trailers {
+        body.push_str(&format!("{k}: {v}\n"));
+    }
+    reply_to(entry, parent, env, body.trim_end().to_string() + "\n")
+}
+
+/// A CI result as a reply to the revision's cover letter or first patch.
+pub fn ci_mail(entry: &EntryId, ci: &CiResult, parent: &Parent, env: &Envelope) -> Outgoing {
+    let mut body = format!(
+        "CI context {}: {}\n\n{}\n",
+        ci.context,
+        ci.status.as_str(),
+        ci.summary.trim_end()
+    );
+    if let Some(runner) = &ci.runner {
+        body.push_str(&format!("\nRunner: {runner}\n"));
+    }
+    if let Some(ms) = ci.duration_ms {
+        body.push_str(&format!("Duration: {}.{:03} s\n", ms / 1000, ms % 1000));
+    }
+    if let Some(url) = &ci.url {
+        body.push_str(&format!("Details: {url}\n"));
+    }
+    if let Some(log) = &ci.log_excerpt {
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines
+            .get(lines.len().saturating_sub(CI_LOG_LINES)..)
+            .unwrap_or_default();
+        body.push_str("\nLog (last lines):\n\n");
+        for l in tail {
+            body.push_str(&format!("  {l}\n"));
+        }
+    }
+    reply_to(entry, parent, env, body)
+}
+
+/// A merge as the "applied, thanks" reply.
+pub fn merge_mail(entry: &EntryId, merge: &Merge, parent: &Parent, env: &Envelope) -> Outgoing {
+    let mut body = format!("Applied to {}, thanks.\n\n", merge.branch);
+    for c in &merge.commits {
+        body.push_str(&format!("  {c}\n"));
+    }
+    if !merge.cites.is_empty() {
+        body.push_str(&format!(
+            "\nThe decision cites {} entries (tagline status shows them).\n",
+            merge.cites.len()
+        ));
+    }
+    reply_to(entry, parent, env, body)
+}
+
+/// A natively submitted revision as a format-patch series: a cover letter
+/// (when it has one, or more than one patch) and its patches threaded
+/// under it; a v2 and later in reply to the previous revision's first mail
+/// when `previous` is given.
+pub fn series_mails(
+    entry: &EntryId,
+    rev: &Revision,
+    previous: Option<&Parent>,
+    env: &Envelope,
+) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    let n = rev.patches.len() as u64;
+    let with_cover = rev.cover.is_some() || n > 1;
+    let mut thread: Vec<String> = previous
+        .map(|p| {
+            let mut r = p.references.clone();
+            r.push(p.message_id.clone());
+            r
+        })
+        .unwrap_or_default();
+    let mut parent = previous.map(|p| p.message_id.clone());
+    let from = via(&env.author, &env.sender);
+    let mail =
+        |part: u64, subject: String, body: String, parent: &Option<String>, refs: &Vec<String>| {
+            Outgoing {
+                entry: *entry,
+                message_id: message_id(entry, part),
+                from: from.clone(),
+                to: vec![env.list.clone()],
+                cc: env.cc.clone(),
+                subject,
+                in_reply_to: parent.clone(),
+                references: refs.clone(),
+                date: env.date.clone(),
+                body,
+            }
+        };
+    if with_cover {
+        let mut body = rev
+            .cover
+            .as_ref()
+            .map(|c| c.body.trim_end().to_string())
+            .unwrap_or_default();
+        if let Some(log) = rev.changelog.as_deref().filter(|l| !l.trim().is_empty()) {
+            body.push_str(&format!(
+                "\n\nChanges in v{}:\n{}",
+                rev.version,
+                log.trim_end()
+            ));
+        }
+        body.push_str("\n\n");
+        for p in &rev.patches {
+            body.push_str(&format!("  {}\n", p.subject));
+        }
+        if let Some(base) = &rev.base_commit {
+            body.push_str(&format!("\nbase-commit: {base}\n"));
+        }
+        if let Some(c) = &rev.change_id {
+            body.push_str(&format!("change-id: {c}\n"));
+        }
+        out.push(mail(
+            0,
+            patch_subject(rev, 0),
+            body.trim_start().to_string(),
+            &parent,
+            &thread,
+        ));
+        thread.push(message_id(entry, 0));
+        parent = Some(message_id(entry, 0));
+    }
+    for (i, p) in rev.patches.iter().enumerate() {
+        let k = i as u64 + 1;
+        let mut body = String::new();
+        if !p.author.is_empty() {
+            body.push_str(&format!("From: {}\n\n", p.author));
+        }
+        body.push_str(p.message.trim_end());
+        // A bridged patch's diff starts at its `---` line already.
+        if !p.diff.starts_with("---") {
+            body.push_str("\n---\n");
+        } else {
+            body.push('\n');
+        }
+        body.push_str(&p.diff);
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        if !with_cover && let Some(base) = &rev.base_commit {
+            body.push_str(&format!("\nbase-commit: {base}\n"));
+        }
+        out.push(mail(k, patch_subject(rev, k), body, &parent, &thread));
+    }
+    out
+}
+
+/// RFC 2047 encoded-word for a header value with non-ASCII characters.
+fn encode_word(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_string();
+    }
+    // Base64 of UTF-8, in words of at most 45 bytes of text.
+    let mut out = Vec::new();
+    let mut chunk = String::new();
+    for c in s.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            out.push(format!("=?UTF-8?B?{}?=", b64(chunk.as_bytes())));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        out.push(format!("=?UTF-8?B?{}?=", b64(chunk.as_bytes())));
+    }
+    out.join(" ")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+            c.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                let idx = usize::try_from((n >> shift) & 63).unwrap_or(0);
+                out.push(char::from(T.get(idx).copied().unwrap_or(b'A')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `Name: value`, folded at white space to lines of at most [`FOLD_AT`].
+fn header(out: &mut String, name: &str, value: &str) {
+    let value: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut line = format!("{name}:");
+    for word in value.split(' ').filter(|w| !w.is_empty()) {
+        if line.len() + 1 + word.len() > FOLD_AT && line.len() > name.len() + 1 {
+            out.push_str(&line);
+            out.push_str("\r\n");
+            line = String::new();
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push_str("\r\n");
+}
+
+/// The From: header's display name encoded (RFC 2047) when it is not ASCII.
+fn encode_from(from: &str) -> String {
+    match from.rsplit_once(" <") {
+        Some((name, addr)) if !name.is_ascii() => {
+            format!("{} <{addr}", encode_word(name.trim_matches('"')))
+        }
+        _ => from.to_string(),
+    }
+}
+
+impl Outgoing {
+    /// The mail as sent: CRLF line ends, UTF-8 text in 8 bits.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut m = String::new();
+        header(&mut m, "From", &encode_from(&self.from));
+        header(&mut m, "To", &self.to.join(", "));
+        if !self.cc.is_empty() {
+            header(&mut m, "Cc", &self.cc.join(", "));
+        }
+        header(&mut m, "Subject", &encode_word(&self.subject));
+        header(&mut m, "Date", &self.date);
+        header(&mut m, "Message-ID", &format!("<{}>", self.message_id));
+        if let Some(p) = &self.in_reply_to {
+            header(&mut m, "In-Reply-To", &format!("<{p}>"));
+        }
+        if !self.references.is_empty() {
+            let refs: Vec<String> = self.references.iter().map(|r| format!("<{r}>")).collect();
+            header(&mut m, "References", &refs.join(" "));
+        }
+        header(&mut m, LOOP_HEADER, &self.entry.to_string());
+        header(&mut m, "MIME-Version", "1.0");
+        header(&mut m, "Content-Type", "text/plain; charset=UTF-8");
+        header(&mut m, "Content-Transfer-Encoding", "8bit");
+        m.push_str("\r\n");
+        for line in self.body.lines() {
+            m.push_str(line);
+            m.push_str("\r\n");
+        }
+        m.into_bytes()
+    }
+
+    /// The envelope recipients: To and Cc addresses.
+    pub fn recipients(&self) -> Vec<String> {
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .map(|a| {
+                a.rsplit_once('<')
+                    .map_or(a.as_str(), |(_, r)| r.trim_end_matches('>'))
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_encoded_words() {
+        assert_eq!(b64(b""), "");
+        assert_eq!(b64(b"f"), "Zg==");
+        assert_eq!(b64(b"fo"), "Zm8=");
+        assert_eq!(b64(b"foo"), "Zm9v");
+        assert_eq!(b64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(encode_word("plain"), "plain");
+        assert_eq!(encode_word("Zoë"), "=?UTF-8?B?Wm/Dqw==?=");
+    }
+
+    #[test]
+    fn quoted_lines_follow_hunk_numbers() {
+        let diff = "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -10,3 +10,4 @@ fn f\n a\n-b\n+c\n+d\n e\ndiff --git a/y.c b/y.c\n--- a/y.c\n+++ b/y.c\n@@ -1 +1 @@\n-y\n+z\n";
+        assert_eq!(
+            quoted_lines(diff, "x.c", Side::New, 11, 12),
+            [
+                "diff --git a/x.c b/x.c",
+                "@@ -10,3 +10,4 @@ fn f",
+                "+c",
+                "+d"
+            ]
+        );
+        assert_eq!(
+            quoted_lines(diff, "x.c", Side::Old, 11, 11),
+            ["diff --git a/x.c b/x.c", "@@ -10,3 +10,4 @@ fn f", "-b"]
+        );
+        assert_eq!(
+            quoted_lines(diff, "y.c", Side::New, 1, 1),
+            ["diff --git a/y.c b/y.c", "@@ -1 +1 @@", "+z"]
+        );
+        assert!(quoted_lines(diff, "z.c", Side::New, 1, 9).is_empty());
+    }
+
+    #[test]
+    fn headers_fold_and_subjects_reply_once() {
+        let mut m = String::new();
+        header(
+            &mut m,
+            "References",
+            &["<aaaaaaaaaaaaaaaaaaaa@example.org>"; 4].join(" "),
+        );
+        assert!(m.lines().all(|l| l.len() <= FOLD_AT), "{m}");
+        assert!(m.lines().count() > 1, "{m}");
+        assert_eq!(reply_subject("[PATCH] x"), "Re: [PATCH] x");
+        assert_eq!(reply_subject("RE: [PATCH] x"), "RE: [PATCH] x");
+    }
+}

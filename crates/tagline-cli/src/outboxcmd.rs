@@ -1,0 +1,429 @@
+//! `tagline bridge outbox`: feed entries going out to the list as mail.
+//!
+//! Native reviews, CI results and merges of the bridged project, and series
+//! submitted natively, are rendered (tagline-email's `outbound`) into a
+//! queue of files in the data directory: `outbox/pending/` holds what is
+//! to be sent, `outbox/sent/` what was. A mail is queued once (an entry
+//! with a file in either is never rendered again) and moved to `sent/` as
+//! soon as the relay (or the mbox) took it, so a restart never sends it
+//! again; a crash between the relay's answer and the move sends it twice at
+//! worst, with the same Message-ID, which archives and clients fold into
+//! one.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use tagline_email::outbound::{self, Envelope, Outgoing, Parent};
+use tagline_format::review::{ReviewPayload, Revision};
+use tagline_format::{EntryId, PublicKey};
+use tagline_store::Store;
+
+/// The queue's directory in the data directory.
+pub const OUTBOX_DIR: &str = "outbox";
+
+/// Arguments of `tagline bridge outbox`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutboxArgs {
+    /// Send the queued mail through the SMTP relay
+    #[arg(long, conflicts_with = "mbox")]
+    pub send: bool,
+    /// Append the queued mail to this mbox instead (for inspection, or for
+    /// a mail client to send)
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+/// How mail goes out (defaults from `bridge.toml`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutArgs {
+    /// The SMTP relay: `smtp://HOST:PORT` (plain, for a local MTA),
+    /// `smtp://HOST:587?tls=required` or `smtps://HOST:465`, with
+    /// `USER:PASSWORD@` before the host if it asks
+    #[arg(long, value_name = "URL")]
+    pub smtp_relay: Option<String>,
+    /// The address mail is sent from (`Name via Tagline <ADDRESS>`)
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// A git repository of the project: a natively submitted series is Cc'd
+    /// to the maintainers and reviewers its MAINTAINERS names for the
+    /// touched files (at the series' base, or HEAD)
+    #[arg(long, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+}
+
+fn dirs(home_dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let base = home_dir.join(OUTBOX_DIR);
+    let (pending, sent) = (base.join("pending"), base.join("sent"));
+    for d in [&pending, &sent] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    Ok((pending, sent))
+}
+
+/// Entries with a mail in the queue (pending or sent).
+fn queued(pending: &Path, sent: &Path) -> Result<HashSet<String>> {
+    let mut seen = HashSet::new();
+    for d in [pending, sent] {
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some((entry, _)) = name.split_once('.') {
+                seen.insert(entry.to_string());
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// The pending mails, oldest first (by name: entry time, then part).
+fn pending_files(pending: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(pending)
+        .with_context(|| format!("cannot read {}", pending.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The parent a reply about patch `patch` (or the whole revision) of
+/// `rev` (entry `id`) answers: the bridged mail, or the mail the queue
+/// sent for a native revision.
+fn parent_of(id: &EntryId, rev: &Revision, patch: Option<u64>) -> Parent {
+    let n = rev.patches.len() as u64;
+    let k = patch.filter(|k| *k >= 1 && *k <= n);
+    let with_cover = rev.cover.is_some() || n > 1;
+    match &rev.mails {
+        Some(m) => {
+            let patch_mail = k.and_then(|k| m.patches.get(usize::try_from(k - 1).ok()?).cloned());
+            let (mid, subject_k) = match (patch_mail, &m.cover) {
+                (Some(p), _) => (p, k.unwrap_or(1)),
+                (None, Some(c)) => (c.clone(), 0),
+                (None, None) => (m.patches.first().cloned().unwrap_or_default(), 1),
+            };
+            let references = match (&m.cover, subject_k) {
+                (Some(c), k) if k > 0 && *c != mid => vec![c.clone()],
+                _ => Vec::new(),
+            };
+            Parent {
+                message_id: mid,
+                subject: outbound::patch_subject(rev, subject_k),
+                references,
+            }
+        }
+        None => {
+            let part = match k {
+                Some(k) => k,
+                None if with_cover => 0,
+                None => 1,
+            };
+            Parent {
+                message_id: outbound::message_id(id, part),
+                subject: outbound::patch_subject(rev, part),
+                references: if with_cover && part > 0 {
+                    vec![outbound::message_id(id, 0)]
+                } else {
+                    Vec::new()
+                },
+            }
+        }
+    }
+}
+
+/// The Cc of a native series: M: and R: people and L: lists of the
+/// MAINTAINERS sections matching its files, other than the list itself.
+fn series_cc(repo: &Path, rev: &Revision, list: &str) -> Result<Vec<String>> {
+    let m = crate::reviewcmd::maintainers_at(repo, rev.base_commit.as_deref())?;
+    let mut files: Vec<String> = rev
+        .patches
+        .iter()
+        .flat_map(|p| tagline_review::maintainers::files_of_patch(&p.diff))
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut cc: Vec<String> = Vec::new();
+    for f in &files {
+        for (i, _) in m.matching(f) {
+            let Some(s) = m.sections.get(i) else { continue };
+            for tag in ['M', 'R', 'L'] {
+                for v in s.values(tag) {
+                    let v = v.split(" (").next().unwrap_or(&v).trim().to_string();
+                    if !v.is_empty() && !v.eq_ignore_ascii_case(list) && !cc.contains(&v) {
+                        cc.push(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(cc)
+}
+
+/// Renders the entries not queued yet into `outbox/pending/`. Returns the
+/// files written.
+pub fn queue(
+    home_dir: &Path,
+    store: &Store,
+    bridge_key: &PublicKey,
+    project: &EntryId,
+    list: &str,
+    out: &OutArgs,
+) -> Result<Vec<PathBuf>> {
+    let (pending, sent) = dirs(home_dir)?;
+    let seen = queued(&pending, &sent)?;
+    let sender = out.from.clone().context(
+        "say which address mail goes out from: --from ADDRESS (or `from` in bridge.toml)",
+    )?;
+    let entries: Vec<(tagline_store::StoredEntry, ReviewPayload)> = store
+        .review_entries()?
+        .into_iter()
+        .filter_map(|e| {
+            let p = ReviewPayload::decode(&e.signed.header().payload_type, e.payload.as_deref()?)
+                .ok()??;
+            Some((e, p))
+        })
+        .collect();
+    let revisions: HashMap<EntryId, &Revision> = entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Revision(r) if r.project == *project => Some((e.signed.id(), r)),
+            _ => None,
+        })
+        .collect();
+    let mut registry = None;
+    let mut written = Vec::new();
+    for (e, p) in &entries {
+        let h = e.signed.header();
+        let id = e.signed.id();
+        if h.author == *bridge_key || seen.contains(&id.to_string()) {
+            continue;
+        }
+        let target = match p {
+            ReviewPayload::Review(r) if r.mail.is_none() => r.revision,
+            ReviewPayload::Ci(c) => c.revision,
+            ReviewPayload::Merge(m) => m.revision,
+            ReviewPayload::Revision(r) if r.mails.is_none() && r.project == *project => id,
+            _ => continue,
+        };
+        let Some(rev) = revisions.get(&target) else {
+            continue;
+        };
+        let reg = match &mut registry {
+            Some(r) => r,
+            None => registry.insert(crate::ident::registry(store)?),
+        };
+        let author = reg
+            .identity_of(&h.author, h.seq)
+            .and_then(|i| reg.identities.get(&i))
+            .and_then(|i| i.name.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "key {}",
+                    &h.author.to_string()[..12.min(h.author.to_string().len())]
+                )
+            });
+        let env = Envelope {
+            author,
+            sender: sender.clone(),
+            list: list.to_string(),
+            cc: Vec::new(),
+            date: crate::reviewcmd::rfc2822(h.timestamp),
+        };
+        let mails: Vec<Outgoing> = match p {
+            ReviewPayload::Review(r) => {
+                vec![outbound::review_mail(
+                    &id,
+                    r,
+                    rev,
+                    &parent_of(&target, rev, r.patch),
+                    &env,
+                )]
+            }
+            ReviewPayload::Ci(c) => {
+                vec![outbound::ci_mail(
+                    &id,
+                    c,
+                    &parent_of(&target, rev, None),
+                    &env,
+                )]
+            }
+            ReviewPayload::Merge(m) => {
+                vec![outbound::merge_mail(
+                    &id,
+                    m,
+                    &parent_of(&target, rev, None),
+                    &env,
+                )]
+            }
+            ReviewPayload::Revision(r) => {
+                let mut env = env;
+                if let Some(repo) = &out.repo {
+                    env.cc = series_cc(repo, r, list)?;
+                }
+                outbound::series_mails(&id, r, None, &env)
+            }
+            _ => continue,
+        };
+        for (part, m) in mails.iter().enumerate() {
+            // Named so that the queue sorts in entry time, then part.
+            let name = format!("{id}.{:013}.{part:04}.eml", h.timestamp);
+            let path = pending.join(&name);
+            let tmp = pending.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, m.to_bytes())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// Envelope recipients of a queued mail: its To and Cc addresses.
+fn recipients_of(raw: &[u8]) -> Vec<String> {
+    let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for list in [m.to(), m.cc()].into_iter().flatten() {
+        for a in list.iter() {
+            if let Some(addr) = a.address() {
+                out.push(addr.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn move_to_sent(path: &Path, sent: &Path) -> Result<()> {
+    let to = sent.join(path.file_name().unwrap_or_default());
+    std::fs::rename(path, &to)
+        .with_context(|| format!("cannot move {} to {}", path.display(), to.display()))
+}
+
+/// Sends the pending mail through `relay`; each is moved to `sent/` once
+/// the relay took it. Stops at the first failure (the rest wait).
+pub fn send(home_dir: &Path, relay: &str, from: &str) -> Result<Vec<String>> {
+    use lettre::Transport as _;
+    let (pending, sent) = dirs(home_dir)?;
+    let files = pending_files(&pending)?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = if relay.contains("://") {
+        relay.to_string()
+    } else {
+        format!("smtp://{relay}")
+    };
+    let transport = lettre::SmtpTransport::from_url(&url)
+        .with_context(|| {
+            format!("the SMTP relay {relay:?}: expected smtp://HOST:PORT or smtps://HOST:PORT")
+        })?
+        .timeout(Some(SEND_TIMEOUT))
+        .build();
+    let sender: lettre::Address = from
+        .parse()
+        .with_context(|| format!("{from:?} is not an email address"))?;
+    let mut done = Vec::new();
+    for f in files {
+        let raw = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let to: Vec<lettre::Address> = recipients_of(&raw)
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let envelope = lettre::address::Envelope::new(Some(sender.clone()), to)
+            .with_context(|| format!("{} has no recipient", f.display()))?;
+        transport
+            .send_raw(&envelope, &raw)
+            .with_context(|| format!("sending {} through {relay}", f.display()))?;
+        move_to_sent(&f, &sent)?;
+        done.push(
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    Ok(done)
+}
+
+/// Longest wait for the relay's answer to one command.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Appends the pending mail to `mbox` (mboxrd) and moves it to `sent/`.
+fn to_mbox(home_dir: &Path, mbox: &Path) -> Result<Vec<String>> {
+    use std::io::Write as _;
+    let (pending, sent) = dirs(home_dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(mbox)
+        .with_context(|| format!("cannot open {}", mbox.display()))?;
+    let mut done = Vec::new();
+    for p in pending_files(&pending)? {
+        let raw = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let mut text = String::from("From tagline@localhost Thu Jan  1 00:00:00 1970\n");
+        for line in String::from_utf8_lossy(&raw).lines() {
+            let unquoted = line.trim_start_matches('>');
+            if unquoted.starts_with("From ") {
+                text.push('>');
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push('\n');
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.flush())
+            .with_context(|| format!("cannot write {}", mbox.display()))?;
+        move_to_sent(&p, &sent)?;
+        done.push(
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    Ok(done)
+}
+
+/// `tagline bridge outbox`.
+pub fn outbox(home_dir: &Path, a: OutboxArgs) -> Result<()> {
+    let config = crate::bridgecmd::read_bridge_config(home_dir)?.context(
+        "this data directory bridges no list yet (run `tagline bridge import` or `serve` first)",
+    )?;
+    let out = config.out_args(&a.out);
+    let list = config
+        .list
+        .clone()
+        .context("the bridge has no list address (set --list on its first run)")?;
+    let key = crate::home::load_key(home_dir)?;
+    let written = {
+        let store = crate::home::open_store(home_dir)?;
+        let project = config.settings()?.project;
+        queue(home_dir, &store, &key.public(), &project, &list, &out)?
+    };
+    println!("{} mails queued", written.len());
+    let done = if a.send {
+        let relay = out
+            .smtp_relay
+            .as_deref()
+            .context("say where to send: --smtp-relay URL (or `smtp_relay` in bridge.toml)")?;
+        send(home_dir, relay, out.from.as_deref().unwrap_or_default())?
+    } else if let Some(mbox) = &a.mbox {
+        to_mbox(home_dir, mbox)?
+    } else {
+        Vec::new()
+    };
+    for d in &done {
+        println!("sent     {d}");
+    }
+    let (pending, _) = dirs(home_dir)?;
+    for p in pending_files(&pending)? {
+        println!(
+            "pending  {}",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+    Ok(())
+}
