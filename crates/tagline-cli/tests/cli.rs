@@ -1366,3 +1366,131 @@ fn bridge_import_counts_the_verified_reviewer() {
         "{uncounted}"
     );
 }
+
+/// `tagline bridge outbox`: Bob's native review of a bridged series and his
+/// natively submitted patch go out as list mail; the patch is Cc'd to the
+/// maintainer and reviewer MAINTAINERS names for its file; written to an
+/// mbox, the queue is empty afterwards, and the mbox read back by the
+/// bridge is recognised as its own rendering, not bridged.
+#[test]
+fn bridge_outbox_renders_native_entries_and_never_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
+    std::fs::create_dir_all(t.join("repo")).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(
+        t.join("repo/MAINTAINERS"),
+        "A CORE\nM:\tMaya Maintainer <maya@example.org>\nR:\tRex Reviewer <rex@example.org>\nL:\tdev@lists.example.org\nS:\tMaintained\nF:\ta.c\n",
+    )
+    .unwrap();
+    std::fs::write(t.join("repo/a.c"), "int a;\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    std::fs::write(t.join("repo/a.c"), "int a = 1;\n").unwrap();
+    git(&["commit", "-q", "-a", "-s", "-m", "a: initialise a"]);
+    git(&["format-patch", "-q", "-1", "-o", "../v1"]);
+
+    let (bridge, _) = bridge_and_verified_bob(t);
+    let bob = t.join("bob");
+    let path = t.join("list.mbox");
+    std::fs::write(
+        &path,
+        list_mail(
+            "Ada <ada@example.org>",
+            "[PATCH] x: one",
+            "b1@x",
+            "",
+            &list_patch("x.c"),
+        ),
+    )
+    .unwrap();
+    ok(
+        &bridge,
+        &[
+            "bridge",
+            "import",
+            path.to_str().unwrap(),
+            "--project",
+            "demo",
+            "--list",
+            "dev@lists.example.org",
+        ],
+        None,
+    );
+    sync_feed(t, &bridge, &bob);
+    ok(&bob, &["identity", "set-name", "Bob"], None);
+    ok(
+        &bob,
+        &["review", "1", "--reviewed-by", "--comment", "Good."],
+        None,
+    );
+    let patch = std::fs::read_dir(t.join("v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .next()
+        .unwrap();
+    ok(&bob, &["submit", &patch], None);
+    sync_feed(t, &bob, &bridge);
+
+    let from = "tagline@lists.example.org";
+    let repo = t.join("repo");
+    let out = ok(
+        &bridge,
+        &[
+            "bridge",
+            "outbox",
+            "--from",
+            from,
+            "--repo",
+            repo.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.starts_with("2 mails queued"), "{out}");
+    assert_eq!(out.matches("pending ").count(), 2, "{out}");
+    let mbox = t.join("out.mbox");
+    let out = ok(
+        &bridge,
+        &[
+            "bridge",
+            "outbox",
+            "--from",
+            from,
+            "--mbox",
+            mbox.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.starts_with("0 mails queued"), "{out}");
+    assert_eq!(out.matches("sent ").count(), 2, "{out}");
+    assert!(!out.contains("pending"), "{out}");
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert!(
+        text.contains("In-Reply-To: <b1@x>")
+            && text.contains("Good.\n\nReviewed-by: Bob <bob@example.org>"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: [PATCH] a: initialise a"), "{text}");
+    // The Cc header, unfolded: the maintainer and the reviewer; the list is
+    // already in To.
+    let cc: String = text
+        .split("\nCc: ")
+        .nth(1)
+        .and_then(|r| r.split("\nSubject:").next())
+        .unwrap_or_else(|| panic!("no Cc: {text}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        cc,
+        "Maya Maintainer <maya@example.org>, Rex Reviewer <rex@example.org>"
+    );
+    let out = ok(&bridge, &["bridge", "import", mbox.to_str().unwrap()], None);
+    assert!(
+        out.contains("2 messages: 0 bridged, 0 already bridged, 2 rendered from feeds"),
+        "{out}"
+    );
+    let out = ok(&bridge, &["bridge", "outbox", "--from", from], None);
+    assert_eq!(out.trim(), "0 mails queued", "{out}");
+}
