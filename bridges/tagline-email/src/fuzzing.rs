@@ -1,5 +1,5 @@
-//! Entry points for the fuzz target `mail_parse` (fuzz/) and for the test
-//! that replays its corpus on every `cargo test`. Each must return (not
+//! Entry points for the fuzz targets `mail_parse` and `lmtp` (fuzz/) and for the test
+//! that replays their corpora on every `cargo test`. Each must return (not
 //! panic) whatever the input.
 
 use crate::mailinfo::{self, Options};
@@ -36,6 +36,41 @@ pub fn mail(data: &[u8]) {
         let mut g = series::Grouper::new();
         for m in &mails {
             let _ = g.add(m);
+        }
+    }
+}
+
+/// Feeds `data` to an LMTP and an SMTP session as a client would, cut into
+/// writes at the positions its first byte picks; every delivery asked for
+/// is answered, alternately accepted and deferred. Checks that a session
+/// never asks to deliver more than the size limit.
+pub fn lmtp(data: &[u8]) {
+    use crate::lmtp::{Delivered, MAX_MESSAGE_SIZE, Output, Protocol, Session};
+    let step = usize::from(data.first().copied().unwrap_or(0)).max(1);
+    for protocol in [Protocol::Lmtp, Protocol::Smtp] {
+        let (mut s, _) = Session::new(protocol, "fuzz");
+        let mut n = 0usize;
+        for chunk in data.chunks(step) {
+            let mut out = Vec::new();
+            s.ingest(chunk, &mut out);
+            // Answer deliveries until none is asked for.
+            while let Some(env) = out.iter().find_map(|o| match o {
+                Output::Deliver(e) => Some(e.clone()),
+                _ => None,
+            }) {
+                assert!(env.data.len() <= MAX_MESSAGE_SIZE);
+                out.clear();
+                n += 1;
+                let answer = if n.is_multiple_of(2) {
+                    Delivered::Accepted("ok".into())
+                } else {
+                    Delivered::Later("later".into())
+                };
+                s.delivered(&answer, &mut out);
+            }
+            if s.is_closed() {
+                break;
+            }
         }
     }
 }

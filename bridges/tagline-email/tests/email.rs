@@ -421,6 +421,20 @@ fn fuzz_corpus_replays_without_panic() {
     assert!(n > 100, "only {n} inputs in {}", dir.display());
 }
 
+#[test]
+fn lmtp_fuzz_corpus_replays_without_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lmtp");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let data = std::fs::read(&p).unwrap();
+        let r = std::panic::catch_unwind(|| tagline_email::fuzzing::lmtp(&data));
+        assert!(r.is_ok(), "{} made the session panic", p.display());
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} inputs in {}", dir.display());
+}
+
 /// Bad input the issue names: a 10 MB body, deeply nested MIME, a mail over
 /// the size limit, garbage: a result or a clear error, never a panic.
 #[test]

@@ -1140,11 +1140,29 @@ pub fn status_in(
         )?;
         return Ok(());
     }
+    // Addresses MAINTAINERS lists, by the id the rules count them under
+    // when the policy counts such addresses.
+    let listed: HashMap<IdentityId, String> = maintainers
+        .iter()
+        .flat_map(|m| &m.sections)
+        .flat_map(|s| s.values('M').into_iter().chain(s.values('R')))
+        .map(|v| {
+            tagline_review::maintainers::parse_email(&v)
+                .1
+                .to_lowercase()
+        })
+        .map(|a| (tagline_review::rules::address_person(&a), a))
+        .collect();
     let names = |i: &IdentityId| {
         w.registry
             .identities
             .get(i)
             .and_then(|x| x.name.clone())
+            .or_else(|| {
+                listed
+                    .get(i)
+                    .map(|a| format!("{a} (as MAINTAINERS lists it)"))
+            })
             .unwrap_or_else(|| i.short())
     };
     writeln!(out, "series {}  {}", series.short(), subject)?;

@@ -1494,3 +1494,95 @@ fn bridge_outbox_renders_native_entries_and_never_twice() {
     let out = ok(&bridge, &["bridge", "outbox", "--from", from], None);
     assert_eq!(out.trim(), "0 mails queued", "{out}");
 }
+
+/// With `review.maintainers_file_addresses`, an Acked-by the bridge vouched
+/// for from an address MAINTAINERS lists counts as that maintainer's ack,
+/// though no identity verified the address; `status` names the address.
+#[test]
+fn bridged_ack_from_a_maintainers_address_counts_when_the_policy_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
+    std::fs::create_dir_all(t.join("repo")).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(
+        t.join("repo/MAINTAINERS"),
+        "A CORE\nM:\tMaya Maintainer <maya@example.org>\nS:\tMaintained\nF:\ta.c\n",
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    let bridge = t.join("bridge");
+    ok(&bridge, &["init"], None);
+    let bridge_id = identity_of(&bridge);
+    let policy = t.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[review]\nrequire_maintainer_ack = true\nmaintainers_file_addresses = true\n",
+    )
+    .unwrap();
+    ok(
+        &bridge,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--bridge",
+            &bridge_id,
+            "--maintainers-file",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        None,
+    );
+    let mbox = [
+        list_mail(
+            "Ada <ada@example.org>",
+            "[PATCH] a: one",
+            "a1@x",
+            "",
+            &list_patch("a.c"),
+        ),
+        list_mail(
+            "Maya Maintainer <maya@example.org>",
+            "Re: [PATCH] a: one",
+            "m1@x",
+            "a1@x",
+            "Acked-by: Maya Maintainer <maya@example.org>",
+        ),
+    ]
+    .concat();
+    let path = t.join("list.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    ok(
+        &bridge,
+        &[
+            "bridge",
+            "import",
+            path.to_str().unwrap(),
+            "--project",
+            "demo",
+            "--accept-unsigned",
+        ],
+        None,
+    );
+    let repo = t.join("repo");
+    let st = json_of(&ok(
+        &bridge,
+        &["status", "1", "--repo", repo.to_str().unwrap(), "--json"],
+        None,
+    ));
+    let maya = tagline_review::rules::address_person("maya@example.org").to_string();
+    assert_eq!(st["trailers"][0]["identity"], maya.as_str(), "{st}");
+    assert_eq!(rule(&st, "maintainer-ack").0, "held", "{st}");
+    let human = ok(
+        &bridge,
+        &["status", "1", "--repo", repo.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        human.contains("Acked-by: maya@example.org (as MAINTAINERS lists it)"),
+        "{human}"
+    );
+}

@@ -73,6 +73,12 @@ pub struct ReviewPolicy {
     pub require_maintainer_ack: bool,
     #[serde(default = "yes")]
     pub nack_blocks: bool,
+    /// A trailer a trusted bridge vouched for counts for an address the
+    /// MAINTAINERS file lists (M:, R:) even when no identity has verified
+    /// it: the person at that address, as MAINTAINERS names them. Only with
+    /// the project's `maintainers_file`.
+    #[serde(default)]
+    pub maintainers_file_addresses: bool,
 }
 
 impl Default for ReviewPolicy {
@@ -82,6 +88,7 @@ impl Default for ReviewPolicy {
             reviewer_roles: default_roles(),
             require_maintainer_ack: false,
             nack_blocks: true,
+            maintainers_file_addresses: false,
         }
     }
 }

@@ -191,6 +191,22 @@ struct Roles {
     by_address: BTreeMap<String, BTreeSet<IdentityId>>,
 }
 
+/// Domain separation of [`address_person`].
+const ADDRESS_PERSON_CONTEXT: &str = "tagline/v1/maintainers-address";
+
+/// The person behind an address the MAINTAINERS file lists, when the
+/// policy counts such addresses (`review.maintainers_file_addresses`) and
+/// no identity has verified it: an id derived from the address (blake3
+/// keyed by [`ADDRESS_PERSON_CONTEXT`]), never a real identity's. It is
+/// not a public key and stands for nothing outside these rules.
+pub fn address_person(address: &str) -> IdentityId {
+    let h = blake3::derive_key(
+        ADDRESS_PERSON_CONTEXT,
+        address.trim().to_lowercase().as_bytes(),
+    );
+    IdentityId(tagline_format::PublicKey::from_cached_bytes(&h))
+}
+
 fn verified_addresses(
     reg: &Registry,
     trusted: &BTreeSet<IdentityId>,
@@ -322,6 +338,23 @@ pub fn evaluate(
         by_address,
     };
     roles.maintainers.extend(project.lead);
+    // With the policy's consent, addresses MAINTAINERS lists stand for a
+    // person of their own when no identity has verified them.
+    if policy.review.maintainers_file_addresses
+        && project.decl.maintainers_file
+        && let Some(m) = project.maintainers_file
+    {
+        for sec in &m.sections {
+            for v in sec.values('M').into_iter().chain(sec.values('R')) {
+                let addr = parse_email(&v).1.to_lowercase();
+                if !addr.is_empty() && !roles.by_address.contains_key(&addr) {
+                    roles
+                        .by_address
+                        .insert(addr.clone(), [address_person(&addr)].into());
+                }
+            }
+        }
+    }
     let section_people = |tag: char| -> BTreeSet<IdentityId> {
         let mut out = BTreeSet::new();
         if let Some(m) = project.maintainers_file {
