@@ -8,7 +8,7 @@
 //! soon as the relay (or the mbox) took it, so a restart never sends it
 //! again; a crash between the relay's answer and the move sends it twice at
 //! worst, with the same Message-ID, which archives and clients fold into
-//! one.
+//! one. Only entries whose key counts for an identity are rendered.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -213,16 +213,16 @@ pub fn queue(
             Some(r) => r,
             None => registry.insert(crate::ident::registry(store)?),
         };
+        // Only people: an entry whose key counts for no identity is not
+        // sent (the bridge's address would carry anyone's spam).
+        let Some(ident) = reg.identity_of(&h.author, h.seq) else {
+            continue;
+        };
         let author = reg
-            .identity_of(&h.author, h.seq)
-            .and_then(|i| reg.identities.get(&i))
+            .identities
+            .get(&ident)
             .and_then(|i| i.name.clone())
-            .unwrap_or_else(|| {
-                format!(
-                    "key {}",
-                    &h.author.to_string()[..12.min(h.author.to_string().len())]
-                )
-            });
+            .unwrap_or_else(|| ident.short());
         let env = Envelope {
             author,
             sender: sender.clone(),
