@@ -30,8 +30,12 @@ pub struct OutboxArgs {
     pub send: bool,
     /// Append the queued mail to this mbox instead (for inspection, or for
     /// a mail client to send)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "maildir")]
     pub mbox: Option<PathBuf>,
+    /// Deliver the queued mail into this Maildir instead (created if need
+    /// be; each mail in new/)
+    #[arg(long, value_name = "DIR", conflicts_with = "send")]
+    pub maildir: Option<PathBuf>,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -351,6 +355,33 @@ pub fn send(home_dir: &Path, relay: &str, from: &str) -> Result<Vec<String>> {
 /// Longest wait for the relay's answer to one command.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Delivers the pending mail into the Maildir `dir` (written in tmp/,
+/// renamed into new/, as Maildir readers expect) and moves it to `sent/`.
+fn to_maildir(home_dir: &Path, dir: &Path) -> Result<Vec<String>> {
+    let (pending, sent) = dirs(home_dir)?;
+    for sub in ["tmp", "new", "cur"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let host = "tagline";
+    let mut done = Vec::new();
+    for p in pending_files(&pending)? {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        // Unique per mail: its queue name holds the entry id and part.
+        let unique = format!("{}.{host}", name.trim_end_matches(".eml"));
+        let (tmp, new) = (dir.join("tmp").join(&unique), dir.join("new").join(&unique));
+        std::fs::copy(&p, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &new).with_context(|| format!("cannot write {}", new.display()))?;
+        move_to_sent(&p, &sent)?;
+        done.push(name);
+    }
+    Ok(done)
+}
+
 /// Appends the pending mail to `mbox` (mboxrd) and moves it to `sent/`.
 fn to_mbox(home_dir: &Path, mbox: &Path) -> Result<Vec<String>> {
     use std::io::Write as _;
@@ -412,6 +443,8 @@ pub fn outbox(home_dir: &Path, a: OutboxArgs) -> Result<()> {
         send(home_dir, relay, out.from.as_deref().unwrap_or_default())?
     } else if let Some(mbox) = &a.mbox {
         to_mbox(home_dir, mbox)?
+    } else if let Some(dir) = &a.maildir {
+        to_maildir(home_dir, dir)?
     } else {
         Vec::new()
     };

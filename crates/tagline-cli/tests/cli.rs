@@ -1493,6 +1493,34 @@ fn bridge_outbox_renders_native_entries_and_never_twice() {
     );
     let out = ok(&bridge, &["bridge", "outbox", "--from", from], None);
     assert_eq!(out.trim(), "0 mails queued", "{out}");
+
+    // Bob reviews again: this one goes to a Maildir, which the bridge (as
+    // an importer of Maildirs) also recognises as its own.
+    ok(&bob, &["review", "1", "--tested-by"], None);
+    sync_feed(t, &bob, &bridge);
+    let md = t.join("out.maildir");
+    let out = ok(
+        &bridge,
+        &[
+            "bridge",
+            "outbox",
+            "--from",
+            from,
+            "--maildir",
+            md.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.starts_with("1 mails queued") && out.contains("sent "),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 1);
+    let out = ok(&bridge, &["bridge", "import", md.to_str().unwrap()], None);
+    assert!(
+        out.contains("1 messages: 0 bridged, 0 already bridged, 1 rendered"),
+        "{out}"
+    );
 }
 
 /// With `review.maintainers_file_addresses`, an Acked-by the bridge vouched
