@@ -264,53 +264,92 @@ pub fn bridge_config(
 
 /// A bridge brought up to date with its own feed: every recorded mail fed
 /// again, every derived entry checked (SPEC.md §15.2). The feed is read a
-/// page at a time: a mail is fed once the entries it led to (which follow
-/// its record) are queued.
+/// page at a time, and its mails decoded and parsed, on a second thread; a
+/// mail is fed once the entries it led to (which follow its record) are
+/// queued.
 pub fn replayed_bridge(store: &Store, key: &SecretKey, settings: Settings) -> Result<Bridge> {
+    /// What the reading thread hands over, in feed order.
+    enum Item {
+        Mail(Box<(Vec<u8>, Dkim, Prepared)>),
+        Derived(EntryId, String, Vec<u8>),
+    }
     let mut bridge = Bridge::new(settings);
     let author = key.public();
     let Some(head) = store.feed(&author)?.map(|m| m.head.seq) else {
         return Ok(bridge);
     };
     let mut replay = Replay::new([]);
-    let feed = |bridge: &mut Bridge, replay: &mut Replay, mail: Option<(Vec<u8>, Dkim)>| match mail
-    {
-        Some((raw, dkim)) => bridge
-            .add(&Incoming { raw: &raw, dkim }, replay)
+    let feed = |bridge: &mut Bridge,
+                replay: &mut Replay,
+                mail: Option<(Vec<u8>, Dkim, Prepared)>| match mail {
+        Some((raw, dkim, prepared)) => bridge
+            .add_prepared(&Incoming { raw: &raw, dkim }, prepared, replay)
             .map(|_| ())
             .context("replaying the bridge's feed"),
         None => Ok(()),
     };
-    let mut pending = None;
-    let mut from = 1;
-    while from <= head {
-        let page = store.range(&author, from, (from + REPLAY_PAGE - 1).min(head))?;
-        if page.is_empty() {
-            break;
-        }
-        from += page.len() as u64;
-        for e in page {
-            let t = e.signed.header().payload_type.clone();
-            let Some(p) = e.payload else { continue };
-            if !tagline_email::bridge::is_bridge_type(&t, &p) {
-                continue;
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Item>>(
+            usize::try_from(REPLAY_PAGE).unwrap_or(1024),
+        );
+        scope.spawn(move || {
+            let read = || -> Result<()> {
+                let mut from = 1;
+                while from <= head {
+                    let page = store.range(&author, from, (from + REPLAY_PAGE - 1).min(head))?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    from += page.len() as u64;
+                    for e in page {
+                        let t = e.signed.header().payload_type.clone();
+                        let Some(p) = e.payload else { continue };
+                        if !tagline_email::bridge::is_bridge_type(&t, &p) {
+                            continue;
+                        }
+                        if t == MAIL_TYPE {
+                            let r = MailRecord::decode(&p).with_context(|| {
+                                format!(
+                                    "the bridge's mail record {} does not decode",
+                                    e.signed.id()
+                                )
+                            })?;
+                            let raw = r.raw.with_context(|| {
+                                format!(
+                                    "the bridge's mail record {} does not keep its mail",
+                                    e.signed.id()
+                                )
+                            })?;
+                            let prepared = prepare(&raw);
+                            if tx
+                                .send(Ok(Item::Mail(Box::new((raw, r.dkim, prepared)))))
+                                .is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
+                        if tx.send(Ok(Item::Derived(e.signed.id(), t, p))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = read() {
+                let _ = tx.send(Err(e));
             }
-            if t == MAIL_TYPE {
-                let r = MailRecord::decode(&p).with_context(|| {
-                    format!("the bridge's mail record {} does not decode", e.signed.id())
-                })?;
-                let raw = r.raw.with_context(|| {
-                    format!(
-                        "the bridge's mail record {} does not keep its mail",
-                        e.signed.id()
-                    )
-                })?;
-                feed(&mut bridge, &mut replay, pending.replace((raw, r.dkim)))?;
+        });
+        let mut pending = None;
+        for item in rx {
+            match item? {
+                Item::Mail(mail) => {
+                    feed(&mut bridge, &mut replay, pending.replace(*mail))?;
+                }
+                Item::Derived(id, t, p) => replay.push(id, t, p),
             }
-            replay.push(e.signed.id(), t, p);
         }
-    }
-    feed(&mut bridge, &mut replay, pending)?;
+        feed(&mut bridge, &mut replay, pending)
+    })?;
     anyhow::ensure!(
         replay.left() == 0,
         "replaying the bridge's feed left {} entries it did not derive again: the feed was written by another version of the bridge",
