@@ -1690,62 +1690,22 @@ pub fn am(home_dir: &Path, series: &str, output: Option<&Path>) -> Result<()> {
             })
     };
     let n = rev.patches.len();
-    let mut mbox = String::new();
-    for (i, p) in rev.patches.iter().enumerate() {
-        let k = i as u64 + 1;
-        let mut message = p.message.trim_end().to_string();
-        let existing = tagline_review::trailers::parse(&format!("x\n\n{message}"));
-        let mut add: Vec<(u64, String, String)> = e
-            .trailers
-            .iter()
-            .filter(|t| t.patch == k && AM_TRAILERS.contains(&t.key.as_str()))
-            .filter_map(|t| {
-                value_of(&t.entry, &t.key).map(|v| (timestamp_of(&t.entry), t.key.clone(), v))
-            })
-            .collect();
-        add.sort();
-        add.dedup_by(|a, b| a.1 == b.1 && a.2.eq_ignore_ascii_case(&b.2));
-        let mut appended = false;
-        for (_, key, value) in add {
-            if existing
+    let trailers: Vec<Vec<(String, String)>> = (1..=n as u64)
+        .map(|k| {
+            let mut add: Vec<(u64, String, String)> = e
+                .trailers
                 .iter()
-                .any(|t| t.is(&key) && t.value.eq_ignore_ascii_case(&value))
-            {
-                continue;
-            }
-            if !appended && existing.is_empty() {
-                message.push('\n');
-            }
-            message.push('\n');
-            message.push_str(&format!("{key}: {value}"));
-            appended = true;
-        }
-        let version = if rev.version > 1 {
-            format!(" v{}", rev.version)
-        } else {
-            String::new()
-        };
-        let numbering = if n > 1 {
-            format!(" {k}/{n}")
-        } else {
-            String::new()
-        };
-        mbox.push_str("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
-        mbox.push_str(&format!("From: {}\n", p.author));
-        mbox.push_str(&format!("Date: {}\n", rfc2822(timestamp_of(&latest_entry))));
-        mbox.push_str(&format!(
-            "Subject: [PATCH{version}{numbering}] {}\n",
-            p.subject
-        ));
-        mbox.push_str("MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n");
-        mbox.push_str(&message);
-        mbox.push_str("\n---\n");
-        mbox.push_str(&p.diff);
-        if !p.diff.ends_with('\n') {
-            mbox.push('\n');
-        }
-        mbox.push_str("-- \ntagline\n\n");
-    }
+                .filter(|t| t.patch == k && AM_TRAILERS.contains(&t.key.as_str()))
+                .filter_map(|t| {
+                    value_of(&t.entry, &t.key).map(|v| (timestamp_of(&t.entry), t.key.clone(), v))
+                })
+                .collect();
+            add.sort();
+            add.dedup_by(|a, b| a.1 == b.1 && a.2.eq_ignore_ascii_case(&b.2));
+            add.into_iter().map(|(_, k, v)| (k, v)).collect()
+        })
+        .collect();
+    let mbox = tagline_git::mbox::am_mbox(rev, &trailers, &rfc2822(timestamp_of(&latest_entry)));
     match output {
         Some(path) => {
             std::fs::write(path, &mbox)
