@@ -3,6 +3,7 @@
 //! (`benches/scale.rs`). Not a stable API.
 
 pub mod bridgecmd;
+pub mod cicmd;
 pub mod guard;
 pub mod home;
 pub mod ident;

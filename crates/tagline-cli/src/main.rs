@@ -217,6 +217,9 @@ enum CiCmd {
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
     },
+    /// Run a CI runner: test each new revision of a project in a fresh
+    /// worktree and publish the results (pending, then pass, fail or error)
+    Run(tagline_cli::cicmd::RunArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -572,6 +575,7 @@ fn run(cli: Cli) -> Result<()> {
                 opts.force,
             )
         }
+        Command::Ci(CiCmd::Run(args)) => tagline_cli::cicmd::run(&home, args, cli.force),
         Command::Ci(CiCmd::Report {
             series,
             context,

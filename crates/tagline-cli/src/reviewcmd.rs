@@ -303,7 +303,12 @@ impl World {
     }
 }
 
-fn publish(home_dir: &Path, store: &Store, p: &ReviewPayload, force: bool) -> Result<EntryId> {
+pub(crate) fn publish(
+    home_dir: &Path,
+    store: &Store,
+    p: &ReviewPayload,
+    force: bool,
+) -> Result<EntryId> {
     let key = home::load_key(home_dir)?;
     let entries = ident::append_own(
         home_dir,
@@ -917,20 +922,8 @@ pub fn ci_report(
     let (excerpt, hash) = match log {
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let text = String::from_utf8_lossy(&bytes);
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines
-                .get(lines.len().saturating_sub(LOG_EXCERPT_LINES)..)
-                .unwrap_or(&[])
-                .join("\n");
-            let start = tail.len().saturating_sub(LOG_EXCERPT_BYTES);
-            let start = (start..tail.len())
-                .find(|i| tail.is_char_boundary(*i))
-                .unwrap_or(tail.len());
-            (
-                Some(tail.get(start..).unwrap_or("").to_string()),
-                Some(*tagline_format::PayloadHash::of(&bytes).as_bytes()),
-            )
+            let (excerpt, hash) = log_excerpt(&bytes);
+            (Some(excerpt), Some(hash))
         }
         None => (None, None),
     };
@@ -952,6 +945,72 @@ pub fn ci_report(
         rev.version
     );
     Ok(())
+}
+
+/// A CI log's tail for the entry (at most `LOG_EXCERPT_LINES` lines and
+/// `LOG_EXCERPT_BYTES` bytes) and the hash of the whole log.
+pub(crate) fn log_excerpt(bytes: &[u8]) -> (String, [u8; 32]) {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines
+        .get(lines.len().saturating_sub(LOG_EXCERPT_LINES)..)
+        .unwrap_or(&[])
+        .join("\n");
+    let start = tail.len().saturating_sub(LOG_EXCERPT_BYTES);
+    let start = (start..tail.len())
+        .find(|i| tail.is_char_boundary(*i))
+        .unwrap_or(tail.len());
+    (
+        tail.get(start..).unwrap_or("").to_string(),
+        *tagline_format::PayloadHash::of(bytes).as_bytes(),
+    )
+}
+
+/// What a CI runner needs of a project: its id, target branch, the latest
+/// revision of each of its series, and the CI results held.
+pub(crate) struct CiWork {
+    pub name: String,
+    pub branch: String,
+    /// (revision id, revision), oldest first.
+    pub revisions: Vec<(EntryId, Revision)>,
+    /// (revision, context, status, author key) of every CI entry.
+    pub results: Vec<(EntryId, String, CiStatus, tagline_format::PublicKey)>,
+}
+
+pub(crate) fn ci_work(store: &Store, project: &str) -> Result<CiWork> {
+    let w = world(store)?;
+    let (pid, decl, _) = w.project(Some(project))?;
+    let mut series: Vec<(u64, EntryId)> = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Revision(r) if r.project == pid && r.series.is_none() => {
+                Some((e.signed.header().timestamp, e.signed.id()))
+            }
+            _ => None,
+        })
+        .collect();
+    series.sort();
+    let revisions = series
+        .iter()
+        .filter_map(|(_, s)| w.latest(*s).map(|(id, r)| (id, r.clone())))
+        .collect();
+    let results = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Ci(c) => {
+                Some((c.revision, c.context.clone(), c.status, *e.signed.author()))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(CiWork {
+        name: decl.name.clone(),
+        branch: decl.branch.clone(),
+        revisions,
+        results,
+    })
 }
 
 /// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with

@@ -1614,3 +1614,168 @@ fn bridged_ack_from_a_maintainers_address_counts_when_the_policy_says_so() {
         "{human}"
     );
 }
+
+/// `tagline ci run` on a real repository: v1 fails the command, v2 passes
+/// (each tested once: a second look finds nothing), a revision left
+/// `pending` by a runner that was stopped is tested again without a second
+/// `pending`, a revision that does not apply is an `error` naming git's
+/// complaint, and a command over its time limit is an `error` too.
+#[test]
+fn ci_run_tests_each_revision_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    let git = |args: &[&str]| tagline_e2e::git(&repo, t, args);
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    // A patch file of `a.c` set to `text`, made on a throw-away branch.
+    let patch_of = |name: &str, text: &str| -> String {
+        git(&["checkout", "-q", "-b", name, "main"]);
+        std::fs::write(repo.join("a.c"), text).unwrap();
+        git(&["commit", "-q", "-a", "-s", "-m", "a: set a"]);
+        let out = t.join(name);
+        git(&["format-patch", "-q", "-1", "-o", out.to_str().unwrap()]);
+        git(&["checkout", "-q", "main"]);
+        std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .next()
+            .unwrap()
+    };
+    let (lead, ada, ci) = (t.join("lead"), t.join("ada"), t.join("ci"));
+    for h in [&lead, &ada, &ci] {
+        ok(h, &["init"], None);
+    }
+    std::fs::write(t.join("policy.toml"), "[ci]\nrequired = [\"test\"]\n").unwrap();
+    let ci_role = format!("{}:test", identity_of(&ci));
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            t.join("policy.toml").to_str().unwrap(),
+            "--ci",
+            &ci_role,
+        ],
+        None,
+    );
+    sync_feed(t, &lead, &ada);
+    sync_feed(t, &lead, &ci);
+    let run = |extra: &[&str], cmd: &[&str]| -> String {
+        let mut args = vec![
+            "ci",
+            "run",
+            "--once",
+            "--project",
+            "demo",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--context",
+            "test",
+        ];
+        args.extend(extra);
+        args.push("--");
+        args.extend(cmd);
+        ok(&ci, &args, None)
+    };
+    let check = ["sh", "-c", "grep -q 'a = 1' a.c"];
+
+    ok(&ada, &["submit", &patch_of("v1", "int a = 0;\n")], None);
+    sync_feed(t, &ada, &ci);
+    let out = run(&[], &check);
+    assert!(
+        out.contains("v1: test fail: sh -c grep -q 'a = 1' a.c failed (exit 1)"),
+        "{out}"
+    );
+    assert_eq!(run(&[], &check).trim(), "nothing to test");
+
+    // v2, and a runner stopped while testing it: its pending is there.
+    let series = json_of(&ok(&ada, &["series", "--json"], None))[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &ada,
+        &[
+            "submit",
+            "--version",
+            "2",
+            "--series",
+            &series[..16],
+            &patch_of("v2", "int a = 1;\n"),
+        ],
+        None,
+    );
+    sync_feed(t, &ada, &ci);
+    ok(
+        &ci,
+        &[
+            "ci",
+            "report",
+            &series[..16],
+            "--context",
+            "test",
+            "--status",
+            "pending",
+        ],
+        None,
+    );
+    let out = run(&[], &check);
+    assert!(
+        out.contains("testing again") && out.contains("v2: test pass"),
+        "{out}"
+    );
+    let ci_feed = json_of(&ok(&ci, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = ok(&ci, &["log", &ci_feed, "--json"], None);
+    let pendings = log.matches("\"pending\"").count();
+    assert_eq!(
+        pendings, 2,
+        "one pending for v1, one (the stopped runner's) for v2: {log}"
+    );
+    sync_feed(t, &ci, &ada);
+    let st = json_of(&ok(&ada, &["status", &series[..16], "--json"], None));
+    assert!(st["rules"].to_string().contains("ci test: pass"), "{st}");
+
+    // main moves on so that v3 (made on the old main) conflicts.
+    let v3 = patch_of("v3", "int a = 3;\n");
+    std::fs::write(repo.join("a.c"), "long a;\n").unwrap();
+    git(&["commit", "-q", "-a", "-m", "a: long"]);
+    ok(
+        &ada,
+        &["submit", "--version", "3", "--series", &series[..16], &v3],
+        None,
+    );
+    sync_feed(t, &ada, &ci);
+    let out = run(&[], &check);
+    assert!(out.contains("v3: test error: does not apply on"), "{out}");
+    assert!(out.contains("a: set a"), "git names the patch: {out}");
+
+    // v4 applies, but the command outlives its limit.
+    ok(
+        &ada,
+        &[
+            "submit",
+            "--version",
+            "4",
+            "--series",
+            &series[..16],
+            &patch_of("v4", "long a = 1;\n"),
+        ],
+        None,
+    );
+    sync_feed(t, &ada, &ci);
+    let out = run(&["--timeout", "1s"], &["sh", "-c", "sleep 30"]);
+    assert!(
+        out.contains("v4: test error: sh -c sleep 30 timed out after 1 s"),
+        "{out}"
+    );
+}
