@@ -195,10 +195,16 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() >= deadline => {
-                // The whole group: `kill -KILL -PGID`.
-                let _ = Command::new("kill")
-                    .args(["-KILL", &format!("-{}", child.id())])
-                    .status();
+                // The whole group (the command's children too), then the
+                // command itself should it have left the group.
+                if let Ok(pid) = i32::try_from(child.id())
+                    && pid > 1
+                {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

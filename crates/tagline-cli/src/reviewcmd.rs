@@ -749,11 +749,19 @@ pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) ->
             files.join(" ")
         );
     }
+    let revised = series.map(|s| w.series(s)).transpose()?.map(|(id, _)| id);
+    // A revision of a series whose subjects carry no version follows the
+    // latest one held.
     let version = version
         .or_else(|| patches.first().and_then(|p| p.version))
+        .or_else(|| {
+            revised
+                .and_then(|id| w.latest(id))
+                .map(|(_, r)| r.version + 1)
+        })
         .unwrap_or(1);
-    let series_id = match (series, version) {
-        (Some(s), _) => Some(w.series(s)?.0),
+    let series_id = match (revised, version) {
+        (Some(s), _) => Some(s),
         (None, 1) => None,
         (None, v) => {
             bail!("this is v{v}: name the series it revises with --series (see `tagline series`)")

@@ -1702,10 +1702,9 @@ fn ci_run_tests_each_revision_once() {
         .to_string();
     ok(
         &ada,
+        // No version in the subject: the one after the latest held.
         &[
             "submit",
-            "--version",
-            "2",
             "--series",
             &series[..16],
             &patch_of("v2", "int a = 1;\n"),
