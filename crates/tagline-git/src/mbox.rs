@@ -4,11 +4,6 @@
 
 use tagline_format::review::Revision;
 
-/// The trailer that names, in a commit the gate made, the revision it came
-/// from: the gate recognises its own commits on a branch by it (after a
-/// crash between moving the branch and publishing the merge entry).
-pub const REVISION_TRAILER: &str = "Tagline-Revision";
-
 /// `message` with `add` (key, value) appended as trailers, after its own
 /// trailers, skipping any it already carries (case-insensitively).
 pub fn with_trailers(message: &str, add: &[(String, String)]) -> String {
