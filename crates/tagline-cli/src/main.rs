@@ -354,6 +354,9 @@ enum Command {
         #[command(flatten)]
         args: maint::Args,
     },
+    /// Merge the series the rules approve into the project's target branch,
+    /// recording each merge with the entries it rests on
+    Gate(tagline_cli::gatecmd::GateArgs),
     /// The email bridge: mailing-list mail into feeds and back
     #[command(subcommand)]
     Bridge(BridgeCmd),
@@ -627,6 +630,7 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Node { .. }
         | Command::Bridge(BridgeCmd::Parse(_)) => Ok(()), // handled above
         Command::Bridge(BridgeCmd::Import(args)) => bridgecmd::import(&home, args, cli.force),
+        Command::Gate(args) => tagline_cli::gatecmd::run(&home, args, cli.force),
         Command::Bridge(BridgeCmd::Outbox(args)) => tagline_cli::outboxcmd::outbox(&home, args),
         Command::Bridge(BridgeCmd::Serve(args)) => {
             init_logging();

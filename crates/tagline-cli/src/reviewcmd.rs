@@ -271,6 +271,48 @@ impl World {
             .map(|((_, _, id), r)| (id, r))
     }
 
+    fn timestamp_of(&self, id: &EntryId) -> u64 {
+        self.entries
+            .iter()
+            .find(|(x, _)| x.signed.id() == *id)
+            .map_or(0, |(x, _)| x.signed.header().timestamp)
+    }
+
+    /// The trailers `git am` puts into each of `n` patches: every counted
+    /// Reviewed-by, Acked-by and Tested-by, as written, in the order they
+    /// were given, without duplicates.
+    fn am_trailers(&self, e: &Evaluation, n: usize) -> Vec<Vec<(String, String)>> {
+        let value_of = |entry: &EntryId, key: &str| -> Option<String> {
+            self.entries
+                .iter()
+                .find(|(x, _)| x.signed.id() == *entry)
+                .and_then(|(_, p)| match p {
+                    ReviewPayload::Review(r) => r
+                        .trailers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| v.clone()),
+                    _ => None,
+                })
+        };
+        (1..=n as u64)
+            .map(|k| {
+                let mut add: Vec<(u64, String, String)> = e
+                    .trailers
+                    .iter()
+                    .filter(|t| t.patch == k && AM_TRAILERS.contains(&t.key.as_str()))
+                    .filter_map(|t| {
+                        value_of(&t.entry, &t.key)
+                            .map(|v| (self.timestamp_of(&t.entry), t.key.clone(), v))
+                    })
+                    .collect();
+                add.sort();
+                add.dedup_by(|a, b| a.1 == b.1 && a.2.eq_ignore_ascii_case(&b.2));
+                add.into_iter().map(|(_, k, v)| (k, v)).collect()
+            })
+            .collect()
+    }
+
     /// The latest revision's cover subject, or its first patch's.
     fn subject(&self, series: EntryId) -> String {
         self.latest(series)
@@ -1021,6 +1063,90 @@ pub(crate) fn ci_work(store: &Store, project: &str) -> Result<CiWork> {
     })
 }
 
+/// A series the gate may merge: its latest revision, approved by the rules.
+pub(crate) struct Approved {
+    pub series: EntryId,
+    pub revision: EntryId,
+    pub rev: Revision,
+    /// Per patch, the counted trailers to put into its commit message.
+    pub trailers: Vec<Vec<(String, String)>>,
+    /// The entries the decision used: the revision, every counted trailer's
+    /// review and every rule's entries.
+    pub cites: Vec<EntryId>,
+    /// When the revision was written (its commits' author date).
+    pub date: String,
+}
+
+/// What the gate needs of a project: its target branch, the series the
+/// rules approve (oldest first), and the revisions `me` recorded merges of.
+pub(crate) struct GateWork {
+    pub branch: String,
+    pub approved: Vec<Approved>,
+    pub merged_by_me: std::collections::BTreeSet<EntryId>,
+}
+
+pub(crate) fn gate_work(
+    store: &Store,
+    project: &str,
+    repo: Option<&Path>,
+    me: &tagline_format::PublicKey,
+    now: u64,
+) -> Result<GateWork> {
+    let w = world(store)?;
+    let project = w.project(Some(project))?;
+    let mut series: Vec<(u64, EntryId)> = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Revision(r) if r.project == project.0 && r.series.is_none() => {
+                Some((e.signed.header().timestamp, e.signed.id()))
+            }
+            _ => None,
+        })
+        .collect();
+    series.sort();
+    let merged_by_me = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Merge(m) if e.signed.author() == me => Some(m.revision),
+            _ => None,
+        })
+        .collect();
+    let mut approved = Vec::new();
+    for (_, s) in series {
+        let Some((revision, rev)) = w.latest(s) else {
+            continue;
+        };
+        let maintainers = match (repo, project.1.maintainers_file) {
+            (Some(r), true) => Some(maintainers_at(r, rev.base_commit.as_deref())?),
+            _ => None,
+        };
+        let e = w.evaluate_with(s, project, maintainers.as_ref(), now)?;
+        if e.state != tagline_review::rules::State::Approved {
+            continue;
+        }
+        let mut cites: Vec<EntryId> = vec![revision];
+        cites.extend(e.trailers.iter().map(|t| t.entry));
+        cites.extend(e.rules.iter().flat_map(|r| r.entries.iter().copied()));
+        let mut seen = std::collections::HashSet::new();
+        cites.retain(|c| seen.insert(*c));
+        approved.push(Approved {
+            series: s,
+            revision,
+            trailers: w.am_trailers(&e, rev.patches.len()),
+            rev: rev.clone(),
+            cites,
+            date: rfc2822(w.timestamp_of(&revision)),
+        });
+    }
+    Ok(GateWork {
+        branch: project.1.branch.clone(),
+        approved,
+        merged_by_me,
+    })
+}
+
 /// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with
 /// git, with the tree's directories for get_maintainer.pl's directory rule.
 pub(crate) fn maintainers_at(
@@ -1737,42 +1863,9 @@ pub fn am(home_dir: &Path, series: &str, output: Option<&Path>) -> Result<()> {
         .latest(series)
         .context("the series has no revision here")?;
     let (_, latest_entry) = e.latest().context("the series has no revision here")?;
-    let timestamp_of = |id: &EntryId| {
-        w.entries
-            .iter()
-            .find(|(x, _)| x.signed.id() == *id)
-            .map_or(0, |(x, _)| x.signed.header().timestamp)
-    };
-    let value_of = |entry: &EntryId, key: &str| -> Option<String> {
-        w.entries
-            .iter()
-            .find(|(x, _)| x.signed.id() == *entry)
-            .and_then(|(_, p)| match p {
-                ReviewPayload::Review(r) => r
-                    .trailers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v.clone()),
-                _ => None,
-            })
-    };
     let n = rev.patches.len();
-    let trailers: Vec<Vec<(String, String)>> = (1..=n as u64)
-        .map(|k| {
-            let mut add: Vec<(u64, String, String)> = e
-                .trailers
-                .iter()
-                .filter(|t| t.patch == k && AM_TRAILERS.contains(&t.key.as_str()))
-                .filter_map(|t| {
-                    value_of(&t.entry, &t.key).map(|v| (timestamp_of(&t.entry), t.key.clone(), v))
-                })
-                .collect();
-            add.sort();
-            add.dedup_by(|a, b| a.1 == b.1 && a.2.eq_ignore_ascii_case(&b.2));
-            add.into_iter().map(|(_, k, v)| (k, v)).collect()
-        })
-        .collect();
-    let mbox = tagline_git::mbox::am_mbox(rev, &trailers, &rfc2822(timestamp_of(&latest_entry)));
+    let trailers = w.am_trailers(&e, n);
+    let mbox = tagline_git::mbox::am_mbox(rev, &trailers, &rfc2822(w.timestamp_of(&latest_entry)));
     match output {
         Some(path) => {
             std::fs::write(path, &mbox)

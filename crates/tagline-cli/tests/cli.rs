@@ -1778,3 +1778,172 @@ fn ci_run_tests_each_revision_once() {
         "{out}"
     );
 }
+
+/// `tagline gate` on a real repository: an approved two-patch series is
+/// applied on the target branch with its counted trailers, the branch
+/// moves, a merge entry records it and `status` says merged; nothing is
+/// merged twice; a gate stopped between moving the branch and recording
+/// the merge records it on restart without applying again.
+#[test]
+fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    let git = |args: &[&str]| String::from_utf8(tagline_e2e::git(&repo, t, args)).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    // Patches made on a throw-away branch from main: (file, text) each.
+    let patches_of = |name: &str, changes: &[(&str, &str)]| -> Vec<String> {
+        git(&["checkout", "-q", "-b", name, "main"]);
+        for (f, text) in changes {
+            std::fs::write(repo.join(f), text).unwrap();
+            git(&["add", f]);
+            git(&["commit", "-q", "-s", "-m", &format!("{f}: change")]);
+        }
+        let out = t.join(name);
+        git(&[
+            "format-patch",
+            "-q",
+            &format!("-{}", changes.len()),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        git(&["checkout", "-q", "main"]);
+        let mut v: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let (lead, ada, bob) = (t.join("lead"), t.join("ada"), t.join("bob"));
+    for h in [&lead, &ada, &bob] {
+        ok(h, &["init"], None);
+    }
+    ok(&bob, &["identity", "set-name", "Bob"], None);
+    ok(&bob, &["identity", "add-email", "bob@example.org"], None);
+    let lead_id = identity_of(&lead);
+    std::fs::write(
+        t.join("policy.toml"),
+        "[ci]\nrequired = [\"test\"]\n[review]\nmin_reviewed_by = 1\nreviewer_roles = [\"any\"]\n",
+    )
+    .unwrap();
+    let ci = format!("{lead_id}:test");
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            t.join("policy.toml").to_str().unwrap(),
+            "--maintainer",
+            &lead_id,
+            "--ci",
+            &ci,
+            "--gate",
+            &lead_id,
+        ],
+        None,
+    );
+    sync_feed(t, &lead, &ada);
+    sync_feed(t, &lead, &bob);
+    let gate = |env: Option<(&str, &str)>| -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tagline"));
+        c.args([
+            "gate",
+            "--once",
+            "--project",
+            "demo",
+            "--repo",
+            repo.to_str().unwrap(),
+        ])
+        .env("TAGLINE_HOME", &lead)
+        .env("TAGLINE_STATE_DIR", t.join("state"));
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // A series: submitted by Ada, reviewed by Bob, tested by the lead's CI.
+    let approve = |patches: Vec<String>, known: &[&str]| -> String {
+        let mut args = vec!["submit"];
+        args.extend(patches.iter().map(String::as_str));
+        ok(&ada, &args, None);
+        let series = json_of(&ok(&ada, &["series", "--json"], None))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["series"].as_str().unwrap().to_string())
+            .find(|s| !known.contains(&s.as_str()))
+            .unwrap();
+        sync_feed(t, &ada, &bob);
+        ok(&bob, &["review", &series[..16], "--reviewed-by"], None);
+        sync_feed(t, &ada, &lead);
+        sync_feed(t, &bob, &lead);
+        ok(
+            &lead,
+            &[
+                "ci",
+                "report",
+                &series[..16],
+                "--context",
+                "test",
+                "--status",
+                "pass",
+            ],
+            None,
+        );
+        series
+    };
+
+    let s1 = approve(
+        patches_of("s1", &[("a.c", "int a = 1;\n"), ("b.c", "int b;\n")]),
+        &[],
+    );
+    let out = gate(None);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("merged into main"), "{said}");
+    let log = git(&["log", "--format=%s%n%b", "main"]);
+    assert_eq!(
+        log.matches("Reviewed-by: Bob <bob@example.org>").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(log.matches("Tagline-Revision: ").count(), 2, "{log}");
+    assert_eq!(git(&["show", "main:b.c"]), "int b;\n");
+    let st = json_of(&ok(&lead, &["status", &s1[..16], "--json"], None));
+    assert_eq!(st["state"], "merged", "{st}");
+    let again = gate(None);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "nothing to merge"
+    );
+
+    // The second series; the gate stops right after moving the branch.
+    let s2 = approve(patches_of("s2", &[("c.c", "int c;\n")]), &[&s1]);
+    let crashed = gate(Some(("TAGLINE_GATE_FAILPOINT", "after-move")));
+    assert_eq!(crashed.status.code(), Some(3));
+    let tip = git(&["rev-parse", "main"]);
+    assert_eq!(
+        json_of(&ok(&lead, &["status", &s2[..16], "--json"], None))["state"],
+        "approved"
+    );
+    let out = gate(None);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("found on main"), "{said}");
+    assert_eq!(git(&["rev-parse", "main"]), tip, "not applied twice");
+    assert_eq!(
+        json_of(&ok(&lead, &["status", &s2[..16], "--json"], None))["state"],
+        "merged"
+    );
+}
