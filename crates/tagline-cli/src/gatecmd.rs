@@ -30,8 +30,13 @@ use crate::home;
 pub const REVISION_TRAILER: &str = "Tagline-Revision";
 /// How far back on the branch the gate looks for its own commits.
 pub const GATE_SCAN_COMMITS: usize = 1000;
-/// How often the gate looks, unless `--interval`.
-pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the gate looks even when nothing was stored (time-based rules
+/// such as a quiet period come due without a new entry), unless
+/// `--interval`.
+pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the gate checks whether the store was written (its file's
+/// size and modification time), to look again at once when it was.
+pub const GATE_WATCH_STEP: Duration = Duration::from_millis(100);
 /// For tests of the repair: the gate stops (exit 3) right after moving the
 /// branch when this variable is `after-move`.
 pub const FAILPOINT_ENV: &str = "TAGLINE_GATE_FAILPOINT";
@@ -195,16 +200,47 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
     Ok(merged)
 }
 
-/// `tagline gate`: runs until killed; stopping at any point is safe.
+/// `tagline gate`: runs until killed; stopping at any point is safe. It
+/// looks again as soon as the store was written (an entry arrived, from a
+/// peer through the node or from a local command; checked every
+/// [`GATE_WATCH_STEP`]), and at least every `--interval` seconds.
 pub fn run(home_dir: &Path, a: GateArgs, force: bool) -> Result<()> {
+    let db = home_dir.join(tagline_store::DB_FILE);
+    let stamp = || {
+        std::fs::metadata(&db)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let mut first = true;
     loop {
-        let n = look(home_dir, &a, force)?;
+        // The first look's errors (a wrong project, no repository) stop the
+        // gate; later ones (the store busy, a push refused) are reported and
+        // tried again.
+        let n = match look(home_dir, &a, force) {
+            Ok(n) => n,
+            Err(e) if !first => {
+                eprintln!("gate: {e:#} (trying again)");
+                std::thread::sleep(GATE_WATCH_STEP * 10);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        first = false;
         if a.once {
             if n == 0 {
                 println!("nothing to merge");
             }
             return Ok(());
         }
-        std::thread::sleep(Duration::from_secs(a.interval.max(1)));
+        if n > 0 {
+            continue; // merging may have made the next series mergeable
+        }
+        // Taken after the look, so that the look's own opening of the store
+        // does not count as a change.
+        let seen = stamp();
+        let deadline = std::time::Instant::now() + Duration::from_secs(a.interval.max(1));
+        while std::time::Instant::now() < deadline && stamp() == seen {
+            std::thread::sleep(GATE_WATCH_STEP);
+        }
     }
 }
