@@ -133,43 +133,65 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
             started,
         );
     }
-    let Some((program, args)) = a.command.split_first() else {
-        return outcome(CiStatus::Error, "no command".into(), Vec::new(), started);
+    let (status, summary, bytes) = run_command(
+        wt.path(),
+        &a.command,
+        a.timeout,
+        &[
+            ("TAGLINE_REVISION", id.to_string()),
+            ("TAGLINE_BASE", base.clone()),
+        ],
+    );
+    outcome(status, summary, bytes, started)
+}
+
+/// Runs `command` in `dir` with a clean environment (`PATH`, `LANG`, a
+/// scratch `HOME` and `TMPDIR`, and `env`), its output in one log, killed
+/// with its process group after `timeout`: pass (exit 0), fail or error
+/// (could not run, timed out), a summary, and the log.
+pub(crate) fn run_command(
+    dir: &Path,
+    command: &[String],
+    timeout: Duration,
+    env: &[(&str, String)],
+) -> (CiStatus, String, Vec<u8>) {
+    let Some((program, args)) = command.split_first() else {
+        return (CiStatus::Error, "no command".into(), Vec::new());
     };
+    let shown = command.join(" ");
     let log = match tempfile::tempfile() {
         Ok(f) => f,
         Err(e) => {
-            return outcome(
+            return (
                 CiStatus::Error,
                 format!("cannot create the log: {e}"),
                 Vec::new(),
-                started,
             );
         }
     };
     let (out, err) = match (log.try_clone(), log.try_clone()) {
         (Ok(o), Ok(e)) => (o, e),
         _ => {
-            return outcome(
+            return (
                 CiStatus::Error,
                 "cannot share the log file".into(),
                 Vec::new(),
-                started,
             );
         }
     };
     let scratch = tempfile::tempdir().ok();
     let mut c = Command::new(program);
     c.args(args)
-        .current_dir(wt.path())
+        .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
-        .env("TAGLINE_REVISION", id.to_string())
-        .env("TAGLINE_BASE", &base)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
+    for (k, v) in env {
+        c.env(k, v);
+    }
     if let Some(d) = &scratch {
         c.env("HOME", d.path()).env("TMPDIR", d.path());
     }
@@ -182,15 +204,14 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
-            return outcome(
+            return (
                 CiStatus::Error,
                 format!("cannot run {program}: {e}"),
                 Vec::new(),
-                started,
             );
         }
     };
-    let deadline = Instant::now() + a.timeout;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
@@ -218,32 +239,20 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
     let _ = std::io::Seek::rewind(&mut log);
     let _ = log.read_to_end(&mut bytes);
     match status {
-        Some(s) if s.success() => outcome(
-            CiStatus::Pass,
-            format!("{} passed", a.command.join(" ")),
-            bytes,
-            started,
-        ),
-        Some(s) => outcome(
+        Some(s) if s.success() => (CiStatus::Pass, format!("{shown} passed"), bytes),
+        Some(s) => (
             CiStatus::Fail,
             format!(
-                "{} failed ({})",
-                a.command.join(" "),
+                "{shown} failed ({})",
                 s.code()
                     .map_or("killed by a signal".to_string(), |c| format!("exit {c}"))
             ),
             bytes,
-            started,
         ),
-        None => outcome(
+        None => (
             CiStatus::Error,
-            format!(
-                "{} timed out after {} s",
-                a.command.join(" "),
-                a.timeout.as_secs()
-            ),
+            format!("{shown} timed out after {} s", timeout.as_secs()),
             bytes,
-            started,
         ),
     }
 }

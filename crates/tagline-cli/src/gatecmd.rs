@@ -12,15 +12,23 @@
 //! publishing finds the revision's commits on the branch by their trailer
 //! and publishes the merge entry for them, never merging twice.
 //!
-//! Not yet: batches tested together and bisected, and CI re-run on the
-//! merge result.
+//! With `--batch N` and a check command (`-- CMD...`), up to N approved
+//! series are applied together and the command run on the result; a batch
+//! that fails is split in halves and each tried again on the branch as it
+//! then is (as bors and Xen's push gate bisect), so the good series merge
+//! and the one at fault is found. A series at fault (or one that does not
+//! apply) gets a `tagline/ci` result of context [`GATE_CONTEXT`] from the
+//! gate, which its author sees and the bridge mails to the list; the gate
+//! does not try that revision again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tagline_format::EntryId;
-use tagline_format::review::{Merge, ReviewPayload};
+use tagline_format::review::{CiResult, CiStatus, Merge, ReviewPayload};
+
+use crate::reviewcmd::Approved;
 use tagline_git::{Committer, Git};
 
 use crate::home;
@@ -37,6 +45,8 @@ pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the gate checks whether the store was written (its file's
 /// size and modification time), to look again at once when it was.
 pub const GATE_WATCH_STEP: Duration = Duration::from_millis(100);
+/// The CI context of the gate's own reports on a series at fault.
+pub const GATE_CONTEXT: &str = "gate";
 /// For tests of the repair: the gate stops (exit 3) right after moving the
 /// branch when this variable is `after-move`.
 pub const FAILPOINT_ENV: &str = "TAGLINE_GATE_FAILPOINT";
@@ -61,6 +71,17 @@ pub struct GateArgs {
     /// Merge what is approved now, then exit
     #[arg(long)]
     pub once: bool,
+    /// Apply up to N approved series together and run the check command on
+    /// the result (bisecting a failing batch)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Time limit of the check command, e.g. 20m
+    #[arg(long, value_parser = crate::cicmd::parse_duration, default_value = "1h")]
+    pub check_timeout: Duration,
+    /// A command run in the worktree with the series applied; exit 0 lets
+    /// them merge (`-- make check`)
+    #[arg(last = true, value_name = "CHECK")]
+    pub check: Vec<String>,
 }
 
 /// The commits on `branch` (newest first, at most [`GATE_SCAN_COMMITS`])
@@ -111,7 +132,181 @@ fn publish_merge(
     )
 }
 
-/// One look: merges every approved series not merged yet. Returns how many.
+/// Why a set of series did not make it.
+enum Refusal {
+    /// Series `0` (an index into the set) does not apply.
+    Apply(usize, String),
+    /// The check command failed on the whole set.
+    Check(String, Vec<u8>),
+}
+
+/// What one look works with.
+struct Look<'a> {
+    home_dir: &'a Path,
+    a: &'a GateArgs,
+    force: bool,
+    git: Git,
+    branch: String,
+}
+
+impl Look<'_> {
+    /// `set` applied in order on `tip`, then the check: the result's head.
+    fn attempt(
+        &self,
+        tip: &str,
+        set: &[&Approved],
+    ) -> Result<std::result::Result<String, Refusal>> {
+        let wt = self.git.worktree(tip)?;
+        for (i, ap) in set.iter().enumerate() {
+            let trailers: Vec<Vec<(String, String)>> = ap
+                .trailers
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat(Vec::new()))
+                .take(ap.rev.patches.len())
+                .map(|mut t| {
+                    t.push((REVISION_TRAILER.to_string(), ap.revision.to_string()));
+                    t
+                })
+                .collect();
+            let mbox = tagline_git::mbox::am_mbox(&ap.rev, &trailers, &ap.date);
+            if let Err(e) = wt.am(mbox.as_bytes()) {
+                let said = match &e {
+                    tagline_git::GitError::Failed { output, .. } => output.clone(),
+                    other => other.to_string(),
+                };
+                return Ok(Err(Refusal::Apply(i, said)));
+            }
+        }
+        if !self.a.check.is_empty() {
+            let (status, summary, log) = crate::cicmd::run_command(
+                wt.path(),
+                &self.a.check,
+                self.a.check_timeout,
+                &[("TAGLINE_BASE", tip.to_string())],
+            );
+            if status != CiStatus::Pass {
+                return Ok(Err(Refusal::Check(summary, log)));
+            }
+        }
+        Ok(Ok(wt.head()?))
+    }
+
+    /// Reports `ap` at fault with a `gate` CI result.
+    fn refuse(&self, ap: &Approved, status: CiStatus, summary: String, log: &[u8]) -> Result<()> {
+        let (excerpt, hash) = crate::reviewcmd::log_excerpt(log);
+        let store = home::open_store(self.home_dir)?;
+        let id = crate::reviewcmd::publish(
+            self.home_dir,
+            &store,
+            &ReviewPayload::Ci(CiResult {
+                revision: ap.revision,
+                context: GATE_CONTEXT.to_string(),
+                status,
+                summary: summary.clone(),
+                log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
+                log_hash: (!log.is_empty()).then_some(hash),
+                runner: Some("tagline gate".into()),
+                duration_ms: None,
+                url: None,
+            }),
+            self.force,
+        )?;
+        println!(
+            "{} v{}: not merged: {summary} ({id})",
+            ap.series.short(),
+            ap.rev.version
+        );
+        Ok(())
+    }
+
+    /// Merges what it can of `set` (in order), bisecting on failure.
+    /// Returns how many merged.
+    fn merge_set(&self, set: Vec<&Approved>) -> Result<usize> {
+        if set.is_empty() {
+            return Ok(0);
+        }
+        let branch = &self.branch;
+        let tip = self.git.rev_parse(branch).with_context(|| {
+            format!(
+                "the target branch {branch} is not in {}",
+                self.a.repo.display()
+            )
+        })?;
+        match self.attempt(&tip, &set)? {
+            Ok(head) => {
+                let log = self.git.log_messages(&tip, &head)?;
+                if let Some(remote) = &self.a.push {
+                    self.git.push(remote, &head, branch)?;
+                }
+                self.git.move_branch(branch, &head, &tip)?;
+                if std::env::var(FAILPOINT_ENV).as_deref() == Ok("after-move") {
+                    eprintln!("{FAILPOINT_ENV}: stopping after moving {branch}");
+                    std::process::exit(3);
+                }
+                for ap in &set {
+                    let needle = format!("{REVISION_TRAILER}: {}", ap.revision);
+                    let commits: Vec<String> = log
+                        .iter()
+                        .filter(|(_, m)| m.lines().any(|l| l.trim() == needle))
+                        .map(|(h, _)| h.clone())
+                        .collect();
+                    let id = publish_merge(
+                        self.home_dir,
+                        self.force,
+                        ap.revision,
+                        commits,
+                        branch,
+                        ap.cites.clone(),
+                    )?;
+                    println!(
+                        "{} v{}: merged into {branch} at {} ({id})",
+                        ap.series.short(),
+                        ap.rev.version,
+                        head.get(..12).unwrap_or(&head)
+                    );
+                }
+                Ok(set.len())
+            }
+            Err(Refusal::Apply(i, said)) => {
+                let mut set = set;
+                let culprit = set.remove(i.min(set.len().saturating_sub(1)));
+                let on = if i == 0 {
+                    branch.clone()
+                } else {
+                    format!("{branch} with the series before it in the batch")
+                };
+                self.refuse(
+                    culprit,
+                    CiStatus::Error,
+                    format!("does not apply on {on}: {said}"),
+                    &[],
+                )?;
+                self.merge_set(set)
+            }
+            Err(Refusal::Check(summary, log)) if set.len() == 1 => {
+                if let Some(ap) = set.first() {
+                    self.refuse(
+                        ap,
+                        CiStatus::Fail,
+                        format!("the gate's check on {branch}: {summary}"),
+                        &log,
+                    )?;
+                }
+                Ok(0)
+            }
+            Err(Refusal::Check(..)) => {
+                let mut first = set;
+                let second = first.split_off(first.len() / 2);
+                let n = self.merge_set(first)?;
+                Ok(n + self.merge_set(second)?)
+            }
+        }
+    }
+}
+
+/// One look: merges every approved series not merged yet, in batches.
+/// Returns how many merged (or were found merged).
 fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
     let key = home::load_key(home_dir)?;
     let work = {
@@ -121,26 +316,41 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
             &a.project,
             Some(&a.repo),
             &key.public(),
+            GATE_CONTEXT,
             home::now_ms(),
         )?
     };
-    let git = Git::open(
-        &a.repo,
-        Committer {
-            name: "tagline gate".into(),
-            email: "gate@tagline.invalid".into(),
-        },
-    )?;
+    let look = Look {
+        home_dir,
+        a,
+        force,
+        git: Git::open(
+            &a.repo,
+            Committer {
+                name: "tagline gate".into(),
+                email: "gate@tagline.invalid".into(),
+            },
+        )?,
+        branch: work.branch.clone(),
+    };
     let branch = &work.branch;
     let mut merged = 0;
-    for ap in work.approved {
-        if work.merged_by_me.contains(&ap.revision) {
+    let mut todo = Vec::new();
+    for ap in &work.approved {
+        if work.merged_by_me.contains(&ap.revision) || work.refused_by_me.contains(&ap.revision) {
             continue;
         }
         // Repair: already on the branch, the entry not published.
-        let on_branch = commits_of(&git, branch, &ap.revision)?;
+        let on_branch = commits_of(&look.git, branch, &ap.revision)?;
         if !on_branch.is_empty() {
-            let id = publish_merge(home_dir, force, ap.revision, on_branch, branch, ap.cites)?;
+            let id = publish_merge(
+                home_dir,
+                force,
+                ap.revision,
+                on_branch,
+                branch,
+                ap.cites.clone(),
+            )?;
             println!(
                 "{}: found on {branch} (a merge not recorded before): recorded ({id})",
                 ap.series.short()
@@ -148,54 +358,13 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
             merged += 1;
             continue;
         }
-        let tip = git.rev_parse(branch).with_context(|| {
-            format!("the target branch {branch} is not in {}", a.repo.display())
-        })?;
-        let trailers: Vec<Vec<(String, String)>> = ap
-            .trailers
-            .iter()
-            .cloned()
-            .chain(std::iter::repeat(Vec::new()))
-            .take(ap.rev.patches.len())
-            .map(|mut t| {
-                t.push((REVISION_TRAILER.to_string(), ap.revision.to_string()));
-                t
-            })
-            .collect();
-        let mbox = tagline_git::mbox::am_mbox(&ap.rev, &trailers, &ap.date);
-        let head = {
-            let wt = git.worktree(&tip)?;
-            if let Err(e) = wt.am(mbox.as_bytes()) {
-                eprintln!(
-                    "{} v{}: does not apply on {branch}: {e}",
-                    ap.series.short(),
-                    ap.rev.version
-                );
-                continue;
-            }
-            wt.head()?
-        };
-        let commits: Vec<String> = git
-            .log_messages(&tip, &head)?
-            .into_iter()
-            .map(|(h, _)| h)
-            .collect();
-        if let Some(remote) = &a.push {
-            git.push(remote, &head, branch)?;
-        }
-        git.move_branch(branch, &head, &tip)?;
-        if std::env::var(FAILPOINT_ENV).as_deref() == Ok("after-move") {
-            eprintln!("{FAILPOINT_ENV}: stopping after moving {branch}");
-            std::process::exit(3);
-        }
-        let id = publish_merge(home_dir, force, ap.revision, commits, branch, ap.cites)?;
-        println!(
-            "{} v{}: merged into {branch} at {} ({id})",
-            ap.series.short(),
-            ap.rev.version,
-            head.get(..12).unwrap_or(&head)
-        );
-        merged += 1;
+        todo.push(ap);
+    }
+    let size = usize::try_from(a.batch).unwrap_or(1).max(1);
+    while !todo.is_empty() {
+        let rest = todo.split_off(size.min(todo.len()));
+        merged += look.merge_set(todo)?;
+        todo = rest;
     }
     Ok(merged)
 }

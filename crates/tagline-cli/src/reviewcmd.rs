@@ -1083,6 +1083,9 @@ pub(crate) struct GateWork {
     pub branch: String,
     pub approved: Vec<Approved>,
     pub merged_by_me: std::collections::BTreeSet<EntryId>,
+    /// Revisions `me` reported with a CI result of context `gate_context`
+    /// (found at fault in a batch, or not applying).
+    pub refused_by_me: std::collections::BTreeSet<EntryId>,
 }
 
 pub(crate) fn gate_work(
@@ -1090,6 +1093,7 @@ pub(crate) fn gate_work(
     project: &str,
     repo: Option<&Path>,
     me: &tagline_format::PublicKey,
+    gate_context: &str,
     now: u64,
 ) -> Result<GateWork> {
     let w = world(store)?;
@@ -1110,6 +1114,21 @@ pub(crate) fn gate_work(
         .iter()
         .filter_map(|(e, p)| match p {
             ReviewPayload::Merge(m) if e.signed.author() == me => Some(m.revision),
+            _ => None,
+        })
+        .collect();
+    let refused_by_me = w
+        .entries
+        .iter()
+        .filter_map(|(e, p)| match p {
+            ReviewPayload::Ci(c)
+                if e.signed.author() == me
+                    && c.context == gate_context
+                    && c.status != CiStatus::Pending
+                    && c.status != CiStatus::Pass =>
+            {
+                Some(c.revision)
+            }
             _ => None,
         })
         .collect();
@@ -1144,6 +1163,7 @@ pub(crate) fn gate_work(
         branch: project.1.branch.clone(),
         approved,
         merged_by_me,
+        refused_by_me,
     })
 }
 

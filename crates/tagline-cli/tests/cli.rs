@@ -1946,4 +1946,49 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
         json_of(&ok(&lead, &["status", &s2[..16], "--json"], None))["state"],
         "merged"
     );
+
+    // A batch of two where one breaks the check: bisected, the good one
+    // merges, the bad one is named (a `gate` CI result) and not retried.
+    let s3 = approve(patches_of("s3", &[("good.c", "int good;\n")]), &[&s1, &s2]);
+    let s4 = approve(patches_of("s4", &[("bad.c", "broken\n")]), &[&s1, &s2, &s3]);
+    let batch = || {
+        ok(
+            &lead,
+            &[
+                "gate",
+                "--once",
+                "--project",
+                "demo",
+                "--repo",
+                repo.to_str().unwrap(),
+                "--batch",
+                "2",
+                "--",
+                "sh",
+                "-c",
+                "! grep -rq broken --include=*.c .",
+            ],
+            None,
+        )
+    };
+    let said = batch();
+    assert!(
+        said.contains(&format!("{} v1: merged into main", &s3[..12])),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "{} v1: not merged: the gate's check on main: sh -c",
+            &s4[..12]
+        )) && said.contains("failed (exit 1)"),
+        "{said}"
+    );
+    assert_eq!(git(&["show", "main:good.c"]), "int good;\n");
+    assert!(!git(&["ls-tree", "--name-only", "main"]).contains("bad.c"));
+    assert_eq!(batch().trim(), "nothing to merge");
+    let log = ok(&lead, &["log", "--json"], None);
+    assert!(
+        log.contains("\"gate\""),
+        "the gate's report is an entry: {log}"
+    );
 }
