@@ -1334,6 +1334,45 @@ pub fn status_in(
         _ => None,
     };
     let e = w.evaluate_with(series, project, maintainers.as_ref(), home::now_ms())?;
+    // CI results on the latest revision in contexts the policy does not
+    // require (a gate's report on a series at fault, advisory bots): the
+    // latest per context and author.
+    let required: std::collections::HashSet<&str> = e
+        .rules
+        .iter()
+        .filter_map(|r| r.rule.strip_prefix("ci:"))
+        .collect();
+    let latest_id = e.latest().map(|(_, id)| id);
+    let mut other_ci: std::collections::BTreeMap<
+        (String, tagline_format::PublicKey),
+        (u64, EntryId, &CiResult),
+    > = std::collections::BTreeMap::new();
+    for (x, p) in &w.entries {
+        if let ReviewPayload::Ci(c) = p
+            && Some(c.revision) == latest_id
+            && !required.contains(c.context.as_str())
+        {
+            let at = x.signed.header().timestamp;
+            let slot = other_ci
+                .entry((c.context.clone(), *x.signed.author()))
+                .or_insert((at, x.signed.id(), c));
+            if at >= slot.0 {
+                *slot = (at, x.signed.id(), c);
+            }
+        }
+    }
+    let by_name = |key: &tagline_format::PublicKey| -> String {
+        w.registry
+            .owner_of(key)
+            .map(|i| {
+                w.registry
+                    .identities
+                    .get(&i)
+                    .and_then(|x| x.name.clone())
+                    .unwrap_or_else(|| i.short())
+            })
+            .unwrap_or_else(|| key.short())
+    };
     let subject = w.subject(series);
     if as_json {
         writeln!(
@@ -1349,6 +1388,7 @@ pub fn status_in(
                 "rules": e.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome.as_str(), "message": r.message, "entries": r.entries.iter().map(|x| x.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
                 "trailers": e.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity.to_string(), "entry": t.entry.to_string(), "carried_from": t.carried_from})).collect::<Vec<_>>(),
                 "uncounted": e.uncounted.iter().map(|u| json!({"entry": u.entry.to_string(), "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
+                "other_ci": other_ci.iter().map(|((context, by), (_, id, c))| json!({"context": context, "status": c.status.as_str(), "summary": c.summary, "by": by_name(by), "entry": id.to_string()})).collect::<Vec<_>>(),
             })
         )?;
         return Ok(());
@@ -1409,6 +1449,15 @@ pub fn status_in(
     }
     for u in &e.uncounted {
         writeln!(out, "  not counted: {} ({})", u.trailer, u.reason)?;
+    }
+    for ((context, by), (_, _, c)) in &other_ci {
+        writeln!(
+            out,
+            "  ci {context} (not required): {}: {} (by {})",
+            c.status.as_str(),
+            c.summary,
+            by_name(by)
+        )?;
     }
     Ok(())
 }

@@ -1986,9 +1986,13 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
     assert_eq!(git(&["show", "main:good.c"]), "int good;\n");
     assert!(!git(&["ls-tree", "--name-only", "main"]).contains("bad.c"));
     assert_eq!(batch().trim(), "nothing to merge");
-    let log = ok(&lead, &["log", "--json"], None);
+    // The author sees it in status.
+    let st = json_of(&ok(&lead, &["status", &s4[..16], "--json"], None));
+    assert_eq!(st["other_ci"][0]["context"], "gate", "{st}");
+    assert_eq!(st["other_ci"][0]["status"], "fail", "{st}");
+    let human = ok(&lead, &["status", &s4[..16]], None);
     assert!(
-        log.contains("\"gate\""),
-        "the gate's report is an entry: {log}"
+        human.contains("ci gate (not required): fail: the gate's check on main"),
+        "{human}"
     );
 }
