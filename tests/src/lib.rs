@@ -4,6 +4,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::indexing_slicing,
     reason = "test support: a panic is a failure report"
 )]
 
@@ -76,4 +77,37 @@ pub fn rule(status: &serde_json::Value, name: &str) -> (String, String) {
         r["outcome"].as_str().unwrap().to_string(),
         r["message"].as_str().unwrap().to_string(),
     )
+}
+
+/// The counted trailers of `tagline status --json` output, one
+/// `PATCH "KEY" "IDENTITY"` string each, in output order.
+pub fn counted_trailers(status: &serde_json::Value) -> Vec<String> {
+    status["trailers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {} {}", t["patch"], t["key"], t["identity"]))
+        .collect()
+}
+
+/// Copies `from`'s device feed and its identity's root feed into `to`, as
+/// replication would, with `tagline export` and `tagline import` through
+/// files in `scratch`. `run(home, args)` runs the real binary in `home` and
+/// returns its stdout.
+pub fn copy_feeds(run: &dyn Fn(&Path, &[&str]) -> String, from: &Path, to: &Path, scratch: &Path) {
+    let json =
+        |args: &[&str]| -> serde_json::Value { serde_json::from_str(&run(from, args)).unwrap() };
+    let device = json(&["id", "--json"])["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = json(&["identity", "show", "--json"])["roots"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for feed in [device, root] {
+        let file = scratch.join(format!("{feed}.feed"));
+        run(from, &["export", &feed, "-o", file.to_str().unwrap()]);
+        run(to, &["import", file.to_str().unwrap()]);
+    }
 }

@@ -42,20 +42,21 @@ impl World {
         self.dir.path().join(who)
     }
 
-    fn run(&self, who: &str, args: &[&str]) -> std::process::Output {
-        Command::new(tagline_bin())
-            .args(args)
-            .env("TAGLINE_HOME", self.home(who))
-            .env("TAGLINE_STATE_DIR", self.dir.path().join("state"))
-            .output()
-            .unwrap()
+    fn ok(&self, who: &str, args: &[&str]) -> String {
+        self.ok_in(&self.home(who), args)
     }
 
-    fn ok(&self, who: &str, args: &[&str]) -> String {
-        let out = self.run(who, args);
+    fn ok_in(&self, home: &Path, args: &[&str]) -> String {
+        let out = Command::new(tagline_bin())
+            .args(args)
+            .env("TAGLINE_HOME", home)
+            .env("TAGLINE_STATE_DIR", self.dir.path().join("state"))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
-            "{who}: tagline {args:?}: {}",
+            "{}: tagline {args:?}: {}",
+            home.display(),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
@@ -67,16 +68,12 @@ impl World {
 
     /// Copies `from`'s device and identity feeds into `to` (offline sync).
     fn sync(&self, from: &str, to: &str) {
-        let id = self.json(from, &["id", "--json"]);
-        let root = self.json(from, &["identity", "show", "--json"])["roots"][0]["key"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for feed in [id["feed"].as_str().unwrap().to_string(), root] {
-            let file = self.dir.path().join(format!("{from}-{}.feed", &feed[..12]));
-            self.ok(from, &["export", &feed, "-o", file.to_str().unwrap()]);
-            self.ok(to, &["import", file.to_str().unwrap()]);
-        }
+        tagline_e2e::copy_feeds(
+            &|h, a| self.ok_in(h, a),
+            &self.home(from),
+            &self.home(to),
+            self.dir.path(),
+        );
     }
 
     fn sync_all(&self, people: &[&str]) {

@@ -50,7 +50,8 @@ impl MailKind {
 /// Classifies one mail.
 pub fn classify(info: &MailInfo, s: &Subject) -> MailKind {
     if s.reply {
-        let email = info.email.to_ascii_lowercase();
+        // The sender: a bot's report may carry a patch with an in-body From.
+        let email = info.sender.to_ascii_lowercase();
         if CI_BOT_ADDRESSES.contains(&email.as_str()) {
             return MailKind::CiReport;
         }

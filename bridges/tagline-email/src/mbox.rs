@@ -151,6 +151,26 @@ impl<R: BufRead> Iterator for Mbox<R> {
     }
 }
 
+/// One message as an mboxrd entry, the inverse of [`Mbox`] with
+/// [`Quoting::Rd`]: a `From ` separator line, the message with CRLF line
+/// ends made LF and every `>*From ` line given one more `>`, and the blank
+/// line that ends it.
+pub fn mboxrd_message(raw: &[u8]) -> Vec<u8> {
+    let mut out = b"From tagline@localhost Thu Jan  1 00:00:00 1970\n".to_vec();
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let gts = line.iter().take_while(|b| **b == b'>').count();
+        if line.get(gts..).is_some_and(|r| r.starts_with(b"From ")) {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out
+}
+
 /// The message files of a Maildir (`cur` and `new`, not `tmp`), in name
 /// order (delivery order for the usual `time.unique` names).
 pub fn maildir_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
@@ -216,6 +236,23 @@ body\n";
         assert_eq!(
             o[0],
             b"Subject: one\n\nFrom the start\n>>From twice\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn mboxrd_written_reads_back() {
+        let raw = b"Subject: one\r\n\r\nFrom the start\r\n>From once\r\n>>From twice\r\nend\r\n";
+        let mut mbox = mboxrd_message(raw);
+        mbox.extend(mboxrd_message(b"Subject: two\n\nbody\n"));
+        let back: Vec<Vec<u8>> = Mbox::new(&mbox[..], Quoting::Rd)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            back,
+            [
+                b"Subject: one\n\nFrom the start\n>From once\n>>From twice\nend\n".to_vec(),
+                b"Subject: two\n\nbody\n".to_vec()
+            ]
         );
     }
 

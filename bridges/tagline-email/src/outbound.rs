@@ -15,6 +15,7 @@
 
 use tagline_format::EntryId;
 use tagline_format::review::{CiResult, Merge, Review, Revision, Side};
+use tagline_review::patchmail::{has_cover, patch_body, patch_subject};
 
 use crate::bridge::LOOP_HEADER;
 
@@ -85,27 +86,44 @@ pub fn reply_subject(subject: &str) -> String {
     }
 }
 
-/// The subject a patch of `rev` was (or is) sent with: `[PATCH v2 3/7] x`.
-pub fn patch_subject(rev: &Revision, k: u64) -> String {
+/// The mail a reply about patch `patch` (or, with `None` or a patch it
+/// does not have, the whole revision) of `rev`, entry `id`, answers: the
+/// bridged mail of that patch or else the cover letter (or first patch),
+/// or for a native revision the mail the bridge rendered of it.
+pub fn parent(id: &EntryId, rev: &Revision, patch: Option<u64>) -> Parent {
     let n = rev.patches.len() as u64;
-    let v = if rev.version > 1 {
-        format!(" v{}", rev.version)
-    } else {
-        String::new()
-    };
-    let subject = if k == 0 {
-        rev.cover
-            .as_ref()
-            .map_or("(no cover letter)", |c| c.subject.as_str())
-    } else {
-        rev.patches
-            .get(usize::try_from(k - 1).unwrap_or(usize::MAX))
-            .map_or("", |p| p.subject.as_str())
-    };
-    if n <= 1 && k != 0 {
-        format!("[PATCH{v}] {subject}")
-    } else {
-        format!("[PATCH{v} {k}/{n}] {subject}")
+    let k = patch.filter(|k| *k >= 1 && *k <= n);
+    match &rev.mails {
+        Some(m) => {
+            let patch_mail = k.and_then(|k| m.patches.get(usize::try_from(k - 1).ok()?).cloned());
+            let (message_id, part) = match (patch_mail, &m.cover) {
+                (Some(p), _) => (p, k.unwrap_or(1)),
+                (None, Some(c)) => (c.clone(), 0),
+                (None, None) => (m.patches.first().cloned().unwrap_or_default(), 1),
+            };
+            let references = match &m.cover {
+                Some(c) if part > 0 && *c != message_id => vec![c.clone()],
+                _ => Vec::new(),
+            };
+            Parent {
+                message_id,
+                subject: patch_subject(rev, part),
+                references,
+            }
+        }
+        None => {
+            let with_cover = has_cover(rev);
+            let part = k.unwrap_or(if with_cover { 0 } else { 1 });
+            Parent {
+                message_id: message_id(id, part),
+                subject: patch_subject(rev, part),
+                references: if with_cover && part > 0 {
+                    vec![message_id(id, 0)]
+                } else {
+                    Vec::new()
+                },
+            }
+        }
     }
 }
 
@@ -312,25 +330,12 @@ pub fn merge_mail(entry: &EntryId, merge: &Merge, parent: &Parent, env: &Envelop
 
 /// A natively submitted revision as a format-patch series: a cover letter
 /// (when it has one, or more than one patch) and its patches threaded
-/// under it; a v2 and later in reply to the previous revision's first mail
-/// when `previous` is given.
-pub fn series_mails(
-    entry: &EntryId,
-    rev: &Revision,
-    previous: Option<&Parent>,
-    env: &Envelope,
-) -> Vec<Outgoing> {
+/// under it.
+pub fn series_mails(entry: &EntryId, rev: &Revision, env: &Envelope) -> Vec<Outgoing> {
     let mut out = Vec::new();
-    let n = rev.patches.len() as u64;
-    let with_cover = rev.cover.is_some() || n > 1;
-    let mut thread: Vec<String> = previous
-        .map(|p| {
-            let mut r = p.references.clone();
-            r.push(p.message_id.clone());
-            r
-        })
-        .unwrap_or_default();
-    let mut parent = previous.map(|p| p.message_id.clone());
+    let with_cover = has_cover(rev);
+    let mut thread: Vec<String> = Vec::new();
+    let mut parent: Option<String> = None;
     let from = via(&env.author, &env.sender);
     let mail =
         |part: u64, subject: String, body: String, parent: &Option<String>, refs: &Vec<String>| {
@@ -386,17 +391,7 @@ pub fn series_mails(
         if !p.author.is_empty() {
             body.push_str(&format!("From: {}\n\n", p.author));
         }
-        body.push_str(p.message.trim_end());
-        // A bridged patch's diff starts at its `---` line already.
-        if !p.diff.starts_with("---") {
-            body.push_str("\n---\n");
-        } else {
-            body.push('\n');
-        }
-        body.push_str(&p.diff);
-        if !body.ends_with('\n') {
-            body.push('\n');
-        }
+        body.push_str(&patch_body(&p.message, &p.diff));
         if !with_cover && let Some(base) = &rev.base_commit {
             body.push_str(&format!("\nbase-commit: {base}\n"));
         }
@@ -427,25 +422,8 @@ fn encode_word(s: &str) -> String {
 }
 
 fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let b = [
-            c.first().copied().unwrap_or(0),
-            c.get(1).copied().unwrap_or(0),
-            c.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= c.len() {
-                let idx = usize::try_from((n >> shift) & 63).unwrap_or(0);
-                out.push(char::from(T.get(idx).copied().unwrap_or(b'A')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// `Name: value`, folded at white space to lines of at most [`FOLD_AT`].
@@ -507,20 +485,6 @@ impl Outgoing {
             m.push_str("\r\n");
         }
         m.into_bytes()
-    }
-
-    /// The envelope recipients: To and Cc addresses.
-    pub fn recipients(&self) -> Vec<String> {
-        self.to
-            .iter()
-            .chain(&self.cc)
-            .map(|a| {
-                a.rsplit_once('<')
-                    .map_or(a.as_str(), |(_, r)| r.trim_end_matches('>'))
-                    .trim()
-                    .to_string()
-            })
-            .collect()
     }
 }
 

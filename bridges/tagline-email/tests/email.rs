@@ -1058,7 +1058,7 @@ fn watchdog_epoch_through_the_bridge() {
 /// mail and the key's DNS record line (`NAME RECORD`).
 fn dkim_signed(raw: &[u8], domain: &str) -> (Vec<u8>, String) {
     use base64::Engine as _;
-    use mail_auth::common::crypto::{Ed25519Key, Sha256};
+    use mail_auth::common::crypto::Ed25519Key;
     use mail_auth::common::headers::HeaderWriter as _;
     use mail_auth::dkim::DkimSigner;
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
@@ -1070,7 +1070,6 @@ fn dkim_signed(raw: &[u8], domain: &str) -> (Vec<u8>, String) {
         .headers(["From", "To", "Subject", "Message-ID", "Date", "In-Reply-To"])
         .sign(raw)
         .unwrap();
-    let _: Option<Sha256> = None;
     let mut signed = sig.to_header().into_bytes();
     signed.extend_from_slice(raw);
     (
@@ -1257,7 +1256,7 @@ fn a_native_review_goes_out_as_mail_and_is_not_bridged_back() {
 
     // The same revision as a native series: a cover letter and two patches,
     // threaded under it, each read back as the patch it carries.
-    let mails = series_mails(&entry, &rev, None, &env);
+    let mails = series_mails(&entry, &rev, &env);
     assert_eq!(mails.len(), 3);
     assert_eq!(
         mails[1].in_reply_to.as_deref(),

@@ -105,22 +105,8 @@ fn main() {
         ],
     );
     // Feeds copied between homes as replication would.
-    let sync = |from: &Path, to: &Path| {
-        let id = json(&tagline(from, &state, &["id", "--json"]));
-        let root = json(&tagline(from, &state, &["identity", "show", "--json"]))["roots"][0]["key"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for feed in [id["feed"].as_str().unwrap().to_string(), root] {
-            let file = t.join("x.feed");
-            tagline(
-                from,
-                &state,
-                &["export", &feed, "-o", file.to_str().unwrap()],
-            );
-            tagline(to, &state, &["import", file.to_str().unwrap()]);
-        }
-    };
+    let run = |h: &Path, args: &[&str]| tagline(h, &state, args);
+    let sync = |from: &Path, to: &Path| tagline_e2e::copy_feeds(&run, from, to, t);
     for h in [&ada, &bob, &carol] {
         sync(&lead, h);
     }

@@ -1,6 +1,8 @@
-//! `tagline bridge`: the email bridge's commands. Now: `parse`, the parsed
-//! form of one mail without storing anything (as `git mailinfo` shows it),
-//! for a user debugging why a mail was read as it was.
+//! `tagline bridge`: the email bridge's commands. `parse` shows one mail as
+//! the bridge reads it, storing nothing (as `git mailinfo` would); `import`
+//! bridges an mbox, Maildir or public-inbox archive; `serve` takes live
+//! delivery over LMTP/SMTP. All of them store through [`bridge_batch`]. The
+//! outbox is `outboxcmd.rs`.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -32,18 +34,23 @@ pub struct ParseArgs {
     pub no_inbody_headers: bool,
 }
 
-/// Reads one mail file, refusing one larger than a mail may be before
-/// reading it.
-fn read_mail_file(path: &Path) -> Result<Vec<u8>> {
+/// Reads a file of at most `max` bytes (`what` it is, for the error),
+/// refusing a larger one before reading it.
+fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
     anyhow::ensure!(
-        len <= MAX_MAIL_SIZE as u64,
-        "{} is {len} bytes, more than the {MAX_MAIL_SIZE} bytes a mail may have",
+        len <= max,
+        "{} is {len} bytes, more than the {max} bytes {what} may have",
         path.display()
     );
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads one mail file, refusing one larger than a mail may be.
+fn read_mail_file(path: &Path) -> Result<Vec<u8>> {
+    read_bounded(path, MAX_MAIL_SIZE as u64, "a mail")
 }
 
 pub fn parse(a: ParseArgs) -> Result<()> {
@@ -262,6 +269,24 @@ pub fn bridge_config(
     Ok(c)
 }
 
+/// The bridge's settings (fixed on its first run: `project` names the
+/// project by name or id) and the bridge brought up to date with its feed.
+fn open_bridge(
+    home_dir: &Path,
+    store: &Store,
+    key: &SecretKey,
+    project: Option<&str>,
+    list: Option<&str>,
+    accept_unsigned: bool,
+) -> Result<(BridgeConfig, Bridge)> {
+    let project = project
+        .map(|p| crate::reviewcmd::project_id_in(store, p))
+        .transpose()?;
+    let config = bridge_config(home_dir, project, list, accept_unsigned)?;
+    let bridge = replayed_bridge(store, key, config.settings()?)?;
+    Ok((config, bridge))
+}
+
 /// A bridge brought up to date with its own feed: every recorded mail fed
 /// again, every derived entry checked (SPEC.md §15.2). The feed is read a
 /// page at a time, and its mails decoded and parsed, on a second thread; a
@@ -413,19 +438,12 @@ pub struct DkimArgs {
 impl DkimArgs {
     pub fn checker(&self) -> Result<DkimChecker> {
         let keys = match &self.dkim_keys {
-            Some(path) => {
-                let len = std::fs::metadata(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .len();
-                anyhow::ensure!(
-                    len <= tagline_email::dkim::MAX_KEYS_FILE,
-                    "{} is {len} bytes, more than a key file may be ({})",
-                    path.display(),
-                    tagline_email::dkim::MAX_KEYS_FILE
-                );
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-            }
+            Some(path) => String::from_utf8(read_bounded(
+                path,
+                tagline_email::dkim::MAX_KEYS_FILE,
+                "a DKIM key file",
+            )?)
+            .with_context(|| format!("{} is not UTF-8 text", path.display()))?,
             None => String::new(),
         };
         DkimChecker::new(&keys, self.dkim_offline).with_context(|| match &self.dkim_keys {
@@ -563,26 +581,36 @@ struct Importer<'a> {
     bridge: Bridge,
     summary: Summary,
     state: ImportState,
-    /// With `--check-dkim`: the checker and a runtime for its lookups.
-    dkim: Option<(DkimChecker, tokio::runtime::Runtime)>,
 }
+
+/// With `--check-dkim`: the checker and a runtime for its lookups.
+type ImportDkim = (DkimChecker, tokio::runtime::Runtime);
 
 impl Importer<'_> {
     /// Bridges `it` in batches of [`IMPORT_BATCH`] mails, one transaction
     /// each; after each, the archive's resume point is saved.
-    /// Mails are read and parsed on a second thread while this one
-    /// bridges and stores the batch before.
+    /// Mails are read, parsed and (with `dkim`) their signatures checked
+    /// on a second thread while this one bridges and stores the batch
+    /// before.
     fn run(
         &mut self,
         it: &mut (dyn Iterator<Item = SourceMail> + Send),
         bar: &indicatif::ProgressBar,
+        dkim: Option<&ImportDkim>,
     ) -> Result<()> {
         std::thread::scope(|scope| {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<(SourceMail, Option<Prepared>)>(IMPORT_BATCH);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(SourceMail, Option<(Prepared, Dkim)>)>(
+                IMPORT_BATCH,
+            );
             scope.spawn(move || {
                 for m in it {
-                    let p = m.1.as_ref().ok().map(|raw| prepare(raw));
+                    let p = m.1.as_ref().ok().map(|raw| {
+                        let d = match dkim {
+                            Some((checker, rt)) => rt.block_on(checker.check(raw)),
+                            None => unchecked(),
+                        };
+                        (prepare(raw), d)
+                    });
                     if tx.send((m, p)).is_err() {
                         return; // the import stopped
                     }
@@ -606,17 +634,13 @@ impl Importer<'_> {
         })
     }
 
-    fn batch(&mut self, batch: Vec<(SourceMail, Option<Prepared>)>) -> Result<()> {
+    fn batch(&mut self, batch: Vec<(SourceMail, Option<(Prepared, Dkim)>)>) -> Result<()> {
         let mut resume = None;
         let mut places = Vec::with_capacity(batch.len());
         let mut mails = Vec::with_capacity(batch.len());
         for ((source, raw, at), prepared) in batch {
             match (raw, prepared) {
-                (Ok(raw), Some(prepared)) => {
-                    let dkim = match &self.dkim {
-                        Some((checker, rt)) => rt.block_on(checker.check(&raw)),
-                        None => unchecked(),
-                    };
+                (Ok(raw), Some((prepared, dkim))) => {
                     places.push(source);
                     mails.push(Mail {
                         raw,
@@ -735,29 +759,31 @@ pub fn bridge_batch(
 pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
     let key = crate::home::load_key(home_dir)?;
     let store = crate::home::open_store(home_dir)?;
-    let project = a
-        .project
-        .as_deref()
-        .map(|p| crate::reviewcmd::project_id_in(&store, p))
-        .transpose()?;
-    let config = bridge_config(home_dir, project, a.list.as_deref(), a.accept_unsigned)?;
+    let (_, bridge) = open_bridge(
+        home_dir,
+        &store,
+        &key,
+        a.project.as_deref(),
+        a.list.as_deref(),
+        a.accept_unsigned,
+    )?;
     let mut im = Importer {
         home_dir,
         store: &store,
         key: &key,
         force,
-        bridge: replayed_bridge(&store, &key, config.settings()?)?,
+        bridge,
         summary: Summary::default(),
         state: read_state(home_dir),
-        dkim: if a.check_dkim {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the DKIM resolver's runtime")?;
-            Some((a.dkim.checker()?, rt))
-        } else {
-            None
-        },
+    };
+    let dkim: Option<ImportDkim> = if a.check_dkim {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the DKIM resolver's runtime")?;
+        Some((a.dkim.checker()?, rt))
+    } else {
+        None
     };
     let progress = |len: Option<u64>| {
         let bar = match len {
@@ -792,13 +818,13 @@ pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
                 Ok((commit, raw)) => (format!("{k} {commit}"), Ok(raw), Some((k.clone(), commit))),
                 Err(e) => (k.clone(), Err(e.to_string()), None),
             });
-            im.run(&mut it, &bar)?;
+            im.run(&mut it, &bar, dkim.as_ref())?;
             bar.finish_and_clear();
         }
     } else {
         let (mut it, len) = sources(&a.path, a.mboxo)?;
         let bar = progress(len);
-        im.run(&mut *it, &bar)?;
+        im.run(&mut *it, &bar, dkim.as_ref())?;
         bar.finish_and_clear();
     }
     let mut summary = im.summary;
@@ -930,18 +956,15 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
         );
     }
     let key = crate::home::load_key(home_dir)?;
-    let (settings, bridge, config) = {
-        let store = crate::home::open_store(home_dir)?;
-        let project = a
-            .project
-            .as_deref()
-            .map(|p| crate::reviewcmd::project_id_in(&store, p))
-            .transpose()?;
-        let config = bridge_config(home_dir, project, a.list.as_deref(), a.accept_unsigned)?;
-        let settings = config.settings()?;
-        let bridge = replayed_bridge(&store, &key, settings.clone())?;
-        (settings, bridge, config)
-    };
+    let (config, bridge) = open_bridge(
+        home_dir,
+        &*crate::home::open_store(home_dir)?,
+        &key,
+        a.project.as_deref(),
+        a.list.as_deref(),
+        a.accept_unsigned,
+    )?;
+    let settings = config.settings()?;
     let checker = a.dkim.checker()?;
     // One store opening at a time in this process (the bridging thread's
     // and the outbox's).
@@ -960,17 +983,25 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
             let me = key.public();
             Some(std::thread::spawn(move || {
                 let mut next = std::time::Instant::now();
+                // The store as it was at the last rendering: unchanged, it
+                // holds nothing new to render (only what waits to be sent).
+                let mut rendered = None;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     if std::time::Instant::now() >= next {
-                        let queued =
+                        let stamp = crate::home::store_stamp(&home);
+                        let queued = if rendered == Some(stamp) {
+                            Ok(Vec::new())
+                        } else {
                             lock.lock()
-                                .map_err(|_| anyhow::anyhow!("lock"))
+                                .map_err(|_| anyhow::anyhow!("the store lock was poisoned"))
                                 .and_then(|_g| {
                                     let store = crate::home::open_store(&home)?;
                                     crate::outboxcmd::queue(
                                         &home, &store, &me, &project, &list, &out,
                                     )
-                                });
+                                })
+                                .inspect(|_| rendered = Some(stamp))
+                        };
                         match queued.and_then(|_| crate::outboxcmd::send(&home, &relay, &from)) {
                             Ok(sent) => {
                                 for s in sent {
@@ -1031,7 +1062,6 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
                     }
                 }
                 Err(e) => {
-                    tracing::error!("bridging failed: {e:#}");
                     eprintln!("bridging failed (the MTA will retry): {e:#}");
                     let text: String = format!("{e:#}")
                         .chars()

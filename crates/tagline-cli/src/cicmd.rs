@@ -268,7 +268,7 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
     let me = key.public();
     let work = {
         let store = home::open_store(home_dir)?;
-        crate::reviewcmd::ci_work(&store, &a.project)?
+        crate::reviewcmd::ci_work(&store, &a.project, &me, &a.context)?
     };
     let name = crate::home::identity(home_dir)?
         .map(|i| i.short())
@@ -283,12 +283,7 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
     .with_context(|| format!("the repository for {}", work.name))?;
     let mut tested = 0;
     for (id, rev) in &work.revisions {
-        let mine: Vec<CiStatus> = work
-            .results
-            .iter()
-            .filter(|(r, c, _, by)| r == id && *c == a.context && *by == me)
-            .map(|(_, _, s, _)| *s)
-            .collect();
+        let mine = work.mine.get(id).map(Vec::as_slice).unwrap_or_default();
         if mine.iter().any(|s| *s != CiStatus::Pending) {
             continue;
         }
@@ -323,14 +318,14 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
         let dir = home_dir.join(CI_LOG_DIR);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{}.log", tagline_format::PayloadHash::of(&o.log)));
+        let path = dir.join(format!("{hash}.log"));
         std::fs::write(&path, &o.log)
             .with_context(|| format!("cannot write {}", path.display()))?;
         let entry = publish(CiResult {
             status: o.status,
             summary: o.summary.clone(),
             log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
-            log_hash: Some(hash),
+            log_hash: Some(*hash.as_bytes()),
             duration_ms: Some(u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX)),
             ..base
         })?;

@@ -84,30 +84,21 @@ pub struct GateArgs {
     pub check: Vec<String>,
 }
 
-/// The commits on `branch` (newest first, at most [`GATE_SCAN_COMMITS`])
-/// whose message names `revision`, oldest first.
-fn commits_of(git: &Git, branch: &str, revision: &EntryId) -> Result<Vec<String>> {
-    let out = git.run(
-        git.repo(),
-        &[
-            "log",
-            &format!("-n{GATE_SCAN_COMMITS}"),
-            "--format=%H%x00%B%x00",
-            branch,
-        ],
-        None,
-    )?;
-    let text = String::from_utf8_lossy(&out);
-    let mut parts = text.split('\0');
+/// Whether a commit message carries the trailer naming `revision`.
+fn names_revision(message: &str, revision: &EntryId) -> bool {
     let needle = format!("{REVISION_TRAILER}: {revision}");
-    let mut found = Vec::new();
-    while let (Some(h), Some(m)) = (parts.next(), parts.next()) {
-        if m.lines().any(|l| l.trim() == needle) {
-            found.push(h.trim().to_string());
-        }
-    }
-    found.reverse();
-    Ok(found)
+    message.lines().any(|l| l.trim() == needle)
+}
+
+/// The commits among `recent` (newest first) whose message names
+/// `revision`, oldest first.
+fn commits_of(recent: &[(String, String)], revision: &EntryId) -> Vec<String> {
+    recent
+        .iter()
+        .rev()
+        .filter(|(_, m)| names_revision(m, revision))
+        .map(|(h, _)| h.clone())
+        .collect()
 }
 
 fn publish_merge(
@@ -205,7 +196,7 @@ impl Look<'_> {
                 status,
                 summary: summary.clone(),
                 log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
-                log_hash: (!log.is_empty()).then_some(hash),
+                log_hash: (!log.is_empty()).then_some(*hash.as_bytes()),
                 runner: Some("tagline gate".into()),
                 duration_ms: None,
                 url: None,
@@ -245,10 +236,9 @@ impl Look<'_> {
                     std::process::exit(3);
                 }
                 for ap in &set {
-                    let needle = format!("{REVISION_TRAILER}: {}", ap.revision);
                     let commits: Vec<String> = log
                         .iter()
-                        .filter(|(_, m)| m.lines().any(|l| l.trim() == needle))
+                        .filter(|(_, m)| names_revision(m, &ap.revision))
                         .map(|(h, _)| h.clone())
                         .collect();
                     let id = publish_merge(
@@ -334,14 +324,23 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
         branch: work.branch.clone(),
     };
     let branch = &work.branch;
+    let todo: Vec<&Approved> = work
+        .approved
+        .iter()
+        .filter(|ap| {
+            !work.merged_by_me.contains(&ap.revision) && !work.refused_by_me.contains(&ap.revision)
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    // The branch's recent commits, read once for every series' repair check.
+    let recent = look.git.recent_messages(branch, GATE_SCAN_COMMITS)?;
     let mut merged = 0;
-    let mut todo = Vec::new();
-    for ap in &work.approved {
-        if work.merged_by_me.contains(&ap.revision) || work.refused_by_me.contains(&ap.revision) {
-            continue;
-        }
+    let mut unmerged = Vec::new();
+    for ap in todo {
         // Repair: already on the branch, the entry not published.
-        let on_branch = commits_of(&look.git, branch, &ap.revision)?;
+        let on_branch = commits_of(&recent, &ap.revision);
         if !on_branch.is_empty() {
             let id = publish_merge(
                 home_dir,
@@ -358,13 +357,11 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
             merged += 1;
             continue;
         }
-        todo.push(ap);
+        unmerged.push(ap);
     }
     let size = usize::try_from(a.batch).unwrap_or(1).max(1);
-    while !todo.is_empty() {
-        let rest = todo.split_off(size.min(todo.len()));
-        merged += look.merge_set(todo)?;
-        todo = rest;
+    for batch in unmerged.chunks(size) {
+        merged += look.merge_set(batch.to_vec())?;
     }
     Ok(merged)
 }
@@ -374,12 +371,7 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
 /// peer through the node or from a local command; checked every
 /// [`GATE_WATCH_STEP`]), and at least every `--interval` seconds.
 pub fn run(home_dir: &Path, a: GateArgs, force: bool) -> Result<()> {
-    let db = home_dir.join(tagline_store::DB_FILE);
-    let stamp = || {
-        std::fs::metadata(&db)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
+    let stamp = || home::store_stamp(home_dir);
     let mut first = true;
     loop {
         // The first look's errors (a wrong project, no repository) stop the

@@ -179,6 +179,18 @@ pub fn own_feeds(home: &Path) -> Result<std::collections::BTreeSet<tagline_forma
     Ok(feeds)
 }
 
+/// What changes when the store is written (its file's size and
+/// modification time), for a long-running command to notice new entries
+/// without opening the store: the gate, the bridge's outbox.
+pub type StoreStamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+/// The store's [`StoreStamp`] now.
+pub fn store_stamp(home: &Path) -> StoreStamp {
+    std::fs::metadata(home.join(tagline_store::DB_FILE))
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
 pub fn open_store(home: &Path) -> Result<OpenStore> {
     if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
         bail!(

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use tagline_email::outbound::{self, Envelope, Outgoing, Parent};
+use tagline_email::outbound::{self, Envelope, Outgoing};
 use tagline_format::review::{ReviewPayload, Revision};
 use tagline_format::{EntryId, PublicKey};
 use tagline_store::Store;
@@ -92,76 +92,24 @@ fn pending_files(pending: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The parent a reply about patch `patch` (or the whole revision) of
-/// `rev` (entry `id`) answers: the bridged mail, or the mail the queue
-/// sent for a native revision.
-fn parent_of(id: &EntryId, rev: &Revision, patch: Option<u64>) -> Parent {
-    let n = rev.patches.len() as u64;
-    let k = patch.filter(|k| *k >= 1 && *k <= n);
-    let with_cover = rev.cover.is_some() || n > 1;
-    match &rev.mails {
-        Some(m) => {
-            let patch_mail = k.and_then(|k| m.patches.get(usize::try_from(k - 1).ok()?).cloned());
-            let (mid, subject_k) = match (patch_mail, &m.cover) {
-                (Some(p), _) => (p, k.unwrap_or(1)),
-                (None, Some(c)) => (c.clone(), 0),
-                (None, None) => (m.patches.first().cloned().unwrap_or_default(), 1),
-            };
-            let references = match (&m.cover, subject_k) {
-                (Some(c), k) if k > 0 && *c != mid => vec![c.clone()],
-                _ => Vec::new(),
-            };
-            Parent {
-                message_id: mid,
-                subject: outbound::patch_subject(rev, subject_k),
-                references,
-            }
-        }
-        None => {
-            let part = match k {
-                Some(k) => k,
-                None if with_cover => 0,
-                None => 1,
-            };
-            Parent {
-                message_id: outbound::message_id(id, part),
-                subject: outbound::patch_subject(rev, part),
-                references: if with_cover && part > 0 {
-                    vec![outbound::message_id(id, 0)]
-                } else {
-                    Vec::new()
-                },
-            }
-        }
-    }
-}
-
-/// The Cc of a native series: M: and R: people and L: lists of the
-/// MAINTAINERS sections matching its files, other than the list itself.
+/// The Cc of a native series: whom get_maintainer.pl would name for its
+/// files (tagline-review's port, MAINTAINERS at the series' base), other
+/// than the list itself.
 fn series_cc(repo: &Path, rev: &Revision, list: &str) -> Result<Vec<String>> {
-    let m = crate::reviewcmd::maintainers_at(repo, rev.base_commit.as_deref())?;
+    use tagline_review::maintainers::{Context, files_of_patch, parse_email, who};
+    let (m, flavor) = crate::reviewcmd::maintainers_at(repo, rev.base_commit.as_deref())?;
     let mut files: Vec<String> = rev
         .patches
         .iter()
-        .flat_map(|p| tagline_review::maintainers::files_of_patch(&p.diff))
+        .flat_map(|p| files_of_patch(&p.diff))
         .collect();
     files.sort();
     files.dedup();
-    let mut cc: Vec<String> = Vec::new();
-    for f in &files {
-        for (i, _) in m.matching(f) {
-            let Some(s) = m.sections.get(i) else { continue };
-            for tag in ['M', 'R', 'L'] {
-                for v in s.values(tag) {
-                    let v = v.split(" (").next().unwrap_or(&v).trim().to_string();
-                    if !v.is_empty() && !v.eq_ignore_ascii_case(list) && !cc.contains(&v) {
-                        cc.push(v);
-                    }
-                }
-            }
-        }
-    }
-    Ok(cc)
+    Ok(who(&m, &files, &flavor, &Context::default())
+        .into_iter()
+        .map(|r| r.email)
+        .filter(|e| !parse_email(e).1.eq_ignore_ascii_case(list))
+        .collect())
 }
 
 /// Renders the entries not queued yet into `outbox/pending/`. Returns the
@@ -179,15 +127,7 @@ pub fn queue(
     let sender = out.from.clone().context(
         "say which address mail goes out from: --from ADDRESS (or `from` in bridge.toml)",
     )?;
-    let entries: Vec<(tagline_store::StoredEntry, ReviewPayload)> = store
-        .review_entries()?
-        .into_iter()
-        .filter_map(|e| {
-            let p = ReviewPayload::decode(&e.signed.header().payload_type, e.payload.as_deref()?)
-                .ok()??;
-            Some((e, p))
-        })
-        .collect();
+    let entries = crate::reviewcmd::decode_review(store.review_entries()?);
     let revisions: HashMap<EntryId, &Revision> = entries
         .iter()
         .filter_map(|(e, p)| match p {
@@ -240,7 +180,7 @@ pub fn queue(
                     &id,
                     r,
                     rev,
-                    &parent_of(&target, rev, r.patch),
+                    &outbound::parent(&target, rev, r.patch),
                     &env,
                 )]
             }
@@ -248,7 +188,7 @@ pub fn queue(
                 vec![outbound::ci_mail(
                     &id,
                     c,
-                    &parent_of(&target, rev, None),
+                    &outbound::parent(&target, rev, None),
                     &env,
                 )]
             }
@@ -256,7 +196,7 @@ pub fn queue(
                 vec![outbound::merge_mail(
                     &id,
                     m,
-                    &parent_of(&target, rev, None),
+                    &outbound::parent(&target, rev, None),
                     &env,
                 )]
             }
@@ -265,7 +205,7 @@ pub fn queue(
                 if let Some(repo) = &out.repo {
                     env.cc = series_cc(repo, r, list)?;
                 }
-                outbound::series_mails(&id, r, None, &env)
+                outbound::series_mails(&id, r, &env)
             }
             _ => continue,
         };
@@ -300,19 +240,32 @@ fn recipients_of(raw: &[u8]) -> Vec<String> {
     out
 }
 
-fn move_to_sent(path: &Path, sent: &Path) -> Result<()> {
-    let to = sent.join(path.file_name().unwrap_or_default());
-    std::fs::rename(path, &to)
-        .with_context(|| format!("cannot move {} to {}", path.display(), to.display()))
+/// Hands each pending mail, oldest first, to `deliver`, and moves it to
+/// `sent/` as soon as `deliver` took it; stops at the first failure (the
+/// rest wait). Returns the names of the mails delivered.
+fn deliver_pending(
+    home_dir: &Path,
+    mut deliver: impl FnMut(&Path, &[u8]) -> Result<()>,
+) -> Result<Vec<String>> {
+    let (pending, sent) = dirs(home_dir)?;
+    let mut done = Vec::new();
+    for p in pending_files(&pending)? {
+        let raw = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        deliver(&p, &raw)?;
+        let name = p.file_name().unwrap_or_default();
+        let to = sent.join(name);
+        std::fs::rename(&p, &to)
+            .with_context(|| format!("cannot move {} to {}", p.display(), to.display()))?;
+        done.push(name.to_string_lossy().into_owned());
+    }
+    Ok(done)
 }
 
-/// Sends the pending mail through `relay`; each is moved to `sent/` once
-/// the relay took it. Stops at the first failure (the rest wait).
+/// Sends the pending mail through `relay` (lettre).
 pub fn send(home_dir: &Path, relay: &str, from: &str) -> Result<Vec<String>> {
     use lettre::Transport as _;
-    let (pending, sent) = dirs(home_dir)?;
-    let files = pending_files(&pending)?;
-    if files.is_empty() {
+    let (pending, _) = dirs(home_dir)?;
+    if pending_files(&pending)?.is_empty() {
         return Ok(Vec::new());
     }
     let url = if relay.contains("://") {
@@ -329,93 +282,53 @@ pub fn send(home_dir: &Path, relay: &str, from: &str) -> Result<Vec<String>> {
     let sender: lettre::Address = from
         .parse()
         .with_context(|| format!("{from:?} is not an email address"))?;
-    let mut done = Vec::new();
-    for f in files {
-        let raw = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        let to: Vec<lettre::Address> = recipients_of(&raw)
+    deliver_pending(home_dir, |f, raw| {
+        let to: Vec<lettre::Address> = recipients_of(raw)
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
         let envelope = lettre::address::Envelope::new(Some(sender.clone()), to)
             .with_context(|| format!("{} has no recipient", f.display()))?;
         transport
-            .send_raw(&envelope, &raw)
+            .send_raw(&envelope, raw)
             .with_context(|| format!("sending {} through {relay}", f.display()))?;
-        move_to_sent(&f, &sent)?;
-        done.push(
-            f.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-    Ok(done)
+        Ok(())
+    })
 }
 
 /// Longest wait for the relay's answer to one command.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Delivers the pending mail into the Maildir `dir` (written in tmp/,
-/// renamed into new/, as Maildir readers expect) and moves it to `sent/`.
+/// renamed into new/, as Maildir readers expect).
 fn to_maildir(home_dir: &Path, dir: &Path) -> Result<Vec<String>> {
-    let (pending, sent) = dirs(home_dir)?;
     for sub in ["tmp", "new", "cur"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    let host = "tagline";
-    let mut done = Vec::new();
-    for p in pending_files(&pending)? {
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    deliver_pending(home_dir, |p, raw| {
         // Unique per mail: its queue name holds the entry id and part.
-        let unique = format!("{}.{host}", name.trim_end_matches(".eml"));
+        let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+        let unique = format!("{stem}.tagline");
         let (tmp, new) = (dir.join("tmp").join(&unique), dir.join("new").join(&unique));
-        std::fs::copy(&p, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &new).with_context(|| format!("cannot write {}", new.display()))?;
-        move_to_sent(&p, &sent)?;
-        done.push(name);
-    }
-    Ok(done)
+        std::fs::write(&tmp, raw).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &new).with_context(|| format!("cannot write {}", new.display()))
+    })
 }
 
-/// Appends the pending mail to `mbox` (mboxrd) and moves it to `sent/`.
+/// Appends the pending mail to `mbox` (mboxrd).
 fn to_mbox(home_dir: &Path, mbox: &Path) -> Result<Vec<String>> {
     use std::io::Write as _;
-    let (pending, sent) = dirs(home_dir)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(mbox)
         .with_context(|| format!("cannot open {}", mbox.display()))?;
-    let mut done = Vec::new();
-    for p in pending_files(&pending)? {
-        let raw = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        let mut text = String::from("From tagline@localhost Thu Jan  1 00:00:00 1970\n");
-        for line in String::from_utf8_lossy(&raw).lines() {
-            let unquoted = line.trim_start_matches('>');
-            if unquoted.starts_with("From ") {
-                text.push('>');
-            }
-            text.push_str(line);
-            text.push('\n');
-        }
-        text.push('\n');
-        f.write_all(text.as_bytes())
+    deliver_pending(home_dir, |_, raw| {
+        f.write_all(&tagline_email::mbox::mboxrd_message(raw))
             .and_then(|()| f.flush())
-            .with_context(|| format!("cannot write {}", mbox.display()))?;
-        move_to_sent(&p, &sent)?;
-        done.push(
-            p.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-    Ok(done)
+            .with_context(|| format!("cannot write {}", mbox.display()))
+    })
 }
 
 /// `tagline bridge outbox`.

@@ -119,7 +119,7 @@ fn world_with(stored: Vec<StoredEntry>, registry: Rc<Registry>) -> World {
 }
 
 /// The entries whose review payload is held and decodes, with it decoded.
-fn decode_review(stored: Vec<StoredEntry>) -> Vec<(StoredEntry, ReviewPayload)> {
+pub(crate) fn decode_review(stored: Vec<StoredEntry>) -> Vec<(StoredEntry, ReviewPayload)> {
     let mut entries = Vec::new();
     for e in stored {
         let Some(p) = e.payload.as_deref() else {
@@ -253,6 +253,36 @@ impl World {
                 many.len()
             ),
         }
+    }
+
+    /// The series of project `pid` (their first revisions), oldest first.
+    fn project_series(&self, pid: EntryId) -> Vec<EntryId> {
+        let mut v: Vec<EntryId> = self
+            .series_list()
+            .into_iter()
+            .filter(|(_, r, _)| r.project == pid)
+            .map(|(id, _, _)| id)
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// The CI statuses `author` published on each revision in `context`.
+    fn ci_by(
+        &self,
+        author: &tagline_format::PublicKey,
+        context: &str,
+    ) -> std::collections::BTreeMap<EntryId, Vec<CiStatus>> {
+        let mut out: std::collections::BTreeMap<EntryId, Vec<CiStatus>> = Default::default();
+        for (e, p) in &self.entries {
+            if let ReviewPayload::Ci(c) = p
+                && e.signed.author() == author
+                && c.context == context
+            {
+                out.entry(c.revision).or_default().push(c.status);
+            }
+        }
+        out
     }
 
     /// The latest revision of a series (by version, then time, then id).
@@ -718,32 +748,18 @@ fn format_range(repo: &Path, range: &str) -> Result<(tempfile::TempDir, Vec<Stri
         .prefix("tagline-")
         .tempdir()
         .context("cannot create a temporary directory")?;
+    let git = tagline_git::Git::open(repo, tagline_git::Committer::default())?;
+    let out = dir.path().display().to_string();
     let format_patch = |base: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["format-patch", "-q"])
-            .args(base)
-            .arg("-o")
-            .arg(dir.path())
-            .arg(range)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .with_context(|| format!("cannot run git in {}", repo.display()))
+        git.run(
+            repo,
+            &[&["format-patch", "-q"], base, &["-o", &out, range]].concat(),
+            None,
+        )
     };
-    let out = format_patch(&["--base=auto"])?;
-    let out = if out.status.success() {
-        out
-    } else {
-        // --base=auto needs an upstream; retry without it.
-        format_patch(&[])?
-    };
-    if !out.status.success() {
-        bail!(
-            "git format-patch {range} in {}: {}",
-            repo.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    // --base=auto needs an upstream; without one, format without it.
+    if format_patch(&["--base=auto"]).is_err() {
+        format_patch(&[])?;
     }
     let mut files: Vec<String> = std::fs::read_dir(dir.path())?
         .filter_map(|e| e.ok())
@@ -973,7 +989,7 @@ pub fn ci_report(
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
             let (excerpt, hash) = log_excerpt(&bytes);
-            (Some(excerpt), Some(hash))
+            (Some(excerpt), Some(*hash.as_bytes()))
         }
         None => (None, None),
     };
@@ -999,7 +1015,7 @@ pub fn ci_report(
 
 /// A CI log's tail for the entry (at most `LOG_EXCERPT_LINES` lines and
 /// `LOG_EXCERPT_BYTES` bytes) and the hash of the whole log.
-pub(crate) fn log_excerpt(bytes: &[u8]) -> (String, [u8; 32]) {
+pub(crate) fn log_excerpt(bytes: &[u8]) -> (String, tagline_format::PayloadHash) {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines
@@ -1012,54 +1028,40 @@ pub(crate) fn log_excerpt(bytes: &[u8]) -> (String, [u8; 32]) {
         .unwrap_or(tail.len());
     (
         tail.get(start..).unwrap_or("").to_string(),
-        *tagline_format::PayloadHash::of(bytes).as_bytes(),
+        tagline_format::PayloadHash::of(bytes),
     )
 }
 
-/// What a CI runner needs of a project: its id, target branch, the latest
-/// revision of each of its series, and the CI results held.
+/// What a CI runner needs of a project: its name, target branch, the
+/// latest revision of each of its series, and the statuses the runner
+/// already published in its context.
 pub(crate) struct CiWork {
     pub name: String,
     pub branch: String,
-    /// (revision id, revision), oldest first.
+    /// (revision id, revision), oldest series first.
     pub revisions: Vec<(EntryId, Revision)>,
-    /// (revision, context, status, author key) of every CI entry.
-    pub results: Vec<(EntryId, String, CiStatus, tagline_format::PublicKey)>,
+    /// Per revision, the statuses `me` published in the context.
+    pub mine: std::collections::BTreeMap<EntryId, Vec<CiStatus>>,
 }
 
-pub(crate) fn ci_work(store: &Store, project: &str) -> Result<CiWork> {
+pub(crate) fn ci_work(
+    store: &Store,
+    project: &str,
+    me: &tagline_format::PublicKey,
+    context: &str,
+) -> Result<CiWork> {
     let w = world(store)?;
     let (pid, decl, _) = w.project(Some(project))?;
-    let mut series: Vec<(u64, EntryId)> = w
-        .entries
-        .iter()
-        .filter_map(|(e, p)| match p {
-            ReviewPayload::Revision(r) if r.project == pid && r.series.is_none() => {
-                Some((e.signed.header().timestamp, e.signed.id()))
-            }
-            _ => None,
-        })
-        .collect();
-    series.sort();
-    let revisions = series
-        .iter()
-        .filter_map(|(_, s)| w.latest(*s).map(|(id, r)| (id, r.clone())))
-        .collect();
-    let results = w
-        .entries
-        .iter()
-        .filter_map(|(e, p)| match p {
-            ReviewPayload::Ci(c) => {
-                Some((c.revision, c.context.clone(), c.status, *e.signed.author()))
-            }
-            _ => None,
-        })
+    let revisions = w
+        .project_series(pid)
+        .into_iter()
+        .filter_map(|s| w.latest(s).map(|(id, r)| (id, r.clone())))
         .collect();
     Ok(CiWork {
         name: decl.name.clone(),
         branch: decl.branch.clone(),
         revisions,
-        results,
+        mine: w.ci_by(me, context),
     })
 }
 
@@ -1098,17 +1100,7 @@ pub(crate) fn gate_work(
 ) -> Result<GateWork> {
     let w = world(store)?;
     let project = w.project(Some(project))?;
-    let mut series: Vec<(u64, EntryId)> = w
-        .entries
-        .iter()
-        .filter_map(|(e, p)| match p {
-            ReviewPayload::Revision(r) if r.project == project.0 && r.series.is_none() => {
-                Some((e.signed.header().timestamp, e.signed.id()))
-            }
-            _ => None,
-        })
-        .collect();
-    series.sort();
+    let series = w.project_series(project.0);
     let merged_by_me = w
         .entries
         .iter()
@@ -1118,27 +1110,21 @@ pub(crate) fn gate_work(
         })
         .collect();
     let refused_by_me = w
-        .entries
-        .iter()
-        .filter_map(|(e, p)| match p {
-            ReviewPayload::Ci(c)
-                if e.signed.author() == me
-                    && c.context == gate_context
-                    && c.status != CiStatus::Pending
-                    && c.status != CiStatus::Pass =>
-            {
-                Some(c.revision)
-            }
-            _ => None,
+        .ci_by(me, gate_context)
+        .into_iter()
+        .filter(|(_, st)| {
+            st.iter()
+                .any(|s| !matches!(s, CiStatus::Pending | CiStatus::Pass))
         })
+        .map(|(r, _)| r)
         .collect();
     let mut approved = Vec::new();
-    for (_, s) in series {
+    for s in series {
         let Some((revision, rev)) = w.latest(s) else {
             continue;
         };
         let maintainers = match (repo, project.1.maintainers_file) {
-            (Some(r), true) => Some(maintainers_at(r, rev.base_commit.as_deref())?),
+            (Some(r), true) => Some(maintainers_at(r, rev.base_commit.as_deref())?.0),
             _ => None,
         };
         let e = w.evaluate_with(s, project, maintainers.as_ref(), now)?;
@@ -1168,41 +1154,26 @@ pub(crate) fn gate_work(
 }
 
 /// MAINTAINERS at `base` (or `HEAD`) of the repository at `repo`, read with
-/// git, with the tree's directories for get_maintainer.pl's directory rule.
+/// git, with the tree's directories for get_maintainer.pl's directory rule,
+/// and the flavour its text shows.
 pub(crate) fn maintainers_at(
     repo: &Path,
     base: Option<&str>,
-) -> Result<tagline_review::maintainers::Maintainers> {
+) -> Result<(
+    tagline_review::maintainers::Maintainers,
+    tagline_review::maintainers::Flavor,
+)> {
     let rev = base.unwrap_or("HEAD");
-    let git = |args: &[&str]| -> Result<String> {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .with_context(|| format!("cannot run git in {}", repo.display()))?;
-        if !out.status.success() {
-            bail!(
-                "git {} in {}: {}",
-                args.join(" "),
-                repo.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let text = git(&["show", &format!("{rev}:MAINTAINERS")])?;
-    let dirs: std::collections::HashSet<String> =
-        git(&["ls-tree", "-r", "-d", "--name-only", rev])?
-            .lines()
-            .map(str::to_string)
-            .collect();
-    Ok(tagline_review::maintainers::Maintainers::parse(
-        &text,
-        &tagline_review::maintainers::Flavor::detect(&text),
-        &|p| dirs.contains(p),
-    ))
+    let git = tagline_git::Git::open(repo, tagline_git::Committer::default())?;
+    let text = git.read(&["show", &format!("{rev}:MAINTAINERS")])?;
+    let dirs: std::collections::HashSet<String> = git
+        .read(&["ls-tree", "-r", "-d", "--name-only", rev])?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let flavor = tagline_review::maintainers::Flavor::detect(&text);
+    let m = tagline_review::maintainers::Maintainers::parse(&text, &flavor, &|p| dirs.contains(p));
+    Ok((m, flavor))
 }
 
 /// The world `status` needs, read through the series index: the series'
@@ -1323,7 +1294,7 @@ pub fn status_in(
             let base = w
                 .latest(series)
                 .and_then(|(_, rev)| rev.base_commit.clone());
-            Some(maintainers_at(r, base.as_deref())?)
+            Some(maintainers_at(r, base.as_deref())?.0)
         }
         (None, true) => {
             eprintln!(

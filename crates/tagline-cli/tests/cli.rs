@@ -581,19 +581,10 @@ fn transfer(tmp: &Path, from: &Path, to: &Path, feed: &str) {
     ok(to, &["import", file.to_str().unwrap()], None);
 }
 
-/// Exchanges one home's device feed into another (offline sync).
+/// Exchanges one home's device and identity feeds into another (offline
+/// sync), so the device counts for its identity there.
 fn sync_feed(tmp: &Path, from: &Path, to: &Path) {
-    let feed = json_of(&ok(from, &["id", "--json"], None))["feed"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    transfer(tmp, from, to, &feed);
-    // The identity feed too, so the device counts for its identity.
-    let root = json_of(&ok(from, &["identity", "show", "--json"], None))["roots"][0]["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    transfer(tmp, from, to, &root);
+    tagline_e2e::copy_feeds(&|h, a| ok(h, a, None), from, to, tmp);
 }
 
 #[test]
@@ -1346,14 +1337,8 @@ fn bridge_import_counts_the_verified_reviewer() {
     assert!(err.contains("bridges for project"), "{err}");
 
     let st = json_of(&ok(&bridge, &["status", "1", "--json"], None));
-    let counted: Vec<String> = st["trailers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| format!("{} {} {}", t["patch"], t["key"], t["identity"]))
-        .collect();
     assert_eq!(
-        counted,
+        tagline_e2e::counted_trailers(&st),
         vec![
             format!("1 \"Reviewed-by\" \"{bob_id}\""),
             format!("2 \"Reviewed-by\" \"{bob_id}\"")

@@ -43,6 +43,16 @@ pub struct Committer {
     pub email: String,
 }
 
+impl Default for Committer {
+    /// For a repository only read from.
+    fn default() -> Self {
+        Committer {
+            name: "tagline".into(),
+            email: "tagline@localhost".into(),
+        }
+    }
+}
+
 /// A repository, driven through the `git` command line.
 #[derive(Debug, Clone)]
 pub struct Git {
@@ -164,6 +174,11 @@ impl Git {
         })
     }
 
+    /// Runs `git ARGS` in the repository; its output as text.
+    pub fn read(&self, args: &[&str]) -> Result<String, GitError> {
+        Ok(String::from_utf8_lossy(&self.run(&self.repo, args, None)?).into_owned())
+    }
+
     fn text(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
         Ok(String::from_utf8_lossy(&self.run(dir, args, None)?)
             .trim()
@@ -221,16 +236,19 @@ impl Git {
 
     /// Commit messages of `base..tip`, oldest first: (commit, message).
     pub fn log_messages(&self, base: &str, tip: &str) -> Result<Vec<(String, String)>, GitError> {
-        let out = self.run(
-            &self.repo,
-            &[
-                "log",
-                "--reverse",
-                "--format=%H%x00%B%x00",
-                &format!("{base}..{tip}"),
-            ],
-            None,
-        )?;
+        self.messages(&["--reverse", &format!("{base}..{tip}")])
+    }
+
+    /// The messages of the last `n` commits of `rev`, newest first.
+    pub fn recent_messages(&self, rev: &str, n: usize) -> Result<Vec<(String, String)>, GitError> {
+        self.messages(&[&format!("-n{n}"), rev])
+    }
+
+    /// `git log ARGS` as (commit, message) pairs.
+    fn messages(&self, args: &[&str]) -> Result<Vec<(String, String)>, GitError> {
+        let mut all = vec!["log", "--format=%H%x00%B%x00"];
+        all.extend_from_slice(args);
+        let out = self.run(&self.repo, &all, None)?;
         let text = String::from_utf8_lossy(&out);
         let mut parts = text.split('\0');
         let mut v = Vec::new();

@@ -3,6 +3,7 @@
 //! mbox.
 
 use tagline_format::review::Revision;
+use tagline_review::patchmail::{patch_body, patch_subject};
 
 /// `message` with `add` (key, value) appended as trailers, after its own
 /// trailers, skipping any it already carries (case-insensitively).
@@ -32,40 +33,17 @@ pub fn with_trailers(message: &str, add: &[(String, String)]) -> String {
 /// message carrying `trailers[k]` for patch k+1 (missing entries: none).
 /// `date` is an RFC 2822 date (the author date of every commit).
 pub fn am_mbox(rev: &Revision, trailers: &[Vec<(String, String)>], date: &str) -> String {
-    let n = rev.patches.len();
-    let version = if rev.version > 1 {
-        format!(" v{}", rev.version)
-    } else {
-        String::new()
-    };
     let mut mbox = String::new();
     for (i, p) in rev.patches.iter().enumerate() {
         let add = trailers.get(i).map(Vec::as_slice).unwrap_or_default();
-        let message = with_trailers(&p.message, add);
-        let numbering = if n > 1 {
-            format!(" {}/{n}", i + 1)
-        } else {
-            String::new()
-        };
         mbox.push_str("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
         mbox.push_str(&format!("From: {}\n", p.author));
         mbox.push_str(&format!("Date: {date}\n"));
-        mbox.push_str(&format!(
-            "Subject: [PATCH{version}{numbering}] {}\n",
-            p.subject
-        ));
+        mbox.push_str(&format!("Subject: {}\n", patch_subject(rev, i as u64 + 1)));
         mbox.push_str(
             "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n",
         );
-        mbox.push_str(&message);
-        // A bridged patch's diff starts at its own `---` line.
-        if !p.diff.starts_with("---") {
-            mbox.push_str("---\n");
-        }
-        mbox.push_str(&p.diff);
-        if !p.diff.ends_with('\n') {
-            mbox.push('\n');
-        }
+        mbox.push_str(&patch_body(&with_trailers(&p.message, add), &p.diff));
         mbox.push_str("-- \ntagline\n\n");
     }
     mbox

@@ -142,20 +142,8 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         .unwrap()
         .to_string();
     // Bob's feeds reach the bridge (as replication would bring them).
-    let id = json(&bob, &state, &["id", "--json"]);
-    let root = json(&bob, &state, &["identity", "show", "--json"])["roots"][0]["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for feed in [id["feed"].as_str().unwrap().to_string(), root.clone()] {
-        let file = t.join(format!("bob-{}.feed", &feed[..12]));
-        ok(
-            &bob,
-            &state,
-            &["export", &feed, "-o", file.to_str().unwrap()],
-        );
-        ok(&bridge, &state, &["import", file.to_str().unwrap()]);
-    }
+    let run = |h: &Path, args: &[&str]| ok(h, &state, args);
+    tagline_e2e::copy_feeds(&run, &bob, &bridge, t);
     ok(
         &bridge,
         &state,
@@ -339,14 +327,8 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
 
     // While the server runs (it holds the store only per delivery).
     let st = json(&bridge, &state, &["status", "1", "--json"]);
-    let counted: Vec<String> = st["trailers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| format!("{} {} {}", t["patch"], t["key"], t["identity"]))
-        .collect();
     assert_eq!(
-        counted,
+        tagline_e2e::counted_trailers(&st),
         vec![
             format!("1 \"Reviewed-by\" \"{bob_id}\""),
             format!("2 \"Reviewed-by\" \"{bob_id}\"")
@@ -388,15 +370,7 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
             "Fine now.",
         ],
     );
-    for feed in [id["feed"].as_str().unwrap().to_string(), root.clone()] {
-        let file = t.join(format!("bob-again-{}.feed", &feed[..12]));
-        ok(
-            &bob,
-            &state,
-            &["export", &feed, "-o", file.to_str().unwrap()],
-        );
-        ok(&bridge, &state, &["import", file.to_str().unwrap()]);
-    }
+    tagline_e2e::copy_feeds(&run, &bob, &bridge, t);
     let relay = format!("smtp://{smtp}");
     let sent = ok(
         &bridge,
