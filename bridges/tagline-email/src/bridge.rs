@@ -29,6 +29,7 @@ use tagline_review::maintainers::{format_email, parse_email};
 
 use crate::kind::{self, MailKind};
 use crate::mailinfo::{self, MailInfo};
+use crate::outbound;
 use crate::series::{Grouper, Kind};
 use crate::subject;
 use crate::thread::{MAX_THREAD_DEPTH, reply_trailers};
@@ -676,22 +677,25 @@ impl Bridge {
         if found.is_empty() {
             return Ok(());
         }
-        // Up the thread to a cover letter or patch.
-        let mut at = self.slots.get(message_id).and_then(|s| s.parent.clone());
-        let mut target = None;
-        for _ in 0..MAX_THREAD_DEPTH {
-            let Some(id) = at else { break };
-            let Some(slot) = self.slots.get(&id) else {
-                break;
-            };
-            if matches!(slot.kind, Kind::Cover | Kind::Patch) {
-                target = slot.series.map(|s| (s, id.clone()));
-                break;
-            }
-            at = slot.parent.clone();
-        }
-        let Some((idx, target)) = target else {
-            return Ok(());
+        // Up the thread to a cover letter or patch the bridge holds: through
+        // the parents it knows, then through the reply's own In-Reply-To and
+        // References, nearest first (a reply to a mail the bridge rendered,
+        // and so never held, still names the series' mails there); else a
+        // series the bridge rendered from a native revision.
+        let own = self.slots.get(message_id).and_then(|s| s.parent.clone());
+        let target = self.series_mail_above(own).or_else(|| {
+            info.in_reply_to
+                .iter()
+                .chain(info.references.iter().rev())
+                .take(MAX_THREAD_DEPTH)
+                .find_map(|id| self.series_mail_above(Some(id.clone())))
+        });
+        let native = match target {
+            Some(_) => None,
+            None => match native_target(info) {
+                Some(n) => Some(n),
+                None => return Ok(()),
+            },
         };
         // The sender, not an in-body `From:` (a patch's author): DKIM
         // speaks for the header alone.
@@ -731,7 +735,7 @@ impl Bridge {
                 None => trailers.push((key, value)),
             }
         }
-        let review = Review {
+        let mut review = Review {
             revision: EntryId([0; 32]),
             patch: None,
             trailers,
@@ -744,6 +748,14 @@ impl Bridge {
                 dkim: short(&dkim.result),
             }),
             flagged,
+        };
+        let Some((idx, target)) = target else {
+            if let Some((revision, patch)) = native {
+                review.revision = revision;
+                review.patch = patch;
+                self.publish_review(review, added, out)?;
+            }
+            return Ok(());
         };
         let written = self.series.get(idx).is_some_and(|s| s.revision.is_some());
         if written {
@@ -796,6 +808,15 @@ impl Bridge {
                 }
             }
         };
+        self.publish_review(review, added, out)
+    }
+
+    fn publish_review<P: Publish>(
+        &self,
+        review: Review,
+        added: &mut Added,
+        out: &mut P,
+    ) -> Result<(), P::Error> {
         added.trailers += review.trailers.len();
         added.flagged += review.flagged.len();
         let id = out.publish(
@@ -805,6 +826,43 @@ impl Bridge {
         added.reviews.push(id.to_string());
         Ok(())
     }
+
+    /// The cover letter or patch the bridge holds at or above `start` in
+    /// its thread, and its series.
+    fn series_mail_above(&self, start: Option<String>) -> Option<(usize, String)> {
+        let mut at = start;
+        for _ in 0..MAX_THREAD_DEPTH {
+            let id = at?;
+            let slot = self.slots.get(&id)?;
+            if matches!(slot.kind, Kind::Cover | Kind::Patch) {
+                return slot.series.map(|s| (s, id));
+            }
+            at = slot.parent.clone();
+        }
+        None
+    }
+}
+
+/// The native revision (and patch) a reply answers when its thread is one
+/// the bridge's outbound side rendered ([`outbound::message_id`]): the
+/// nearest rendered patch mail among its In-Reply-To and References, else
+/// the thread's root if rendered, which is a series' cover letter (a
+/// rendered thread starts with a revision's mail; the mail of a review, a
+/// CI result or a merge always answers another). Decided from the mail
+/// alone, so that replaying the bridge's feed decides it again the same.
+fn native_target(info: &MailInfo) -> Option<(EntryId, Option<u64>)> {
+    let patch = info
+        .in_reply_to
+        .iter()
+        .chain(info.references.iter().rev())
+        .take(MAX_THREAD_DEPTH)
+        .filter_map(|id| outbound::rendered_id(id))
+        .find(|(_, part)| *part > 0);
+    if let Some((entry, part)) = patch {
+        return Some((entry, Some(part)));
+    }
+    let root = info.references.first().or(info.in_reply_to.first())?;
+    outbound::rendered_id(root).map(|(entry, _)| (entry, None))
 }
 
 /// The value of [`LOOP_HEADER`] in the mail's header block, if any.

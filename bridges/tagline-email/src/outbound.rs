@@ -76,6 +76,18 @@ pub fn message_id(entry: &EntryId, part: u64) -> String {
     format!("{entry}.{part}@tagline")
 }
 
+/// The entry and part a Message-ID made by [`message_id`] names, if it is
+/// one: how a list user's reply to a rendered mail finds the native entry
+/// it answers.
+pub fn rendered_id(message_id: &str) -> Option<(EntryId, u64)> {
+    let local = message_id.strip_suffix("@tagline")?;
+    let (entry, part) = local.rsplit_once('.')?;
+    if part.is_empty() || part.len() > 6 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((entry.parse().ok()?, part.parse().ok()?))
+}
+
 /// `Re: ` and the subject, unless it already starts so.
 pub fn reply_subject(subject: &str) -> String {
     let s = subject.trim();

@@ -1134,8 +1134,8 @@ fn dkim_checked_offline_with_recorded_keys() {
 #[test]
 fn a_native_review_goes_out_as_mail_and_is_not_bridged_back() {
     use tagline_email::bridge::{Bridge, Incoming, Outcome};
-    use tagline_email::outbound::{Envelope, Parent, review_mail, series_mails};
-    use tagline_format::review::{InlineComment, Review, ReviewPayload, Side};
+    use tagline_email::outbound::{Envelope, Outgoing, Parent, review_mail, series_mails};
+    use tagline_format::review::{InlineComment, Review, ReviewPayload, Revision, Side};
     let ada = "Ada Author <ada@example.org>";
     let mut bridge = Bridge::new(settings(false));
     let mut out = Published::default();
@@ -1167,7 +1167,7 @@ fn a_native_review_goes_out_as_mail_and_is_not_bridged_back() {
             )
             .unwrap();
     }
-    let (_, rev) = out
+    let (rev_id, rev) = out
         .entries
         .iter()
         .find_map(|(id, t, p)| match ReviewPayload::decode(t, p) {
@@ -1268,5 +1268,79 @@ fn a_native_review_goes_out_as_mail_and_is_not_bridged_back() {
     assert_eq!(
         p2.author, "Ada Author",
         "the in-body From names the patch's author"
+    );
+
+    // A list user answers mails the bridge rendered (and so never held):
+    // the trailers go to the entries those mails render.
+    let native = Revision {
+        mails: None,
+        ..rev.clone()
+    };
+    let native_review = review_mail(
+        &tagline_format::EntryId([10; 32]),
+        &review,
+        &native,
+        &tagline_email::outbound::parent(&entry, &native, Some(1)),
+        &env,
+    );
+    let cases: [(&Outgoing, tagline_format::EntryId, Option<u64>); 4] = [
+        // Zoë's review of the bridged patch 2: up its References to p2@x.
+        (&m, rev_id, Some(2)),
+        // The native series' patch 2 and cover letter.
+        (&mails[2], entry, Some(2)),
+        (&mails[0], entry, None),
+        // A native review of native patch 1: the nearest rendered patch.
+        (&native_review, entry, Some(1)),
+    ];
+    for (i, (to, revision, patch)) in cases.into_iter().enumerate() {
+        let mut refs = to.references.clone();
+        refs.push(to.message_id.clone());
+        let refs: Vec<String> = refs.iter().map(|r| format!("<{r}>")).collect();
+        let raw = format!(
+            "From: Bob Reviewer <bob@example.org>\nSubject: {}\nMessage-ID: <answer{i}@example.org>\nDate: Sun, 22 Nov 2026 11:00:00 +0000\nIn-Reply-To: <{}>\nReferences: {}\n\nAgreed.\n\nReviewed-by: Bob Reviewer <bob@example.org>\n",
+            tagline_email::outbound::reply_subject(&to.subject),
+            to.message_id,
+            refs.join(" ")
+        );
+        let before = out.entries.len();
+        let o = bridge
+            .add(
+                &Incoming {
+                    raw: raw.as_bytes(),
+                    dkim: dkim("pass"),
+                },
+                &mut out,
+            )
+            .unwrap();
+        assert!(matches!(o, Outcome::Bridged(_)), "case {i}: {o:?}");
+        let reviews: Vec<Review> = out.entries[before..]
+            .iter()
+            .filter_map(|(_, t, p)| match ReviewPayload::decode(t, p) {
+                Ok(Some(ReviewPayload::Review(r))) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reviews.len(), 1, "case {i}: {reviews:?}");
+        assert_eq!(
+            (reviews[0].revision, reviews[0].patch),
+            (revision, patch),
+            "case {i}"
+        );
+        assert_eq!(
+            reviews[0].trailers,
+            [(
+                "Reviewed-by".to_string(),
+                "Bob Reviewer <bob@example.org>".to_string()
+            )],
+            "case {i}"
+        );
+    }
+    // A Message-ID that only looks rendered names nothing.
+    for id in ["nothing.1@tagline", "tle1x.1@tagline", "x@tagline"] {
+        assert_eq!(tagline_email::outbound::rendered_id(id), None, "{id}");
+    }
+    assert_eq!(
+        tagline_email::outbound::rendered_id(&tagline_email::outbound::message_id(&entry, 3)),
+        Some((entry, 3))
     );
 }
