@@ -24,10 +24,13 @@ use crate::home;
 
 /// Where full CI logs are kept in the data directory, by blake3 hash.
 pub const CI_LOG_DIR: &str = "ci-logs";
-/// How often the runner looks for new revisions, unless `--interval`.
-pub const CI_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the runner looks even when the store was not written, unless
+/// `--interval` (it looks at once when the store is written).
+pub const CI_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// The command's time limit, unless `--timeout`.
 pub const CI_DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest last line of a failing command's output quoted in its summary.
+pub const SUMMARY_LINE_MAX: usize = 200;
 /// How often a running command is checked for its end or its time limit.
 const CI_WAIT_STEP: Duration = Duration::from_millis(50);
 
@@ -243,9 +246,12 @@ pub(crate) fn run_command(
         Some(s) => (
             CiStatus::Fail,
             format!(
-                "{shown} failed ({})",
+                "{shown} failed ({}){}",
                 s.code()
-                    .map_or("killed by a signal".to_string(), |c| format!("exit {c}"))
+                    .map_or("killed by a signal".to_string(), |c| format!("exit {c}")),
+                last_line(&bytes)
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
             ),
             bytes,
         ),
@@ -255,6 +261,21 @@ pub(crate) fn run_command(
             bytes,
         ),
     }
+}
+
+/// The last non-empty line of a log, at most [`SUMMARY_LINE_MAX`] bytes:
+/// what a failing command said last, usually why, put in its summary.
+fn last_line(log: &[u8]) -> Option<String> {
+    let line = log
+        .split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii())
+        .rfind(|l| !l.is_empty())?;
+    let text = String::from_utf8_lossy(line);
+    let mut end = text.len().min(SUMMARY_LINE_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text.get(..end).unwrap_or_default().to_string())
 }
 
 fn short(commit: &str) -> &str {
@@ -342,24 +363,50 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
     Ok(tested)
 }
 
-/// `tagline ci run`.
-/// Runs until killed (Ctrl-C, SIGTERM): being stopped at any point is safe.
+/// `tagline ci run`: runs until killed (Ctrl-C, SIGTERM); being stopped at
+/// any point is safe. It looks again as soon as the store was written (a
+/// revision arrived) and at least every `--interval` seconds
+/// ([`home::watch`]).
 pub fn run(home_dir: &Path, a: RunArgs, force: bool) -> Result<()> {
-    loop {
-        let n = look(home_dir, &a, force)?;
-        if a.once {
-            if n == 0 {
-                println!("nothing to test");
-            }
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_secs(a.interval.max(1)));
-    }
+    let interval = Duration::from_secs(a.interval.max(1));
+    home::watch(home_dir, interval, a.once, "nothing to test", || {
+        look(home_dir, &a, force)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failures_summary_quotes_its_last_line() {
+        assert_eq!(
+            last_line(b"building\nundefined: helper\n\n").as_deref(),
+            Some("undefined: helper")
+        );
+        assert_eq!(last_line(b"\n  \n"), None);
+        let long = "\u{e9}".repeat(SUMMARY_LINE_MAX);
+        let cut = last_line(long.as_bytes()).unwrap();
+        assert!(
+            cut.len() <= SUMMARY_LINE_MAX && long.starts_with(&cut),
+            "{cut}"
+        );
+        let (status, summary, _) = run_command(
+            Path::new("."),
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo no; echo undefined: x >&2; exit 2".into(),
+            ],
+            Duration::from_secs(60),
+            &[],
+        );
+        assert_eq!(status, CiStatus::Fail);
+        assert!(
+            summary.ends_with("failed (exit 2): undefined: x"),
+            "{summary}"
+        );
+    }
 
     #[test]
     fn durations() {

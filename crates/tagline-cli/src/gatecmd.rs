@@ -20,6 +20,10 @@
 //! apply) gets a `tagline/ci` result of context [`GATE_CONTEXT`] from the
 //! gate, which its author sees and the bridge mails to the list; the gate
 //! does not try that revision again.
+//!
+//! With the policy's `[gate] retest`, the check command is required, and
+//! its pass on the merge result is recorded (a `gate` CI result) before the
+//! branch moves and cited by the merge entry.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,11 +46,9 @@ pub const GATE_SCAN_COMMITS: usize = 1000;
 /// such as a quiet period come due without a new entry), unless
 /// `--interval`.
 pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(60);
-/// How often the gate checks whether the store was written (its file's
-/// size and modification time), to look again at once when it was.
-pub const GATE_WATCH_STEP: Duration = Duration::from_millis(100);
-/// The CI context of the gate's own reports on a series at fault.
-pub const GATE_CONTEXT: &str = "gate";
+/// The CI context of the gate's own results: its tests of merge results
+/// and its reports on series at fault.
+pub use tagline_review::rules::GATE_CONTEXT;
 /// For tests of the repair: the gate stops (exit 3) right after moving the
 /// branch when this variable is `after-move`.
 pub const FAILPOINT_ENV: &str = "TAGLINE_GATE_FAILPOINT";
@@ -123,6 +125,9 @@ fn publish_merge(
     )
 }
 
+/// The check command's summary and log, when it passed.
+type Checked = (String, Vec<u8>);
+
 /// Why a set of series did not make it.
 enum Refusal {
     /// Series `0` (an index into the set) does not apply.
@@ -138,15 +143,18 @@ struct Look<'a> {
     force: bool,
     git: Git,
     branch: String,
+    /// The policy asks for the merge result's test (`gate.retest`).
+    retest: bool,
 }
 
 impl Look<'_> {
-    /// `set` applied in order on `tip`, then the check: the result's head.
+    /// `set` applied in order on `tip`, then the check: the result's head,
+    /// and the check's summary and log when there is one.
     fn attempt(
         &self,
         tip: &str,
         set: &[&Approved],
-    ) -> Result<std::result::Result<String, Refusal>> {
+    ) -> Result<std::result::Result<(String, Option<Checked>), Refusal>> {
         let wt = self.git.worktree(tip)?;
         for (i, ap) in set.iter().enumerate() {
             let trailers: Vec<Vec<(String, String)>> = ap
@@ -169,6 +177,7 @@ impl Look<'_> {
                 return Ok(Err(Refusal::Apply(i, said)));
             }
         }
+        let mut checked = None;
         if !self.a.check.is_empty() {
             let (status, summary, log) = crate::cicmd::run_command(
                 wt.path(),
@@ -179,22 +188,29 @@ impl Look<'_> {
             if status != CiStatus::Pass {
                 return Ok(Err(Refusal::Check(summary, log)));
             }
+            checked = Some((summary, log));
         }
-        Ok(Ok(wt.head()?))
+        Ok(Ok((wt.head()?, checked)))
     }
 
-    /// Reports `ap` at fault with a `gate` CI result.
-    fn refuse(&self, ap: &Approved, status: CiStatus, summary: String, log: &[u8]) -> Result<()> {
+    /// Publishes a `gate` CI result on `ap`'s revision; its id.
+    fn report(
+        &self,
+        ap: &Approved,
+        status: CiStatus,
+        summary: String,
+        log: &[u8],
+    ) -> Result<EntryId> {
         let (excerpt, hash) = crate::reviewcmd::log_excerpt(log);
         let store = home::open_store(self.home_dir)?;
-        let id = crate::reviewcmd::publish(
+        crate::reviewcmd::publish(
             self.home_dir,
             &store,
             &ReviewPayload::Ci(CiResult {
                 revision: ap.revision,
                 context: GATE_CONTEXT.to_string(),
                 status,
-                summary: summary.clone(),
+                summary,
                 log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
                 log_hash: (!log.is_empty()).then_some(*hash.as_bytes()),
                 runner: Some("tagline gate".into()),
@@ -202,7 +218,12 @@ impl Look<'_> {
                 url: None,
             }),
             self.force,
-        )?;
+        )
+    }
+
+    /// Reports `ap` at fault with a `gate` CI result.
+    fn refuse(&self, ap: &Approved, status: CiStatus, summary: String, log: &[u8]) -> Result<()> {
+        let id = self.report(ap, status, summary.clone(), log)?;
         println!(
             "{} v{}: not merged: {summary} ({id})",
             ap.series.short(),
@@ -225,7 +246,25 @@ impl Look<'_> {
             )
         })?;
         match self.attempt(&tip, &set)? {
-            Ok(head) => {
+            Ok((head, checked)) => {
+                // The merge result's test, recorded before the branch moves
+                // (so that a merge found on the branch after a crash has
+                // it), when the policy asks for it.
+                let mut tested = Vec::new();
+                if self.retest {
+                    let (summary, log) = checked.unwrap_or_default();
+                    for ap in &set {
+                        tested.push(self.report(
+                            ap,
+                            CiStatus::Pass,
+                            format!(
+                                "merge result {} on {branch}: {summary}",
+                                head.get(..12).unwrap_or(&head)
+                            ),
+                            &log,
+                        )?);
+                    }
+                }
                 let log = self.git.log_messages(&tip, &head)?;
                 if let Some(remote) = &self.a.push {
                     self.git.push(remote, &head, branch)?;
@@ -235,7 +274,9 @@ impl Look<'_> {
                     eprintln!("{FAILPOINT_ENV}: stopping after moving {branch}");
                     std::process::exit(3);
                 }
-                for ap in &set {
+                for (i, ap) in set.iter().enumerate() {
+                    let mut cites = ap.cites.clone();
+                    cites.extend(tested.get(i));
                     let commits: Vec<String> = log
                         .iter()
                         .filter(|(_, m)| names_revision(m, &ap.revision))
@@ -247,7 +288,7 @@ impl Look<'_> {
                         ap.revision,
                         commits,
                         branch,
-                        ap.cites.clone(),
+                        cites,
                     )?;
                     println!(
                         "{} v{}: merged into {branch} at {} ({id})",
@@ -322,8 +363,22 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
             },
         )?,
         branch: work.branch.clone(),
+        retest: work.retest,
     };
+    anyhow::ensure!(
+        !work.retest || !a.check.is_empty(),
+        "the project's policy asks the gate to test each merge result ([gate] retest = true): give the test command after --, as in `tagline gate --project {} --repo {} -- make check`",
+        a.project,
+        a.repo.display()
+    );
     let branch = &work.branch;
+    if let Some(worktree) = look.git.checked_out_at(branch)? {
+        return Err(tagline_git::GitError::CheckedOut {
+            branch: branch.clone(),
+            worktree,
+        }
+        .into());
+    }
     let todo: Vec<&Approved> = work
         .approved
         .iter()
@@ -342,14 +397,9 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
         // Repair: already on the branch, the entry not published.
         let on_branch = commits_of(&recent, &ap.revision);
         if !on_branch.is_empty() {
-            let id = publish_merge(
-                home_dir,
-                force,
-                ap.revision,
-                on_branch,
-                branch,
-                ap.cites.clone(),
-            )?;
+            let mut cites = ap.cites.clone();
+            cites.extend(work.passed_by_me.get(&ap.revision).into_iter().flatten());
+            let id = publish_merge(home_dir, force, ap.revision, on_branch, branch, cites)?;
             println!(
                 "{}: found on {branch} (a merge not recorded before): recorded ({id})",
                 ap.series.short()
@@ -367,41 +417,11 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
 }
 
 /// `tagline gate`: runs until killed; stopping at any point is safe. It
-/// looks again as soon as the store was written (an entry arrived, from a
-/// peer through the node or from a local command; checked every
-/// [`GATE_WATCH_STEP`]), and at least every `--interval` seconds.
+/// looks again as soon as the store was written and at least every
+/// `--interval` seconds ([`home::watch`]).
 pub fn run(home_dir: &Path, a: GateArgs, force: bool) -> Result<()> {
-    let stamp = || home::store_stamp(home_dir);
-    let mut first = true;
-    loop {
-        // The first look's errors (a wrong project, no repository) stop the
-        // gate; later ones (the store busy, a push refused) are reported and
-        // tried again.
-        let n = match look(home_dir, &a, force) {
-            Ok(n) => n,
-            Err(e) if !first => {
-                eprintln!("gate: {e:#} (trying again)");
-                std::thread::sleep(GATE_WATCH_STEP * 10);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        first = false;
-        if a.once {
-            if n == 0 {
-                println!("nothing to merge");
-            }
-            return Ok(());
-        }
-        if n > 0 {
-            continue; // merging may have made the next series mergeable
-        }
-        // Taken after the look, so that the look's own opening of the store
-        // does not count as a change.
-        let seen = stamp();
-        let deadline = std::time::Instant::now() + Duration::from_secs(a.interval.max(1));
-        while std::time::Instant::now() < deadline && stamp() == seen {
-            std::thread::sleep(GATE_WATCH_STEP);
-        }
-    }
+    let interval = Duration::from_secs(a.interval.max(1));
+    home::watch(home_dir, interval, a.once, "nothing to merge", || {
+        look(home_dir, &a, force)
+    })
 }

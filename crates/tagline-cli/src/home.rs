@@ -191,6 +191,59 @@ pub fn store_stamp(home: &Path) -> StoreStamp {
         .map(|m| (m.len(), m.modified().ok()))
 }
 
+/// How often a watching command ([`watch`]) checks whether the store was
+/// written, to look again at once when it was.
+pub const WATCH_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a watching command waits after a look that failed (the store
+/// busy, a push refused) before trying again.
+pub const WATCH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `look` (which returns how much it did) until killed, as `tagline
+/// ci run` and `tagline gate` do: again at once after a look that did
+/// something (it may have made more to do), else as soon as the store was
+/// written (an entry arrived from a peer through the node, or from a local
+/// command; checked every [`WATCH_STEP`]) and at least every `interval`.
+/// The first look's errors (a wrong project, no repository) are returned;
+/// later ones are reported and tried again after [`WATCH_RETRY`]. With
+/// `once`, one look, printing `idle` if it did nothing.
+pub fn watch(
+    home: &Path,
+    interval: std::time::Duration,
+    once: bool,
+    idle: &str,
+    mut look: impl FnMut() -> Result<usize>,
+) -> Result<()> {
+    let mut first = true;
+    loop {
+        let n = match look() {
+            Ok(n) => n,
+            Err(e) if !first => {
+                eprintln!("{e:#} (trying again in {} s)", WATCH_RETRY.as_secs());
+                std::thread::sleep(WATCH_RETRY);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        first = false;
+        if once {
+            if n == 0 {
+                println!("{idle}");
+            }
+            return Ok(());
+        }
+        if n > 0 {
+            continue;
+        }
+        // Taken after the look, so that the look's own opening of the store
+        // does not count as a change.
+        let seen = store_stamp(home);
+        let deadline = std::time::Instant::now() + interval.max(WATCH_STEP);
+        while std::time::Instant::now() < deadline && store_stamp(home) == seen {
+            std::thread::sleep(WATCH_STEP);
+        }
+    }
+}
+
 pub fn open_store(home: &Path) -> Result<OpenStore> {
     if !home.join(tagline_store::DB_FILE).exists() && !key_path(home).exists() {
         bail!(

@@ -1088,6 +1088,11 @@ pub(crate) struct GateWork {
     /// Revisions `me` reported with a CI result of context `gate_context`
     /// (found at fault in a batch, or not applying).
     pub refused_by_me: std::collections::BTreeSet<EntryId>,
+    /// The policy asks the gate to test the merge result (`gate.retest`).
+    pub retest: bool,
+    /// `me`'s passing results of context `gate_context`, by revision: its
+    /// tests of merge results.
+    pub passed_by_me: std::collections::BTreeMap<EntryId, Vec<EntryId>>,
 }
 
 pub(crate) fn gate_work(
@@ -1118,6 +1123,21 @@ pub(crate) fn gate_work(
         })
         .map(|(r, _)| r)
         .collect();
+    let mut passed_by_me: std::collections::BTreeMap<EntryId, Vec<EntryId>> = Default::default();
+    for (e, p) in &w.entries {
+        if let ReviewPayload::Ci(c) = p
+            && e.signed.author() == me
+            && c.context == gate_context
+            && c.status == CiStatus::Pass
+        {
+            passed_by_me
+                .entry(c.revision)
+                .or_default()
+                .push(e.signed.id());
+        }
+    }
+    let retest =
+        tagline_review::policy::Policy::parse(&project.1.policy).is_ok_and(|p| p.gate.retest);
     let mut approved = Vec::new();
     for s in series {
         let Some((revision, rev)) = w.latest(s) else {
@@ -1150,6 +1170,8 @@ pub(crate) fn gate_work(
         approved,
         merged_by_me,
         refused_by_me,
+        retest,
+        passed_by_me,
     })
 }
 

@@ -1796,7 +1796,9 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
             "-o",
             out.to_str().unwrap(),
         ]);
-        git(&["checkout", "-q", "main"]);
+        // Detached: the gate moves main, which it refuses to do under a
+        // working tree that has it checked out.
+        git(&["checkout", "-q", "--detach", "main"]);
         let mut v: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().path().display().to_string())
@@ -1890,6 +1892,15 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
         patches_of("s1", &[("a.c", "int a = 1;\n"), ("b.c", "int b;\n")]),
         &[],
     );
+    // Not while main is checked out in the repository's working tree.
+    git(&["checkout", "-q", "main"]);
+    let out = gate(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the branch main is checked out in"),
+        "{err}"
+    );
+    git(&["checkout", "-q", "--detach", "main"]);
     let out = gate(None);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -1979,5 +1990,94 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
     assert!(
         human.contains("ci gate (not required): fail: the gate's check on main"),
         "{human}"
+    );
+
+    // The lead amends the policy: the gate tests each merge result. Without
+    // a test command it says so; with one, the pass is recorded (and cited
+    // by the merge) before the branch moves.
+    std::fs::write(
+        t.join("retest.toml"),
+        "[ci]\nrequired = [\"test\"]\n[review]\nmin_reviewed_by = 1\nreviewer_roles = [\"any\"]\n[gate]\nretest = true\n",
+    )
+    .unwrap();
+    ok(
+        &lead,
+        &[
+            "project",
+            "amend",
+            "--project",
+            "demo",
+            "--name",
+            "demo",
+            "--policy",
+            t.join("retest.toml").to_str().unwrap(),
+            "--maintainer",
+            &lead_id,
+            "--ci",
+            &ci,
+            "--gate",
+            &lead_id,
+        ],
+        None,
+    );
+    sync_feed(t, &lead, &ada);
+    sync_feed(t, &lead, &bob);
+    assert_eq!(
+        json_of(&ok(&lead, &["status", &s1[..16], "--json"], None))["state"],
+        "merged",
+        "an earlier merge stays merged"
+    );
+    let s5 = approve(
+        patches_of("s5", &[("f.c", "int f;\n")]),
+        &[&s1, &s2, &s3, &s4],
+    );
+    let out = gate(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[gate] retest = true"), "{err}");
+    let said = ok(
+        &lead,
+        &[
+            "gate",
+            "--once",
+            "--project",
+            "demo",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "test -f f.c && test -f good.c && test -f b.c",
+        ],
+        None,
+    );
+    assert!(
+        said.contains(&format!("{} v1: merged into main", &s5[..12])),
+        "{said}"
+    );
+    let st = json_of(&ok(&lead, &["status", &s5[..16], "--json"], None));
+    assert_eq!(st["state"], "merged", "{st}");
+    let pass = &st["other_ci"][0];
+    assert_eq!(
+        (&pass["context"], &pass["status"]),
+        (&"gate".into(), &"pass".into()),
+        "{st}"
+    );
+    let tip = git(&["rev-parse", "main"]);
+    assert!(
+        pass["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("merge result {} on main: sh -c", &tip[..12])),
+        "{st}"
+    );
+    let lead_feed = json_of(&ok(&lead, &["id", "--json"], None))["feed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let merge = ok(&lead, &["log", &lead_feed, "--json", "--limit", "1"], None);
+    assert!(
+        merge.contains(pass["entry"].as_str().unwrap()),
+        "the merge cites the pass: {merge}"
     );
 }

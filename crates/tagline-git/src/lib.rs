@@ -31,6 +31,10 @@ pub enum GitError {
         code: i32,
         output: String,
     },
+    #[error(
+        "the branch {branch} is checked out in {worktree}: moving it there would leave that working tree showing the merge undone (use a bare clone, `git clone --bare`, or check out another branch there)"
+    )]
+    CheckedOut { branch: String, worktree: String },
     #[error("{0}")]
     Io(String),
 }
@@ -261,9 +265,30 @@ impl Git {
         Ok(v)
     }
 
+    /// The working tree where `branch` is checked out, if any (`git
+    /// worktree list`; a bare repository's own entry has no branch).
+    pub fn checked_out_at(&self, branch: &str) -> Result<Option<String>, GitError> {
+        let out = self.run(&self.repo, &["worktree", "list", "--porcelain"], None)?;
+        let text = String::from_utf8_lossy(&out);
+        let wanted = format!("branch refs/heads/{branch}");
+        Ok(text.split("\n\n").find_map(|block| {
+            let mut lines = block.lines();
+            let path = lines.next()?.strip_prefix("worktree ")?;
+            lines.any(|l| l == wanted).then(|| path.to_string())
+        }))
+    }
+
     /// Moves `branch` (a local branch of the repository) from `old` to
-    /// `new`, refusing if it moved meanwhile.
+    /// `new`, refusing if it moved meanwhile or is checked out in a working
+    /// tree (which would then show the move undone, as `git branch -f`
+    /// refuses too).
     pub fn move_branch(&self, branch: &str, new: &str, old: &str) -> Result<(), GitError> {
+        if let Some(worktree) = self.checked_out_at(branch)? {
+            return Err(GitError::CheckedOut {
+                branch: branch.to_string(),
+                worktree,
+            });
+        }
         self.run(
             &self.repo,
             &[

@@ -160,6 +160,15 @@ fn a_revision_applies_with_its_trailers_in_a_worktree_that_goes_away() {
         [rev.patches[0].patch_id.clone()]
     );
 
+    // Not while it is checked out: that working tree would show the merge
+    // undone (and the next commit there would undo it).
+    let err = g.move_branch("main", &head, &base).unwrap_err();
+    assert!(
+        matches!(&err, GitError::CheckedOut { worktree, .. } if std::path::Path::new(worktree).ends_with(repo.file_name().unwrap())),
+        "{err}"
+    );
+    assert_eq!(g.rev_parse("main").unwrap(), base);
+    git(&repo, &["checkout", "-q", "--detach"]);
     // The branch moves from where it is, not from elsewhere.
     let err = g.move_branch("main", &head, &head).unwrap_err();
     assert!(matches!(err, GitError::Failed { .. }), "{err}");

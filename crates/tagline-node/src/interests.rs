@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tagline_format::identity::IdentityId;
+use tagline_format::identity::{IdentityId, IdentityPayload};
 use tagline_format::review::ReviewPayload;
 use tagline_format::{EntryId, PublicKey};
 use tagline_identity::{Input, Registry, resolve};
@@ -84,6 +84,37 @@ fn identity_feeds(registry: &Registry, id: &IdentityId) -> BTreeSet<PublicKey> {
         out.extend(i.devices.iter().map(|d| d.key));
     }
     out
+}
+
+/// The identity each of `devices` joined (its lowest-seq
+/// `tagline/device/join`, SPEC.md §12), for those whose join the store
+/// holds. Reads the identity entries only when `devices` is not empty.
+fn joined_identities(
+    store: &Store,
+    devices: &BTreeSet<PublicKey>,
+) -> Result<BTreeSet<IdentityId>, StoreError> {
+    if devices.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut first: BTreeMap<PublicKey, (u64, IdentityId)> = BTreeMap::new();
+    for e in store.identity_entries()? {
+        let h = e.signed.header();
+        if !devices.contains(&h.author) {
+            continue;
+        }
+        let Some(p) = e.payload.as_deref() else {
+            continue;
+        };
+        if let Ok(Some(IdentityPayload::Join { identity })) =
+            IdentityPayload::decode(&h.payload_type, p)
+        {
+            let slot = first.entry(h.author).or_insert((h.seq, identity));
+            if h.seq < slot.0 {
+                *slot = (h.seq, identity);
+            }
+        }
+    }
+    Ok(first.into_values().map(|(_, id)| id).collect())
 }
 
 /// Parses a project id (the id of its declaring entry).
@@ -187,6 +218,8 @@ pub fn interests(
         }
     }
     let mut topic_feeds = BTreeMap::new();
+    // Publishing feeds whose identity this node does not know yet.
+    let mut strangers = BTreeSet::new();
     for (project, (feeds, named)) in all {
         if topics.contains(&project) {
             for id in named {
@@ -194,9 +227,15 @@ pub fn interests(
             }
             // The feeds publishing to it are replicated like follows.
             wants.extend(feeds.iter().copied());
+            strangers.extend(feeds.iter().filter(|k| registry.owner_of(k).is_none()));
         }
         // Peers asking about any project held here are answered.
         topic_feeds.insert(project.0, feeds);
+    }
+    // And the identities those publishers joined: without its roots, a
+    // reviewer's entries count for nobody (SPEC.md §12).
+    for id in joined_identities(store, &strangers)? {
+        wants.extend(identity_feeds(&registry, &id));
     }
     for k in own {
         wants.remove(k);
@@ -208,4 +247,66 @@ pub fn interests(
         topic_feeds,
         blocked,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use tagline_format::SecretKey;
+    use tagline_format::review::Revision;
+
+    /// A subscriber holds a reviewer's device feed (it publishes to the
+    /// project) but not the identity it joined: it wants that identity's
+    /// root feed, without which the reviewer's entries count for nobody.
+    #[test]
+    fn a_subscribed_projects_publishers_bring_their_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (root, device) = (
+            SecretKey::from_seed(&[1; 32]),
+            SecretKey::from_seed(&[2; 32]),
+        );
+        let identity = IdentityId(root.public());
+        let project = EntryId([9; 32]);
+        let join = IdentityPayload::Join { identity };
+        let rev = ReviewPayload::Revision(Revision {
+            project,
+            series: None,
+            version: 1,
+            base_commit: None,
+            cover: None,
+            changelog: None,
+            patches: Vec::new(),
+            change_id: None,
+            mails: None,
+        });
+        store
+            .append_local(
+                &device,
+                vec![
+                    (join.type_name().to_string(), join.encode()),
+                    (rev.type_name().to_string(), rev.encode()),
+                ],
+                1,
+            )
+            .unwrap();
+        let replication = Replication {
+            subscribe: vec![project.to_string()],
+            ..Replication::default()
+        };
+        let wants = |store: &Store| {
+            interests(store, &replication, &BTreeSet::new(), None)
+                .unwrap()
+                .wants
+        };
+        let w = wants(&store);
+        assert!(w.contains(&device.public()), "the publishing feed");
+        assert!(w.contains(&root.public()), "the identity it joined");
+        // Not subscribed: neither.
+        let none = interests(&store, &Replication::default(), &BTreeSet::new(), None)
+            .unwrap()
+            .wants;
+        assert!(none.is_empty(), "{none:?}");
+    }
 }

@@ -175,6 +175,20 @@ pub struct AmendPolicy {
     pub maintainer_quorum: u64,
 }
 
+/// What the gate does besides checking the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatePolicy {
+    /// The gate tests the merge result (the series applied on the target
+    /// branch as it is, with whatever merged since the series' CI ran)
+    /// before moving the branch, and records the pass as a CI result of
+    /// context [`crate::rules::GATE_CONTEXT`] that its merge entry cites:
+    /// the required CI contexts ran on the revision at its base, not on what
+    /// the branch will hold.
+    #[serde(default)]
+    pub retest: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -192,6 +206,8 @@ struct RawPolicy {
     dco: DcoPolicy,
     #[serde(default)]
     amend: AmendPolicy,
+    #[serde(default)]
+    gate: GatePolicy,
 }
 
 /// A project's merge policy.
@@ -204,6 +220,7 @@ pub struct Policy {
     pub labels: Labels,
     pub dco: DcoPolicy,
     pub amend: AmendPolicy,
+    pub gate: GatePolicy,
 }
 
 /// Milliseconds since the epoch of a TOML date-time (UTC; offsets applied).
@@ -266,6 +283,7 @@ impl Policy {
             labels: raw.labels,
             dco: raw.dco,
             amend: raw.amend,
+            gate: raw.gate,
         })
     }
 
@@ -294,6 +312,13 @@ mod tests {
         assert!(p.freeze_at(1_793_491_200_000).is_some());
         assert!(p.freeze_at(1_793_491_199_999).is_none());
         assert_eq!(Policy::parse("").unwrap(), Policy::default());
+        assert!(!Policy::default().gate.retest);
+        assert!(
+            Policy::parse("[gate]\nretest = true\n")
+                .unwrap()
+                .gate
+                .retest
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@ use crate::trailers;
 /// Milliseconds in an hour (policy periods are given in hours).
 const MS_PER_HOUR: u64 = 3_600_000;
 
+/// The CI context of a gate's own results: its test of a merge result
+/// (policy `gate.retest`) and its report on a series at fault.
+pub const GATE_CONTEXT: &str = "gate";
+
 /// One review-model entry, as the rules need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -843,6 +847,8 @@ pub fn evaluate(
         .iter()
         .any(|e| matches!(e.payload, ReviewPayload::Withdraw(s) if *s == series) && same_author(e));
     let gates: BTreeSet<IdentityId> = project.decl.gates.iter().copied().collect();
+    // A gate's merge is final: a policy amended later (a stricter rule,
+    // `gate.retest`) does not unmerge what the branch holds.
     let merged = all.iter().any(|e| {
         matches!(e.payload, ReviewPayload::Merge(m) if revision_ids.contains_key(&m.revision))
             && who(e).is_some_and(|i| gates.contains(&i))

@@ -770,6 +770,16 @@ mod rules_scenario {
         );
     }
 
+    /// A merge is final: a policy amended afterwards does not unmerge it.
+    #[test]
+    fn a_merge_stays_merged_under_a_stricter_policy() {
+        let mut w = world(false, false, true);
+        w.project
+            .policy
+            .push_str("[gate]\nretest = true\n[consensus]\nquiet_period_hours = 1000\n");
+        assert_eq!(run(&w, None, 0).state, State::Merged);
+    }
+
     #[test]
     fn missing_pieces_are_named() {
         let mut w = world(false, false, false);

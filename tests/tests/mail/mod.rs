@@ -89,7 +89,7 @@ fn patch(f: &str) -> String {
 
 /// Delivers each file over LMTP with smtplib; returns what it printed (one
 /// line per mail: the server's reply).
-fn deliver(addr: &str, files: &[PathBuf]) -> String {
+pub(crate) fn deliver(addr: &str, files: &[PathBuf]) -> String {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script = r#"
 import smtplib, sys

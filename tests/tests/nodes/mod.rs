@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use super::tagline_bin;
 
 /// Longest wait for anything in these tests.
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// Longest wait for what must travel live, not at the next periodic resync
 /// (`RESYNC_INTERVAL_MS`, 60 s).
-const LIVE: Duration = Duration::from_secs(30);
+pub(crate) const LIVE: Duration = Duration::from_secs(30);
 
-fn cmd(home: &Path) -> Command {
+pub(crate) fn cmd(home: &Path) -> Command {
     let mut c = Command::new(tagline_bin());
     c.env("TAGLINE_HOME", home)
         .env("TAGLINE_STATE_DIR", home.join("state"))
@@ -27,7 +27,7 @@ fn cmd(home: &Path) -> Command {
     c
 }
 
-fn ok(home: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
     let out = cmd(home).args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -39,14 +39,14 @@ fn ok(home: &Path, args: &[&str]) -> String {
 }
 
 /// A running `tagline node`, killed when dropped.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    addr: String,
-    peer_id: String,
+    pub(crate) addr: String,
+    pub(crate) peer_id: String,
 }
 
 impl Node {
-    fn start(home: &Path, extra: &[&str]) -> Node {
+    pub(crate) fn start(home: &Path, extra: &[&str]) -> Node {
         let mut child = cmd(home)
             .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(extra)
@@ -86,7 +86,7 @@ impl Node {
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let t = Instant::now();
@@ -113,11 +113,11 @@ impl Drop for Node {
     }
 }
 
-fn until(what: &str, f: impl FnMut() -> bool) {
+pub(crate) fn until(what: &str, f: impl FnMut() -> bool) {
     until_within(what, WAIT, f);
 }
 
-fn until_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn until_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
         assert!(t.elapsed() < limit, "timed out waiting for {what}");
@@ -169,12 +169,12 @@ fn homes() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (d, a, b)
 }
 
-fn json_of(s: &str) -> serde_json::Value {
+pub(crate) fn json_of(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap()
 }
 
 /// One field of `tagline id --json` (feed, identity, peer_id).
-fn id_field(home: &Path, field: &str) -> String {
+pub(crate) fn id_field(home: &Path, field: &str) -> String {
     json_of(&ok(home, &["id", "--json"]))[field]
         .as_str()
         .unwrap()
