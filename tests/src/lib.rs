@@ -55,6 +55,20 @@ pub fn git(dir: &Path, home: &Path, args: &[&str]) -> Vec<u8> {
     git_with_input(dir, home, args, None)
 }
 
+/// Makes a git repository at `dir` (HOME `home`, as [`git`]) on branch
+/// `main` with one commit, "base", holding `files` (path, text).
+pub fn repo_with(dir: &Path, home: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, home, &["init", "-q", "-b", "main"]);
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    git(dir, home, &["add", "."]);
+    git(dir, home, &["commit", "-q", "--allow-empty", "-m", "base"]);
+}
+
 /// `git patch-id --stable` of a patch: the id, if the patch has a diff.
 pub fn git_patch_id(dir: &Path, patch: &[u8]) -> Option<String> {
     let out = git_with_input(dir, dir, &["patch-id", "--stable"], Some(patch));

@@ -17,6 +17,7 @@ use std::process::Command;
 
 use tagline_e2e::rule;
 
+mod daemon;
 mod gate;
 mod mail;
 mod nodes;

@@ -683,17 +683,13 @@ impl Bridge {
         // and so never held, still names the series' mails there); else a
         // series the bridge rendered from a native revision.
         let own = self.slots.get(message_id).and_then(|s| s.parent.clone());
-        let target = self.series_mail_above(own).or_else(|| {
-            info.in_reply_to
-                .iter()
-                .chain(info.references.iter().rev())
-                .take(MAX_THREAD_DEPTH)
-                .find_map(|id| self.series_mail_above(Some(id.clone())))
+        let held = self.series_mail_above(own).or_else(|| {
+            nearest_first(info).find_map(|id| self.series_mail_above(Some(id.clone())))
         });
-        let native = match target {
-            Some(_) => None,
+        let answers = match held {
+            Some((idx, target)) => Answers::Held(idx, target),
             None => match native_target(info) {
-                Some(n) => Some(n),
+                Some((revision, patch)) => Answers::Rendered(revision, patch),
                 None => return Ok(()),
             },
         };
@@ -749,13 +745,13 @@ impl Bridge {
             }),
             flagged,
         };
-        let Some((idx, target)) = target else {
-            if let Some((revision, patch)) = native {
+        let (idx, target) = match answers {
+            Answers::Held(idx, target) => (idx, target),
+            Answers::Rendered(revision, patch) => {
                 review.revision = revision;
                 review.patch = patch;
-                self.publish_review(review, added, out)?;
+                return self.publish_review(review, added, out);
             }
-            return Ok(());
         };
         let written = self.series.get(idx).is_some_and(|s| s.revision.is_some());
         if written {
@@ -843,6 +839,24 @@ impl Bridge {
     }
 }
 
+/// What a reply with trailers answers.
+enum Answers {
+    /// A cover letter or patch the bridge holds: its series and Message-ID.
+    Held(usize, String),
+    /// A revision (and patch) the bridge rendered from an entry.
+    Rendered(EntryId, Option<u64>),
+}
+
+/// The Message-IDs above a reply in its thread, nearest first: its
+/// In-Reply-To, then its References from the last (at most
+/// [`MAX_THREAD_DEPTH`]).
+fn nearest_first(info: &MailInfo) -> impl Iterator<Item = &String> {
+    info.in_reply_to
+        .iter()
+        .chain(info.references.iter().rev())
+        .take(MAX_THREAD_DEPTH)
+}
+
 /// The native revision (and patch) a reply answers when its thread is one
 /// the bridge's outbound side rendered ([`outbound::message_id`]): the
 /// nearest rendered patch mail among its In-Reply-To and References, else
@@ -851,11 +865,7 @@ impl Bridge {
 /// CI result or a merge always answers another). Decided from the mail
 /// alone, so that replaying the bridge's feed decides it again the same.
 fn native_target(info: &MailInfo) -> Option<(EntryId, Option<u64>)> {
-    let patch = info
-        .in_reply_to
-        .iter()
-        .chain(info.references.iter().rev())
-        .take(MAX_THREAD_DEPTH)
+    let patch = nearest_first(info)
         .filter_map(|id| outbound::rendered_id(id))
         .find(|(_, part)| *part > 0);
     if let Some((entry, part)) = patch {
@@ -897,14 +907,7 @@ fn tagged_line(text: &[u8], key: &str) -> Option<String> {
 }
 
 fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
+    s.get(..s.floor_char_boundary(max)).unwrap_or_default()
 }
 
 fn short(s: &str) -> String {

@@ -137,7 +137,9 @@ fn main() {
             &["format-patch", "-q", "-3", "-o", dir.to_str().unwrap()],
             None,
         );
-        git(&repo, &["checkout", "-q", "main"], None);
+        // Detached: the gate does not move a branch checked out in a
+        // working tree.
+        git(&repo, &["checkout", "-q", "--detach", "main"], None);
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path().display().to_string())

@@ -275,14 +275,19 @@ fn open_bridge(
     home_dir: &Path,
     store: &Store,
     key: &SecretKey,
-    project: Option<&str>,
-    list: Option<&str>,
-    accept_unsigned: bool,
+    args: &ListArgs,
 ) -> Result<(BridgeConfig, Bridge)> {
-    let project = project
+    let project = args
+        .project
+        .as_deref()
         .map(|p| crate::reviewcmd::project_id_in(store, p))
         .transpose()?;
-    let config = bridge_config(home_dir, project, list, accept_unsigned)?;
+    let config = bridge_config(
+        home_dir,
+        project,
+        args.list.as_deref(),
+        args.accept_unsigned,
+    )?;
     let bridge = replayed_bridge(store, key, config.settings()?)?;
     Ok((config, bridge))
 }
@@ -393,22 +398,30 @@ impl tagline_email::bridge::Publish for ToStore<'_, '_, '_> {
     }
 }
 
-/// Arguments of `tagline bridge import`.
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
-    /// An mbox file, a Maildir or a public-inbox v2 archive (detected)
-    pub path: PathBuf,
-    /// The project the list's series are posted to (needed on the first
-    /// import; fixed for this data directory afterwards)
+/// The list a bridge serves, for `import` and `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// The project the list's series are posted to (needed the first time;
+    /// fixed for this data directory afterwards)
     #[arg(long)]
     pub project: Option<String>,
     /// The list's posting address, recorded with each mail
     #[arg(long)]
     pub list: Option<String>,
-    /// Vouch for trailers of unsigned (or, as in archives, unchecked) mail;
-    /// only for a list whose MTA already enforces DMARC
+    /// Vouch for trailers of unsigned (or, as in archives, unchecked) mail,
+    /// only for a list whose MTA already enforces DMARC; a failing
+    /// signature never passes
     #[arg(long)]
     pub accept_unsigned: bool,
+}
+
+/// Arguments of `tagline bridge import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// An mbox file, a Maildir or a public-inbox v2 archive (detected)
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub list: ListArgs,
     /// Read an mbox as mboxo (`>From ` lines not unquoted) instead of mboxrd
     #[arg(long)]
     pub mboxo: bool,
@@ -759,14 +772,7 @@ pub fn bridge_batch(
 pub fn import(home_dir: &Path, a: ImportArgs, force: bool) -> Result<()> {
     let key = crate::home::load_key(home_dir)?;
     let store = crate::home::open_store(home_dir)?;
-    let (_, bridge) = open_bridge(
-        home_dir,
-        &store,
-        &key,
-        a.project.as_deref(),
-        a.list.as_deref(),
-        a.accept_unsigned,
-    )?;
+    let (_, bridge) = open_bridge(home_dir, &store, &key, &a.list)?;
     let mut im = Importer {
         home_dir,
         store: &store,
@@ -883,16 +889,8 @@ pub struct ServeArgs {
     /// Accept SMTP on this loopback address
     #[arg(long, value_name = "ADDR")]
     pub smtp: Option<std::net::SocketAddr>,
-    /// The project the list's series are posted to (needed on the first
-    /// run; fixed for this data directory afterwards)
-    #[arg(long)]
-    pub project: Option<String>,
-    /// The list's posting address, recorded with each mail
-    #[arg(long)]
-    pub list: Option<String>,
-    /// Vouch for trailers of unsigned mail (a failing signature never passes)
-    #[arg(long)]
-    pub accept_unsigned: bool,
+    #[command(flatten)]
+    pub list: ListArgs,
     #[command(flatten)]
     pub dkim: DkimArgs,
     /// With a relay and a from address (flags or bridge.toml), the outbox
@@ -960,9 +958,7 @@ pub fn serve(home_dir: &Path, a: ServeArgs, force: bool) -> Result<()> {
         home_dir,
         &*crate::home::open_store(home_dir)?,
         &key,
-        a.project.as_deref(),
-        a.list.as_deref(),
-        a.accept_unsigned,
+        &a.list,
     )?;
     let settings = config.settings()?;
     let checker = a.dkim.checker()?;

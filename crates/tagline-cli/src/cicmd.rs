@@ -271,10 +271,7 @@ fn last_line(log: &[u8]) -> Option<String> {
         .map(|l| l.trim_ascii())
         .rfind(|l| !l.is_empty())?;
     let text = String::from_utf8_lossy(line);
-    let mut end = text.len().min(SUMMARY_LINE_MAX);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(SUMMARY_LINE_MAX);
     Some(text.get(..end).unwrap_or_default().to_string())
 }
 
@@ -305,7 +302,7 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
     let mut tested = 0;
     for (id, rev) in &work.revisions {
         let mine = work.mine.get(id).map(Vec::as_slice).unwrap_or_default();
-        if mine.iter().any(|s| *s != CiStatus::Pending) {
+        if mine.iter().any(|(_, s)| *s != CiStatus::Pending) {
             continue;
         }
         let publish = |p: CiResult| -> Result<EntryId> {

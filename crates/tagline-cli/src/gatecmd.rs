@@ -48,7 +48,7 @@ pub const GATE_SCAN_COMMITS: usize = 1000;
 pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// The CI context of the gate's own results: its tests of merge results
 /// and its reports on series at fault.
-pub use tagline_review::rules::GATE_CONTEXT;
+pub const GATE_CONTEXT: &str = "gate";
 /// For tests of the repair: the gate stops (exit 3) right after moving the
 /// branch when this variable is `after-move`.
 pub const FAILPOINT_ENV: &str = "TAGLINE_GATE_FAILPOINT";
@@ -372,22 +372,21 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
         a.repo.display()
     );
     let branch = &work.branch;
+    let todo: Vec<&Approved> = work
+        .approved
+        .iter()
+        .filter(|ap| !work.merged_by_me.contains(&ap.revision) && !work.refused(&ap.revision))
+        .collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    // Before any work: `move_branch` would refuse at the end anyway.
     if let Some(worktree) = look.git.checked_out_at(branch)? {
         return Err(tagline_git::GitError::CheckedOut {
             branch: branch.clone(),
             worktree,
         }
         .into());
-    }
-    let todo: Vec<&Approved> = work
-        .approved
-        .iter()
-        .filter(|ap| {
-            !work.merged_by_me.contains(&ap.revision) && !work.refused_by_me.contains(&ap.revision)
-        })
-        .collect();
-    if todo.is_empty() {
-        return Ok(0);
     }
     // The branch's recent commits, read once for every series' repair check.
     let recent = look.git.recent_messages(branch, GATE_SCAN_COMMITS)?;
@@ -398,7 +397,7 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
         let on_branch = commits_of(&recent, &ap.revision);
         if !on_branch.is_empty() {
             let mut cites = ap.cites.clone();
-            cites.extend(work.passed_by_me.get(&ap.revision).into_iter().flatten());
+            cites.extend(work.passes(&ap.revision));
             let id = publish_merge(home_dir, force, ap.revision, on_branch, branch, cites)?;
             println!(
                 "{}: found on {branch} (a merge not recorded before): recorded ({id})",

@@ -267,19 +267,23 @@ impl World {
         v
     }
 
-    /// The CI statuses `author` published on each revision in `context`.
+    /// The CI results `author` published on each revision in `context`:
+    /// (entry, status) each.
     fn ci_by(
         &self,
         author: &tagline_format::PublicKey,
         context: &str,
-    ) -> std::collections::BTreeMap<EntryId, Vec<CiStatus>> {
-        let mut out: std::collections::BTreeMap<EntryId, Vec<CiStatus>> = Default::default();
+    ) -> std::collections::BTreeMap<EntryId, Vec<(EntryId, CiStatus)>> {
+        let mut out: std::collections::BTreeMap<EntryId, Vec<(EntryId, CiStatus)>> =
+            Default::default();
         for (e, p) in &self.entries {
             if let ReviewPayload::Ci(c) = p
                 && e.signed.author() == author
                 && c.context == context
             {
-                out.entry(c.revision).or_default().push(c.status);
+                out.entry(c.revision)
+                    .or_default()
+                    .push((e.signed.id(), c.status));
             }
         }
         out
@@ -1040,8 +1044,9 @@ pub(crate) struct CiWork {
     pub branch: String,
     /// (revision id, revision), oldest series first.
     pub revisions: Vec<(EntryId, Revision)>,
-    /// Per revision, the statuses `me` published in the context.
-    pub mine: std::collections::BTreeMap<EntryId, Vec<CiStatus>>,
+    /// Per revision, the results `me` published in the context: (entry,
+    /// status) each.
+    pub mine: std::collections::BTreeMap<EntryId, Vec<(EntryId, CiStatus)>>,
 }
 
 pub(crate) fn ci_work(
@@ -1085,14 +1090,32 @@ pub(crate) struct GateWork {
     pub branch: String,
     pub approved: Vec<Approved>,
     pub merged_by_me: std::collections::BTreeSet<EntryId>,
-    /// Revisions `me` reported with a CI result of context `gate_context`
-    /// (found at fault in a batch, or not applying).
-    pub refused_by_me: std::collections::BTreeSet<EntryId>,
+    /// `me`'s CI results of context `gate_context` by revision, (entry,
+    /// status) each: passes are its tests of merge results, anything but
+    /// `pending` or `pass` a series found at fault or not applying.
+    pub reported_by_me: std::collections::BTreeMap<EntryId, Vec<(EntryId, CiStatus)>>,
     /// The policy asks the gate to test the merge result (`gate.retest`).
     pub retest: bool,
-    /// `me`'s passing results of context `gate_context`, by revision: its
-    /// tests of merge results.
-    pub passed_by_me: std::collections::BTreeMap<EntryId, Vec<EntryId>>,
+}
+
+impl GateWork {
+    /// Whether `me` reported `revision` at fault (it is not tried again).
+    pub fn refused(&self, revision: &EntryId) -> bool {
+        self.reported_by_me.get(revision).is_some_and(|rs| {
+            rs.iter()
+                .any(|(_, s)| !matches!(s, CiStatus::Pending | CiStatus::Pass))
+        })
+    }
+
+    /// `me`'s passing results on `revision`: its tests of merge results.
+    pub fn passes(&self, revision: &EntryId) -> impl Iterator<Item = EntryId> + '_ {
+        self.reported_by_me
+            .get(revision)
+            .into_iter()
+            .flatten()
+            .filter(|(_, s)| *s == CiStatus::Pass)
+            .map(|(e, _)| *e)
+    }
 }
 
 pub(crate) fn gate_work(
@@ -1114,28 +1137,7 @@ pub(crate) fn gate_work(
             _ => None,
         })
         .collect();
-    let refused_by_me = w
-        .ci_by(me, gate_context)
-        .into_iter()
-        .filter(|(_, st)| {
-            st.iter()
-                .any(|s| !matches!(s, CiStatus::Pending | CiStatus::Pass))
-        })
-        .map(|(r, _)| r)
-        .collect();
-    let mut passed_by_me: std::collections::BTreeMap<EntryId, Vec<EntryId>> = Default::default();
-    for (e, p) in &w.entries {
-        if let ReviewPayload::Ci(c) = p
-            && e.signed.author() == me
-            && c.context == gate_context
-            && c.status == CiStatus::Pass
-        {
-            passed_by_me
-                .entry(c.revision)
-                .or_default()
-                .push(e.signed.id());
-        }
-    }
+    let reported_by_me = w.ci_by(me, gate_context);
     let retest =
         tagline_review::policy::Policy::parse(&project.1.policy).is_ok_and(|p| p.gate.retest);
     let mut approved = Vec::new();
@@ -1169,9 +1171,8 @@ pub(crate) fn gate_work(
         branch: project.1.branch.clone(),
         approved,
         merged_by_me,
-        refused_by_me,
+        reported_by_me,
         retest,
-        passed_by_me,
     })
 }
 

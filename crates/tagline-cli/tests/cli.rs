@@ -592,9 +592,7 @@ fn a_series_from_format_patch_to_approved() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
-    std::fs::create_dir_all(t.join("repo")).unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+    tagline_e2e::repo_with(&t.join("repo"), t, &[]);
     std::fs::write(t.join("repo/a.c"), "int a;\n").unwrap();
     git(&["add", "a.c"]);
     git(&["commit", "-q", "-s", "-m", "a: add a"]);
@@ -840,14 +838,14 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     let repo = t.join("repo");
     std::fs::create_dir_all(repo.join("drivers/b")).unwrap();
     let git = |args: &[&str]| tagline_e2e::git(&repo, t, args);
-    std::fs::write(
-        repo.join("MAINTAINERS"),
-        "A CORE\nM:\tLead <lead@example.org>\nS:\tMaintained\nF:\ta.c\n\nB DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tdrivers/b/\n",
-    )
-    .unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "MAINTAINERS"]);
-    git(&["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(
+        &repo,
+        t,
+        &[(
+            "MAINTAINERS",
+            "A CORE\nM:\tLead <lead@example.org>\nS:\tMaintained\nF:\ta.c\n\nB DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tdrivers/b/\n",
+        )],
+    );
     std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
     std::fs::write(repo.join("drivers/b/b.c"), "int b;\n").unwrap();
     git(&["add", "."]);
@@ -1362,16 +1360,17 @@ fn bridge_outbox_renders_native_entries_and_never_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
-    std::fs::create_dir_all(t.join("repo")).unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(
-        t.join("repo/MAINTAINERS"),
-        "A CORE\nM:\tMaya Maintainer <maya@example.org>\nR:\tRex Reviewer <rex@example.org>\nL:\tdev@lists.example.org\nS:\tMaintained\nF:\ta.c\n",
-    )
-    .unwrap();
-    std::fs::write(t.join("repo/a.c"), "int a;\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(
+        &t.join("repo"),
+        t,
+        &[
+            (
+                "MAINTAINERS",
+                "A CORE\nM:\tMaya Maintainer <maya@example.org>\nR:\tRex Reviewer <rex@example.org>\nL:\tdev@lists.example.org\nS:\tMaintained\nF:\ta.c\n",
+            ),
+            ("a.c", "int a;\n"),
+        ],
+    );
     std::fs::write(t.join("repo/a.c"), "int a = 1;\n").unwrap();
     git(&["commit", "-q", "-a", "-s", "-m", "a: initialise a"]);
     git(&["format-patch", "-q", "-1", "-o", "../v1"]);
@@ -1515,16 +1514,14 @@ fn bridge_outbox_renders_native_entries_and_never_twice() {
 fn bridged_ack_from_a_maintainers_address_counts_when_the_policy_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let git = |args: &[&str]| tagline_e2e::git(&t.join("repo"), t, args);
-    std::fs::create_dir_all(t.join("repo")).unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(
-        t.join("repo/MAINTAINERS"),
-        "A CORE\nM:\tMaya Maintainer <maya@example.org>\nS:\tMaintained\nF:\ta.c\n",
-    )
-    .unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(
+        &t.join("repo"),
+        t,
+        &[(
+            "MAINTAINERS",
+            "A CORE\nM:\tMaya Maintainer <maya@example.org>\nS:\tMaintained\nF:\ta.c\n",
+        )],
+    );
     let bridge = t.join("bridge");
     ok(&bridge, &["init"], None);
     let bridge_id = identity_of(&bridge);
@@ -1611,11 +1608,7 @@ fn ci_run_tests_each_revision_once() {
     let t = tmp.path();
     let repo = t.join("repo");
     let git = |args: &[&str]| tagline_e2e::git(&repo, t, args);
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(&repo, t, &[("a.c", "int a;\n")]);
     // A patch file of `a.c` set to `text`, made on a throw-away branch.
     let patch_of = |name: &str, text: &str| -> String {
         git(&["checkout", "-q", "-b", name, "main"]);
@@ -1775,11 +1768,7 @@ fn gate_merges_approved_series_once_and_repairs_after_a_crash() {
     let t = tmp.path();
     let repo = t.join("repo");
     let git = |args: &[&str]| String::from_utf8(tagline_e2e::git(&repo, t, args)).unwrap();
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(&repo, t, &[("a.c", "int a;\n")]);
     // Patches made on a throw-away branch from main: (file, text) each.
     let patches_of = |name: &str, changes: &[(&str, &str)]| -> Vec<String> {
         git(&["checkout", "-q", "-b", name, "main"]);

@@ -70,11 +70,11 @@ fn clip(bytes: &[u8]) -> String {
     if s.len() <= MAX_ERROR_OUTPUT {
         return s.to_string();
     }
-    let mut end = MAX_ERROR_OUTPUT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", s.get(..end).unwrap_or_default())
+    format!(
+        "{}…",
+        s.get(..s.floor_char_boundary(MAX_ERROR_OUTPUT))
+            .unwrap_or_default()
+    )
 }
 
 impl Git {

@@ -182,7 +182,7 @@ pub struct GatePolicy {
     /// The gate tests the merge result (the series applied on the target
     /// branch as it is, with whatever merged since the series' CI ran)
     /// before moving the branch, and records the pass as a CI result of
-    /// context [`crate::rules::GATE_CONTEXT`] that its merge entry cites:
+    /// context `gate` that its merge entry cites:
     /// the required CI contexts ran on the revision at its base, not on what
     /// the branch will hold.
     #[serde(default)]

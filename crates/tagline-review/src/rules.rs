@@ -18,10 +18,6 @@ use crate::trailers;
 /// Milliseconds in an hour (policy periods are given in hours).
 const MS_PER_HOUR: u64 = 3_600_000;
 
-/// The CI context of a gate's own results: its test of a merge result
-/// (policy `gate.retest`) and its report on a series at fault.
-pub const GATE_CONTEXT: &str = "gate";
-
 /// One review-model entry, as the rules need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {

@@ -19,13 +19,11 @@
 //!
 //! Every wait is bounded; every child is killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use super::daemon::Daemon;
 use super::nodes::{LIVE, Node, WAIT, cmd, id_field, json_of, ok, until_within};
 
 /// The build check of the project: no `BUG` in `src/`, and every `uses X`
@@ -36,60 +34,12 @@ const CHECK: &str = r#"! grep -rq BUG src && for n in $(grep -rhoE 'uses [a-z0-9
 /// many times the gate's reaction (`WATCH_STEP`, 100 ms, plus git).
 const HOLD: Duration = Duration::from_secs(4);
 
-/// A long-running `tagline` command (ci run, gate, bridge serve): its
-/// stdout kept for the failure report, killed when dropped.
-struct Daemon {
-    child: Child,
-    said: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(home: &Path, args: &[&str]) -> Daemon {
-        let mut child = cmd(home)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let said = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = said.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Daemon { child, said, lines }
-    }
-
-    /// The first line starting with `prefix`, without it.
-    fn wait_for(&self, prefix: &str) -> String {
-        let t = Instant::now();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(WAIT.saturating_sub(t.elapsed()))
-                .unwrap_or_else(|_| panic!("no {prefix:?} in {:?}", self.said()));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_string();
-            }
-        }
-    }
-
-    fn said(&self) -> Vec<String> {
-        self.said.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A long-running `tagline` command in `home` (ci run, gate, bridge
+/// serve), its errors on the test's stderr.
+fn daemon(home: &Path, args: &[&str]) -> Daemon {
+    let mut c = cmd(home);
+    c.args(args).stderr(Stdio::inherit());
+    Daemon::spawn(c)
 }
 
 fn write(path: &Path, text: &str) {
@@ -256,16 +206,18 @@ fn developers_ci_and_gate_on_their_own_nodes_take_a_series_to_merged() {
         dir: t.join("seed"),
         home: t.to_path_buf(),
     };
-    std::fs::create_dir_all(&seed.dir).unwrap();
-    seed.git(&["init", "-q", "-b", "main"]);
-    write(
-        &seed.dir.join("MAINTAINERS"),
-        "THE CORE\nM:\tLead <lead@example.org>\nS:\tSupported\nF:\tsrc/\n\nTHE D DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tsrc/d.c\n",
+    tagline_e2e::repo_with(
+        &seed.dir,
+        t,
+        &[
+            (
+                "MAINTAINERS",
+                "THE CORE\nM:\tLead <lead@example.org>\nS:\tSupported\nF:\tsrc/\n\nTHE D DRIVER\nM:\tCarol <carol@example.org>\nS:\tMaintained\nF:\tsrc/d.c\n",
+            ),
+            ("src/lib.c", "def helper\n"),
+            ("src/a.c", "int a;\n"),
+        ],
     );
-    write(&seed.dir.join("src/lib.c"), "def helper\n");
-    write(&seed.dir.join("src/a.c"), "int a;\n");
-    seed.git(&["add", "."]);
-    seed.git(&["commit", "-q", "-m", "base"]);
     tagline_e2e::git(
         t,
         t,
@@ -385,7 +337,7 @@ fn developers_ci_and_gate_on_their_own_nodes_take_a_series_to_merged() {
     });
 
     // The bots: the CI runner, the gate, the bridge.
-    let ci_run = Daemon::start(
+    let ci_run = daemon(
         &ci,
         &[
             "ci",
@@ -413,8 +365,8 @@ fn developers_ci_and_gate_on_their_own_nodes_take_a_series_to_merged() {
         "--push",
         "origin",
     ];
-    let gate = Daemon::start(&lead, &gate_args);
-    let bridge = Daemon::start(
+    let gate = daemon(&lead, &gate_args);
+    let bridge = daemon(
         &lead,
         &[
             "bridge",

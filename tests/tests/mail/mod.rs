@@ -7,16 +7,11 @@
 //! second delivery of the same mail adds nothing. Every wait is bounded; the
 //! server is killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use super::daemon::Daemon;
 use super::tagline_bin;
-
-/// Longest wait for the server to start.
-const WAIT: Duration = Duration::from_secs(60);
 
 fn cmd(home: &Path, state: &Path) -> Command {
     let mut c = Command::new(tagline_bin());
@@ -39,19 +34,6 @@ fn ok(home: &Path, state: &Path, args: &[&str]) -> String {
 
 fn json(home: &Path, state: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(home, state, args)).unwrap()
-}
-
-/// A running `tagline bridge serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Signs `raw` for `domain` (selector `s1`) with the key `pkcs8`.
@@ -165,51 +147,28 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
     )
     .unwrap();
 
-    let mut child = cmd(&bridge, &state)
-        .args([
-            "bridge",
-            "serve",
-            "--lmtp",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--project",
-            "demo",
-            "--list",
-            "dev@lists.example.org",
-            "--dkim-keys",
-            keys.to_str().unwrap(),
-            "--dkim-offline",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut c = cmd(&bridge, &state);
+    c.args([
+        "bridge",
+        "serve",
+        "--lmtp",
+        "127.0.0.1:0",
+        "--smtp",
+        "127.0.0.1:0",
+        "--project",
+        "demo",
+        "--list",
+        "dev@lists.example.org",
+        "--dkim-keys",
+        keys.to_str().unwrap(),
+        "--dkim-offline",
+    ])
+    .stderr(Stdio::inherit());
+    let server = Daemon::spawn(c);
+    let [addr, smtp]: [String; 2] = server
+        .wait_for_each(&["listening  lmtp ", "listening  smtp "])
+        .try_into()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let started = Instant::now();
-    let (mut addr, mut smtp) = (None, None);
-    while addr.is_none() || smtp.is_none() {
-        let line = rx
-            .recv_timeout(WAIT.saturating_sub(started.elapsed()))
-            .expect("bridge serve did not start");
-        if let Some(a) = line.strip_prefix("listening  lmtp ") {
-            addr = Some(a.trim().to_string());
-        }
-        if let Some(a) = line.strip_prefix("listening  smtp ") {
-            smtp = Some(a.trim().to_string());
-        }
-    }
-    let (addr, smtp) = (addr.unwrap(), smtp.unwrap());
-    let server = Server { child, addr };
 
     let bob_from = "Bob Reviewer <bob@example.org>";
     let mails: Vec<(&str, Vec<u8>)> = vec![
@@ -298,17 +257,14 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         std::fs::write(&f, bytes).unwrap();
         files.push(f);
     }
-    let said = deliver(&server.addr, &files);
+    let said = deliver(&addr, &files);
     assert_eq!(said.lines().count(), mails.len(), "{said}");
     // The same review once more: taken, nothing added.
-    deliver(&server.addr, &files[4..5]);
+    deliver(&addr, &files[4..5]);
 
     let mut told = Vec::new();
     while told.len() < mails.len() + 1 {
-        told.push(
-            rx.recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("the bridge said only {told:?}")),
-        );
+        told.push(server.next_line());
     }
     assert!(
         told[0].contains(&format!("verified {bob_id} bob@example.org")),
@@ -372,25 +328,28 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
     );
     tagline_e2e::copy_feeds(&run, &bob, &bridge, t);
     let relay = format!("smtp://{smtp}");
-    let sent = ok(
-        &bridge,
-        &state,
-        &[
-            "bridge",
-            "outbox",
-            "--send",
-            "--smtp-relay",
-            &relay,
-            "--from",
-            "tagline@lists.example.org",
-        ],
-    );
+    let send = || {
+        ok(
+            &bridge,
+            &state,
+            &[
+                "bridge",
+                "outbox",
+                "--send",
+                "--smtp-relay",
+                &relay,
+                "--from",
+                "tagline@lists.example.org",
+            ],
+        )
+    };
+    let sent = send();
     assert!(
         sent.contains("1 mails queued") && sent.contains("sent "),
         "{sent}"
     );
     assert!(!sent.contains("pending"), "{sent}");
-    let echoed = rx.recv_timeout(WAIT).expect("the relay took the mail");
+    let echoed = server.next_line();
     assert!(echoed.contains("not bridged back"), "{echoed}");
     let mail = std::fs::read_dir(bridge.join("outbox/sent"))
         .unwrap()
@@ -411,19 +370,7 @@ fn lmtp_delivery_counts_the_reviewer_verified_by_a_challenge_mail() {
         "{mail}"
     );
     // Never twice.
-    let again = ok(
-        &bridge,
-        &state,
-        &[
-            "bridge",
-            "outbox",
-            "--send",
-            "--smtp-relay",
-            &relay,
-            "--from",
-            "tagline@lists.example.org",
-        ],
-    );
+    let again = send();
     assert_eq!(again.trim(), "0 mails queued", "{again}");
     drop(server);
 }

@@ -5,12 +5,11 @@
 //! `tagline node --once` exits 0 when synced and non-zero with the reason
 //! when no peer answers. Every wait is bounded; children are killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::daemon::Daemon;
 use super::tagline_bin;
 
 /// Longest wait for anything in these tests.
@@ -40,58 +39,36 @@ pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
 
 /// A running `tagline node`, killed when dropped.
 pub(crate) struct Node {
-    child: Child,
+    daemon: Daemon,
     pub(crate) addr: String,
     pub(crate) peer_id: String,
 }
 
 impl Node {
     pub(crate) fn start(home: &Path, extra: &[&str]) -> Node {
-        let mut child = cmd(home)
-            .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        let mut c = cmd(home);
+        c.args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut addr, mut peer_id) = (None, None);
-        let t = Instant::now();
-        while addr.is_none() || peer_id.is_none() {
-            let left = WAIT.saturating_sub(t.elapsed());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("node in {} did not start", home.display()));
-            if let Some(a) = line.strip_prefix("listening  ") {
-                addr = Some(a.trim().to_owned());
-            }
-            if let Some(p) = line.strip_prefix("peer id    ") {
-                peer_id = Some(p.trim().to_owned());
-            }
-        }
+            .stderr(Stdio::null());
+        let daemon = Daemon::spawn(c);
+        let mut said = daemon.wait_for_each(&["listening  ", "peer id    "]);
+        let peer_id = said.pop().unwrap();
+        let addr = said.pop().unwrap();
         Node {
-            child,
-            addr: addr.unwrap(),
-            peer_id: peer_id.unwrap(),
+            daemon,
+            addr,
+            peer_id,
         }
     }
 
     /// SIGTERM, and the exit status.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let child = &mut self.daemon.child;
+        let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let t = Instant::now();
         loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
+            if let Some(s) = child.try_wait().unwrap() {
                 return s;
             }
             assert!(t.elapsed() < WAIT, "node did not stop on SIGTERM");
@@ -101,15 +78,8 @@ impl Node {
 
     /// SIGKILL: no clean shutdown at all.
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.child.kill().unwrap();
+        self.daemon.child.wait().unwrap();
     }
 }
 
@@ -336,11 +306,7 @@ fn a_newcomers_series_reaches_a_subscriber_through_the_leads_node() {
     ok(&ada, &["peers", "add", &node_lead.addr]);
     ok(&ada, &["node", "--once", "--timeout", "60"]);
     let repo = d.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.c"), "int a;\n").unwrap();
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "base"]);
+    tagline_e2e::repo_with(&repo, &repo, &[("a.c", "int a;\n")]);
     std::fs::write(repo.join("a.c"), "int a = 1;\n").unwrap();
     git(&repo, &["commit", "-q", "-a", "-m", "a: initialise"]);
     git(&repo, &["format-patch", "-q", "-1", "-o", "../v1"]);
