@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tagline_cli::reviewcmd::{SeriesFilter, series_list_in, status_in};
+use tagline_cli::reviewcmd::{SeriesFilter, series_list_in, status_computed_in, status_in};
 use tagline_format::entry::{Head, create_entry};
 use tagline_format::identity::{IdentityId, IdentityPayload};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
@@ -379,6 +379,10 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("status/command", |b| {
         b.iter(|| status_in(&store, &arg, None, None, false, &mut std::io::sink()).unwrap())
+    });
+    // The same when its stored view is stale: computed from the entries.
+    g.bench_function("status/computed", |b| {
+        b.iter(|| status_computed_in(&store, &arg, &mut std::io::sink()).unwrap())
     });
     g.sample_size(10);
     g.bench_function("series/state_approved_path_xen_arch/warm", |b| {

@@ -1199,11 +1199,10 @@ pub(crate) fn maintainers_at(
     Ok((m, flavor))
 }
 
-/// The world `status` needs, read through the series index: the series'
-/// entries, its project's declaration and amendments, and the identities.
-fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, EntryId)> {
+/// The series `arg` names: a short number local to this node, or an id prefix.
+fn resolve_series(store: &Store, home_dir: &Path, arg: &str) -> Result<EntryId> {
     let number = arg.trim_start_matches('#');
-    let series = if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+    if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
         let find = || {
             read_numbers(home_dir)
                 .into_iter()
@@ -1218,26 +1217,30 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
                 find()
             }
         };
-        found.with_context(|| {
+        return found.with_context(|| {
             format!("no series is numbered {number} on this node (see `tagline series`)")
-        })?
-    } else {
-        // A prefix is a range of the series index: no scan.
-        let found: Vec<EntryId> = match EntryId::prefix_range(arg) {
-            Some((lo, hi)) => store.series_in_range(&lo, &hi, usize::MAX)?,
-            None => Vec::new(),
-        };
-        match found.as_slice() {
-            [one] => *one,
-            [] => bail!(
-                "no series with an id starting with {arg:?} is known here (see `tagline series`)"
-            ),
-            many => bail!(
-                "{} series ids start with {arg:?}; give more characters",
-                many.len()
-            ),
-        }
+        });
+    }
+    // A prefix is a range of the series index: no scan.
+    let found: Vec<EntryId> = match EntryId::prefix_range(arg) {
+        Some((lo, hi)) => store.series_in_range(&lo, &hi, usize::MAX)?,
+        None => Vec::new(),
     };
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            bail!("no series with an id starting with {arg:?} is known here (see `tagline series`)")
+        }
+        many => bail!(
+            "{} series ids start with {arg:?}; give more characters",
+            many.len()
+        ),
+    }
+}
+
+/// The world `status` needs, read through the series index: the series'
+/// entries, its project's declaration and amendments, and the identities.
+fn series_world(store: &Store, series: EntryId) -> Result<World> {
     // Each payload is decoded once: the project's id, the identities its
     // declarations name and the evaluation all read the decoded entries.
     let mut entries = decode_review(store.series_entries(&series)?);
@@ -1249,12 +1252,11 @@ fn series_world(store: &Store, home_dir: &Path, arg: &str) -> Result<(World, Ent
         entries.extend(decode_review(project_entries(store, &pid)?));
     }
     let registry = partial_registry(store, &entries)?;
-    let w = World {
+    Ok(World {
         entries,
         registry,
         numbers: Vec::new(),
-    };
-    Ok((w, series))
+    })
 }
 
 /// The part of the registry that evaluating these entries consults: the
@@ -1293,7 +1295,167 @@ pub fn status(
     )
 }
 
+/// Format of [`StatusView`] rows; a row of another format is recomputed.
+const STATUS_FORMAT: u32 = 1;
+
+/// Everything `tagline status` prints about a series, as computed from the
+/// store, and what it was computed from. The store keeps one per series
+/// (tagline-store's `SERIES_STATUS`) and drops it when the series' entries
+/// change; the other inputs are recorded here and checked before it is used
+/// ([`StatusView::fresh`]), so a warm `status` reads one row instead of the
+/// series' entries, its project and the identities.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StatusView {
+    format: u32,
+    /// The store's identity digest (hex) when computed.
+    identities: String,
+    /// The mark of the project's amendments (`Store::references_mark`, hex).
+    project_mark: String,
+    /// The evaluation holds until then (ms; `None`: for ever).
+    valid_until: Option<u64>,
+    /// The project takes maintainers from MAINTAINERS (a view is computed
+    /// without them; with `--repo` it is computed afresh).
+    maintainers_file: bool,
+    series: String,
+    series_short: String,
+    project: String,
+    project_name: String,
+    state: String,
+    version: Option<u64>,
+    revision: Option<String>,
+    subject: String,
+    rules: Vec<ViewRule>,
+    trailers: Vec<ViewTrailer>,
+    uncounted: Vec<ViewUncounted>,
+    other_ci: Vec<ViewCi>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ViewRule {
+    rule: String,
+    /// `Outcome::as_str`.
+    outcome: String,
+    message: String,
+    entries: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ViewTrailer {
+    patch: u64,
+    key: String,
+    identity: String,
+    /// How the text output names the identity.
+    name: String,
+    entry: String,
+    carried_from: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ViewUncounted {
+    entry: String,
+    trailer: String,
+    reason: String,
+}
+
+/// A CI result on the latest revision in a context the policy does not require.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ViewCi {
+    context: String,
+    status: String,
+    summary: String,
+    /// The runner's name.
+    by: String,
+    entry: String,
+}
+
+impl StatusView {
+    /// Still what computing it now would give: same format, identities and
+    /// project amendments, within its validity, and computed as this call
+    /// would compute it (no MAINTAINERS file to read).
+    fn fresh(&self, identities: &str, now: u64, repo: bool, store: &Store) -> bool {
+        self.format == STATUS_FORMAT
+            && self.identities == identities
+            && self.valid_until.is_none_or(|u| now < u)
+            && !(self.maintainers_file && repo)
+            && self.project.parse::<EntryId>().is_ok_and(|p| {
+                store
+                    .references_mark(&p)
+                    .is_ok_and(|m| hex::encode(m) == self.project_mark)
+            })
+    }
+
+    fn write_json(&self, out: &mut impl std::io::Write) -> Result<()> {
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "series": self.series,
+                "project": self.project,
+                "state": self.state,
+                "version": self.version,
+                "revision": self.revision,
+                "subject": self.subject,
+                "rules": self.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome, "message": r.message, "entries": r.entries})).collect::<Vec<_>>(),
+                "trailers": self.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity, "entry": t.entry, "carried_from": t.carried_from})).collect::<Vec<_>>(),
+                "uncounted": self.uncounted.iter().map(|u| json!({"entry": u.entry, "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
+                "other_ci": self.other_ci.iter().map(|c| json!({"context": c.context, "status": c.status, "summary": c.summary, "by": c.by, "entry": c.entry})).collect::<Vec<_>>(),
+            })
+        )?;
+        Ok(())
+    }
+
+    fn write_text(&self, out: &mut impl std::io::Write) -> Result<()> {
+        writeln!(out, "series {}  {}", self.series_short, self.subject)?;
+        writeln!(
+            out,
+            "project {}  v{}  state: {}",
+            self.project_name,
+            self.version.unwrap_or(0),
+            self.state
+        )?;
+        for r in &self.rules {
+            let mark = if r.outcome == Outcome::Held.as_str() {
+                "  ok     "
+            } else if r.outcome == Outcome::Missing.as_str() {
+                "  MISSING"
+            } else {
+                "  FAILED "
+            };
+            writeln!(out, "{mark} {:<15} {}", r.rule, r.message)?;
+        }
+        for t in &self.trailers {
+            let carried = t
+                .carried_from
+                .map(|v| format!(" (carried from v{v}: patch unchanged)"))
+                .unwrap_or_default();
+            writeln!(out, "  patch {}: {}: {}{carried}", t.patch, t.key, t.name)?;
+        }
+        for u in &self.uncounted {
+            writeln!(out, "  not counted: {} ({})", u.trailer, u.reason)?;
+        }
+        for c in &self.other_ci {
+            writeln!(
+                out,
+                "  ci {} (not required): {}: {} (by {})",
+                c.context, c.status, c.summary, c.by
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The note `status` gives when it cannot read the maintainers MAINTAINERS names.
+fn note_no_repo() {
+    eprintln!(
+        "note: the project takes maintainers from MAINTAINERS; pass --repo PATH to read it (project maintainers only meanwhile)"
+    );
+}
+
 /// `tagline status` on an open store, writing to `out`.
+///
+/// A series' status is kept as a view in the store and used while it is
+/// fresh (see [`StatusView`]): a `--project` other than the series' own is
+/// always computed.
 pub fn status_in(
     store: &Store,
     series: &str,
@@ -1302,8 +1464,65 @@ pub fn status_in(
     as_json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<()> {
-    let (w, series) = series_world(store, store.dir(), series)?;
+    let series = resolve_series(store, store.dir(), series)?;
+    let now = home::now_ms();
+    let stored = store.series_status(&series)?;
+    let identities = hex::encode(stored.identity_digest);
+    let view = match stored
+        .view
+        .and_then(|b| serde_json::from_slice::<StatusView>(&b).ok())
+    {
+        Some(v) if project.is_none() && v.fresh(&identities, now, repo.is_some(), store) => {
+            if v.maintainers_file {
+                note_no_repo();
+            }
+            v
+        }
+        _ => {
+            let v = compute_status(store, series, project, repo, &identities, now)?;
+            if project.is_none() && !(v.maintainers_file && repo.is_some()) {
+                // Refused (and computed next time) if entries arrived meanwhile.
+                store.put_series_status(stored.generation, &series, &serde_json::to_vec(&v)?)?;
+            }
+            v
+        }
+    };
+    if as_json {
+        view.write_json(out)
+    } else {
+        view.write_text(out)
+    }
+}
+
+/// What `tagline status SERIES` costs when its stored view is stale: the
+/// status computed from the entries, neither reading nor writing the view
+/// (for the benchmarks).
+pub fn status_computed_in(
+    store: &Store,
+    series: &str,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let series = resolve_series(store, store.dir(), series)?;
+    let identities = hex::encode(store.identity_digest()?);
+    compute_status(store, series, None, None, &identities, home::now_ms())?.write_text(out)
+}
+
+/// Computes a series' status from its entries, its project and the
+/// identities, as of `now`. `identities` is the identity digest read before
+/// (identities arriving meanwhile can only make the view look stale).
+fn compute_status(
+    store: &Store,
+    series: EntryId,
+    project: Option<&str>,
+    repo: Option<&Path>,
+    identities: &str,
+    now: u64,
+) -> Result<StatusView> {
+    let w = series_world(store, series)?;
     let (series, first) = w.series(&series.to_string())?;
+    // The mark before the declaration is resolved: an amendment arriving
+    // meanwhile can only make the view look stale.
+    let project_mark = hex::encode(store.references_mark(&first.project)?);
     let project = match project {
         Some(p) => w.project(Some(p))?,
         None => w
@@ -1320,14 +1539,12 @@ pub fn status_in(
             Some(maintainers_at(r, base.as_deref())?.0)
         }
         (None, true) => {
-            eprintln!(
-                "note: the project takes maintainers from MAINTAINERS; pass --repo PATH to read it (project maintainers only meanwhile)"
-            );
+            note_no_repo();
             None
         }
         _ => None,
     };
-    let e = w.evaluate_with(series, project, maintainers.as_ref(), home::now_ms())?;
+    let e = w.evaluate_with(series, project, maintainers.as_ref(), now)?;
     // CI results on the latest revision in contexts the policy does not
     // require (a gate's report on a series at fault, advisory bots): the
     // latest per context and author.
@@ -1367,26 +1584,6 @@ pub fn status_in(
             })
             .unwrap_or_else(|| key.short())
     };
-    let subject = w.subject(series);
-    if as_json {
-        writeln!(
-            out,
-            "{}",
-            json!({
-                "series": series.to_string(),
-                "project": project.0.to_string(),
-                "state": e.state.as_str(),
-                "version": e.latest().map(|(v, _)| v),
-                "revision": e.latest().map(|(_, id)| id.to_string()),
-                "subject": subject,
-                "rules": e.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome.as_str(), "message": r.message, "entries": r.entries.iter().map(|x| x.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
-                "trailers": e.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity.to_string(), "entry": t.entry.to_string(), "carried_from": t.carried_from})).collect::<Vec<_>>(),
-                "uncounted": e.uncounted.iter().map(|u| json!({"entry": u.entry.to_string(), "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
-                "other_ci": other_ci.iter().map(|((context, by), (_, id, c))| json!({"context": context, "status": c.status.as_str(), "summary": c.summary, "by": by_name(by), "entry": id.to_string()})).collect::<Vec<_>>(),
-            })
-        )?;
-        return Ok(());
-    }
     // Addresses MAINTAINERS lists, by the id the rules count them under
     // when the policy counts such addresses.
     let listed: HashMap<IdentityId, String> = maintainers
@@ -1412,48 +1609,62 @@ pub fn status_in(
             })
             .unwrap_or_else(|| i.short())
     };
-    writeln!(out, "series {}  {}", series.short(), subject)?;
-    writeln!(
-        out,
-        "project {}  v{}  state: {}",
-        project.1.name,
-        e.latest().map_or(0, |(v, _)| v),
-        e.state.as_str()
-    )?;
-    for r in &e.rules {
-        let mark = match r.outcome {
-            Outcome::Held => "  ok     ",
-            Outcome::Missing => "  MISSING",
-            Outcome::Failed => "  FAILED ",
-        };
-        writeln!(out, "{mark} {:<15} {}", r.rule, r.message)?;
-    }
-    for t in &e.trailers {
-        let carried = t
-            .carried_from
-            .map(|v| format!(" (carried from v{v}: patch unchanged)"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "  patch {}: {}: {}{carried}",
-            t.patch,
-            t.key,
-            names(&t.identity)
-        )?;
-    }
-    for u in &e.uncounted {
-        writeln!(out, "  not counted: {} ({})", u.trailer, u.reason)?;
-    }
-    for ((context, by), (_, _, c)) in &other_ci {
-        writeln!(
-            out,
-            "  ci {context} (not required): {}: {} (by {})",
-            c.status.as_str(),
-            c.summary,
-            by_name(by)
-        )?;
-    }
-    Ok(())
+    Ok(StatusView {
+        format: STATUS_FORMAT,
+        identities: identities.to_string(),
+        project_mark,
+        valid_until: e.valid_until,
+        maintainers_file: project.1.maintainers_file,
+        series: series.to_string(),
+        series_short: series.short(),
+        project: project.0.to_string(),
+        project_name: project.1.name.clone(),
+        state: e.state.as_str().to_string(),
+        version: e.latest().map(|(v, _)| v),
+        revision: latest_id.map(|r| r.to_string()),
+        subject: w.subject(series),
+        rules: e
+            .rules
+            .iter()
+            .map(|r| ViewRule {
+                rule: r.rule.clone(),
+                outcome: r.outcome.as_str().to_string(),
+                message: r.message.clone(),
+                entries: r.entries.iter().map(|x| x.to_string()).collect(),
+            })
+            .collect(),
+        trailers: e
+            .trailers
+            .iter()
+            .map(|t| ViewTrailer {
+                patch: t.patch,
+                key: t.key.clone(),
+                identity: t.identity.to_string(),
+                name: names(&t.identity),
+                entry: t.entry.to_string(),
+                carried_from: t.carried_from,
+            })
+            .collect(),
+        uncounted: e
+            .uncounted
+            .iter()
+            .map(|u| ViewUncounted {
+                entry: u.entry.to_string(),
+                trailer: u.trailer.clone(),
+                reason: u.reason.clone(),
+            })
+            .collect(),
+        other_ci: other_ci
+            .iter()
+            .map(|((context, by), (_, id, c))| ViewCi {
+                context: context.clone(),
+                status: c.status.as_str().to_string(),
+                summary: c.summary.clone(),
+                by: by_name(by),
+                entry: id.to_string(),
+            })
+            .collect(),
+    })
 }
 
 /// The maintainer's pre-filters of `tagline series`.

@@ -1042,6 +1042,125 @@ fn the_lead_amends_a_project_and_status_follows() {
         msg.contains("needs 3 more"),
         "the amended policy applies: {msg}"
     );
+
+    // What `status` printed is kept as a view in the store; each of its
+    // inputs changing shows at once. A review (an entry of the series):
+    let bob = t.join("bob");
+    ok(&bob, &["init"], None);
+    sync_feed(t, &lead, &bob);
+    sync_feed(t, &ada, &bob);
+    // (Bob's identity first, so that only the review changes below.)
+    sync_feed(t, &bob, &ada);
+    let (_, msg) = rule(
+        &json_of(&ok(&ada, &["status", "1", "--json"], None)),
+        "reviewed-by",
+    );
+    assert!(msg.contains("needs 3 more"), "{msg}");
+    ok(&bob, &["review", "1", "--reviewed-by"], None);
+    sync_feed(t, &bob, &ada);
+    let (_, msg) = rule(
+        &json_of(&ok(&ada, &["status", "1", "--json"], None)),
+        "reviewed-by",
+    );
+    assert!(msg.contains("needs 2 more"), "the review counts: {msg}");
+    // The reviewer names their identity (an identity entry):
+    ok(&bob, &["identity", "set-name", "Bob Reviewer"], None);
+    sync_feed(t, &bob, &ada);
+    let human = ok(&ada, &["status", "1"], None);
+    assert!(
+        human.contains("Reviewed-by: Bob Reviewer"),
+        "the new name shows: {human}"
+    );
+    // The lead amends the policy again (an entry of the project, not of the series):
+    ok(
+        &lead,
+        &[
+            "project",
+            "amend",
+            "--project",
+            "demo",
+            "--name",
+            "demo",
+            "--policy",
+            p1.to_str().unwrap(),
+        ],
+        None,
+    );
+    sync_feed(t, &lead, &ada);
+    let st = json_of(&ok(&ada, &["status", "1", "--json"], None));
+    assert_eq!(
+        st["state"], "approved",
+        "the second amendment applies: {st}"
+    );
+    // And the view is used while nothing changed: the same answer twice.
+    assert_eq!(json_of(&ok(&ada, &["status", "1", "--json"], None)), st);
+}
+
+/// A freeze that ends: `status` answers from its stored view only while
+/// that view is valid, so the series becomes mergeable when the freeze ends
+/// with no new entry anywhere.
+#[test]
+fn status_follows_the_clock_when_a_freeze_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let lead = t.join("lead");
+    ok(&lead, &["init"], None);
+    let rfc3339 = |at: u64| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Ends on the second boundary 2 to 3 s from now.
+    let end = now + 3;
+    let policy = t.join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[review]\nmin_reviewed_by = 0\n[dco]\nrequire_signed_off_by = false\n[[freeze]]\nname = \"code freeze\"\nstart = {}\nend = {}\n",
+            rfc3339(now - 3600),
+            rfc3339(end)
+        ),
+    )
+    .unwrap();
+    ok(
+        &lead,
+        &[
+            "project",
+            "create",
+            "--name",
+            "demo",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        None,
+    );
+    let patch = t.join("x.patch");
+    std::fs::write(
+        &patch,
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Lead <lead@example.org>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\nSubject: [PATCH] x: y\n\nBody.\n---\n x | 1 +\n\ndiff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n-- \n2.47.0\n",
+    )
+    .unwrap();
+    ok(&lead, &["submit", patch.to_str().unwrap()], None);
+    let st = json_of(&ok(&lead, &["status", "1", "--json"], None));
+    assert_ne!(st["state"], "approved", "frozen: {st}");
+    // Twice, so that the second answer comes from the stored view.
+    assert_eq!(json_of(&ok(&lead, &["status", "1", "--json"], None)), st);
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= end
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let st = json_of(&ok(&lead, &["status", "1", "--json"], None));
+    assert_eq!(st["state"], "approved", "the freeze is over: {st}");
 }
 
 #[test]

@@ -29,11 +29,23 @@ use crate::tables::{
     AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX,
     ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, IDENTITY_PARTS, INDEX_VERSION,
     KEY_OWNERS, META, PARTS_KEY, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES,
-    SCHEMA_VERSION, SERIES, SERIES_SUMMARY, entry_key, id_prefix,
+    SCHEMA_VERSION, SERIES, SERIES_STATUS, SERIES_SUMMARY, entry_key, id_prefix,
 };
 
 /// A series and its stored summary, when one is held and fresh.
 pub type SeriesSummary = (EntryId, Option<Vec<u8>>);
+
+/// A series' stored status view and what to check it against
+/// ([`Store::series_status`]).
+#[derive(Debug, Clone)]
+pub struct SeriesStatus {
+    /// The summary generation, for [`Store::put_series_status`].
+    pub generation: u64,
+    /// The current identity digest (see [`tables::IDENTITY_DIGEST`]).
+    pub identity_digest: [u8; 40],
+    /// The stored view, if one is held: computed from the series' current entries.
+    pub view: Option<Vec<u8>>,
+}
 
 /// Smallest [`Store::append_local`] batch signed on a second thread.
 pub const PIPELINE_MIN: usize = 64;
@@ -676,6 +688,60 @@ impl Store {
         }
         tx.commit()?;
         Ok(true)
+    }
+
+    /// A series' stored status view (see [`tables::SERIES_STATUS`]), if one
+    /// is held: present means computed from the series' current entries.
+    /// Also the summary generation to pass to [`Store::put_series_status`]
+    /// and the identity digest, read in the same transaction.
+    pub fn series_status(&self, series: &EntryId) -> Result<SeriesStatus, StoreError> {
+        let tx = self.read()?;
+        Ok(SeriesStatus {
+            generation: read_generation(&tx.open_table(META)?)?,
+            identity_digest: read_digest(&tx.open_table(IDENTITY_DIGEST)?)?,
+            view: tx
+                .open_table(SERIES_STATUS)?
+                .get(&series.0)?
+                .map(|v| v.value().to_vec()),
+        })
+    }
+
+    /// Stores a series' status view computed from what the store held at
+    /// summary generation `generation` (from [`Store::series_status`]).
+    /// Nothing is stored, and `false` returned, when a review entry was
+    /// indexed since.
+    pub fn put_series_status(
+        &self,
+        generation: u64,
+        series: &EntryId,
+        view: &[u8],
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            if read_generation(&tx.open_table(META)?)? != generation {
+                return Ok(false);
+            }
+            tx.open_table(SERIES_STATUS)?.insert(&series.0, view)?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// A mark of the review entries pointing at `target` (a hash of their
+    /// index rows): it changes when one is added, and reading it touches
+    /// the index only. A project's amendments are the entries pointing at
+    /// its declaration, so a view recording this mark knows whether the
+    /// declaration in force may have changed.
+    pub fn references_mark(&self, target: &EntryId) -> Result<[u8; 32], StoreError> {
+        let tx = self.read()?;
+        let refs = tx.open_table(REVIEW_REFS)?;
+        let lo = key_of(&target.0, &[0u8; 40]);
+        let hi = key_of(&target.0, &[0xffu8; 40]);
+        let mut h = blake3::Hasher::new();
+        for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
+            h.update(row?.0.value());
+        }
+        Ok(*h.finalize().as_bytes())
     }
 
     /// A cheap mark of the review index: the number of review entries and
@@ -1495,6 +1561,7 @@ struct Indexes<'t> {
     awaiting: Table<'t, &'static [u8; 72], ()>,
     revision_series: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
     summaries: Table<'t, &'static [u8; 32], &'static [u8]>,
+    statuses: Table<'t, &'static [u8; 32], &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// The summary generation was bumped in this transaction already (once
     /// per transaction is enough: summaries are compared per transaction).
@@ -1554,6 +1621,7 @@ impl<'t> Indexes<'t> {
             awaiting: tx.open_table(AWAITING_PAYLOAD)?,
             revision_series: tx.open_table(REVISION_SERIES)?,
             summaries: tx.open_table(SERIES_SUMMARY)?,
+            statuses: tx.open_table(SERIES_STATUS)?,
             meta: tx.open_table(META)?,
             generation_bumped: false,
             deferred: None,
@@ -1572,6 +1640,7 @@ impl<'t> Indexes<'t> {
         tx.delete_table(AWAITING_PAYLOAD)?;
         tx.delete_table(REVISION_SERIES)?;
         tx.delete_table(SERIES_SUMMARY)?;
+        tx.delete_table(SERIES_STATUS)?;
         Ok(())
     }
 
@@ -1721,6 +1790,7 @@ impl<'t> Indexes<'t> {
             let series = self.revision_series.get(&t.0)?.map(|s| *s.value());
             if let Some(series) = series {
                 self.summaries.remove(&series)?;
+                self.statuses.remove(&series)?;
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `Store::rebuild_indexes` writes). Bumped whenever one is added or changes
 /// layout; a store whose `META["indexes"]` differs is re-indexed from its
 /// entries when opened, so no derived table is ever read half-built.
-pub const INDEX_VERSION: u32 = 3;
+pub const INDEX_VERSION: u32 = 4;
 
 /// Store metadata. Key: name. Value: bytes.
 /// - `"schema"`: [`SCHEMA_VERSION`] as u32 big-endian.
@@ -147,6 +147,16 @@ pub const REVISION_SERIES: TableDefinition<&[u8; 32], &[u8; 32]> =
 /// Key: series id. Value: the reader's bytes.
 pub const SERIES_SUMMARY: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("series_summary_v1");
+
+/// A per-series status view computed by a reader (the CLI's `status`: the
+/// whole rule checklist, trailers and CI results, so that a warm `status`
+/// reads one row), opaque to the store. Kept exactly as [`SERIES_SUMMARY`]:
+/// deleted in the transaction that indexes any entry pointing at the series
+/// or one of its revisions, written only under an unchanged summary
+/// generation; the reader records and checks its other inputs.
+/// Key: series id. Value: the reader's bytes.
+pub const SERIES_STATUS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("series_status_v1");
 
 /// The cached identity resolution split per identity (tagline-identity's
 /// `Registry::subset(..).encode()`), so a reader loads only the identities it

@@ -501,6 +501,42 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
             .unwrap()
     );
     assert_eq!(dst.series_summaries().unwrap().1, vec![(v1_id, None)]);
+
+    // Status views are kept the same way, per series.
+    let st = dst.series_status(&v1_id).unwrap();
+    assert_eq!(st.view, None);
+    assert!(dst.put_series_status(st.generation, &v1_id, b"v").unwrap());
+    assert_eq!(
+        dst.series_status(&v1_id).unwrap().view.as_deref(),
+        Some(&b"v"[..])
+    );
+    dst.append_local(&carol, notes(1, "n"), NOW).unwrap();
+    assert!(dst.series_status(&v1_id).unwrap().view.is_some(), "a note");
+    let mark = dst.references_mark(&v2_id).unwrap();
+    assert_eq!(mark, dst.references_mark(&v2_id).unwrap());
+    let untag = ReviewPayload::Tag(Tag {
+        target: v2_id,
+        label: "for-next".into(),
+        add: false,
+    });
+    dst.append_local(&carol, vec![item(&untag)], NOW).unwrap();
+    assert_eq!(dst.series_status(&v1_id).unwrap().view, None, "a tag on v2");
+    assert_ne!(
+        dst.references_mark(&v2_id).unwrap(),
+        mark,
+        "the entries pointing at v2 changed"
+    );
+    assert!(
+        !dst.put_series_status(st.generation, &v1_id, b"old")
+            .unwrap(),
+        "computed before the tag"
+    );
+    assert_eq!(dst.series_status(&v1_id).unwrap().view, None);
+    // A rebuild starts without views.
+    let st = dst.series_status(&v1_id).unwrap();
+    assert!(dst.put_series_status(st.generation, &v1_id, b"v").unwrap());
+    dst.rebuild_indexes().unwrap();
+    assert_eq!(dst.series_status(&v1_id).unwrap().view, None);
 }
 
 /// A store whose derived tables are of an older version (here: written before
