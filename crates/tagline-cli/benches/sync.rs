@@ -8,9 +8,11 @@
 //!
 //!     cargo bench -p tagline-cli --bench sync
 //!     TAGLINE_SYNC_FEEDS=100 TAGLINE_SYNC_ENTRIES=100 cargo bench -p tagline-cli --bench sync
+//!     TAGLINE_SYNC_PERF=/tmp/recv.perf cargo bench -p tagline-cli --bench sync   # profile the receiver
 //!
 //! The receiver's peak RSS is its `VmHWM` (/proc/PID/status), polled every
-//! 50 ms while it runs. Bytes on the wire are the loopback interface's
+//! 50 ms while it runs; CPU times are getrusage(2) of the reaped receiver and
+//! of the bench process (the sender). Bytes on the wire are the loopback interface's
 //! received bytes (/proc/net/dev: TCP/IP headers, noise, yamux and the sync
 //! protocol) during the sync, so run nothing else on loopback meanwhile.
 #![allow(
@@ -21,6 +23,8 @@
 )]
 
 use std::collections::BTreeSet;
+
+use nix::sys::resource::{UsageWho, getrusage};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -75,6 +79,13 @@ fn lo_rx_bytes() -> u64 {
             (name.trim() == "lo").then(|| rest.split_whitespace().next()?.parse().ok())?
         })
         .unwrap_or(0)
+}
+
+/// User + system CPU seconds of this process or of its reaped children.
+fn cpu_s(who: UsageWho) -> f64 {
+    let u = getrusage(who).unwrap();
+    let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    s(u.user_time()) + s(u.system_time())
 }
 
 fn vm_hwm_kb(pid: u32) -> Option<u64> {
@@ -232,12 +243,36 @@ fn main() {
     );
     std::fs::write(home.join("replication.toml"), text).unwrap();
     let rx0 = lo_rx_bytes();
+    let (self0, children0) = (
+        cpu_s(UsageWho::RUSAGE_SELF),
+        cpu_s(UsageWho::RUSAGE_CHILDREN),
+    );
     let t = Instant::now();
-    let mut child = tagline(&home)
-        .args(["node", "--once", "--timeout", "3600", "--peer", &addr])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let receiver = ["node", "--once", "--timeout", "3600", "--peer", &addr];
+    // TAGLINE_SYNC_PERF=FILE: the receiver runs under `perf record -g -o FILE`.
+    let mut child = match std::env::var("TAGLINE_SYNC_PERF") {
+        Ok(out) => {
+            let plain = tagline(&home);
+            let mut c = Command::new("perf");
+            c.args(["record", "-F", "999", "-g", "-o", &out, "--"])
+                .arg(plain.get_program())
+                .args(receiver);
+            for (k, v) in plain.get_envs() {
+                if let Some(v) = v {
+                    c.env(k, v);
+                }
+            }
+            c
+        }
+        Err(_) => {
+            let mut c = tagline(&home);
+            c.args(receiver);
+            c
+        }
+    }
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let pid = child.id();
     let mut peak = 0;
     let status = loop {
@@ -250,6 +285,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let sync = t.elapsed();
+    // CPU time of the receiver (the one child reaped meanwhile) and of this
+    // process (the sender's node and the polling loop).
+    let receiver_cpu = cpu_s(UsageWho::RUSAGE_CHILDREN) - children0;
+    let sender_cpu = cpu_s(UsageWho::RUSAGE_SELF) - self0;
     let wire_bytes = lo_rx_bytes() - rx0;
     assert!(status.success(), "the receiver failed");
     let r = Store::open(&home).unwrap();
@@ -285,6 +324,13 @@ fn main() {
         sync_rate,
         sync.as_secs_f64(),
         100.0 * sync_rate / pipeline_rate
+    );
+    println!(
+        "CPU during the sync          receiver {:.2} s ({:.2} cores), sender {:.2} s ({:.2} cores)",
+        receiver_cpu,
+        receiver_cpu / sync.as_secs_f64(),
+        sender_cpu,
+        sender_cpu / sync.as_secs_f64()
     );
     println!(
         "receiver peak RSS            {:.0} MB",

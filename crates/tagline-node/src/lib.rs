@@ -341,8 +341,19 @@ async fn main_loop(
                 let live = status.connected.len();
                 let settled = connected.len() + failed >= dialling
                     || started.elapsed() >= ONCE_CONNECT_GRACE;
-                if live > 0 && settled && status.idle && !dirty {
-                    return Ok(Some(OnceReport { peers: connected.len(), feeds_updated: updated.len() }));
+                if live > 0 && settled && status.idle {
+                    if !dirty {
+                        return Ok(Some(OnceReport { peers: connected.len(), feeds_updated: updated.len() }));
+                    }
+                    // What arrived may widen the replication set (an
+                    // identity's devices, a project's publishers): compute
+                    // it now, not at the next refresh tick, and decide at
+                    // the next poll.
+                    dirty = false;
+                    if let Err(e) = refresh(shared).await {
+                        tracing::warn!("cannot compute the replication set: {e}");
+                    }
+                    continue;
                 }
                 if connected.is_empty() && failed >= dialling {
                     return Err(NodeError::Sync(format!(
