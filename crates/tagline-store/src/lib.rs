@@ -26,10 +26,10 @@ use tagline_format::{
 };
 
 use crate::tables::{
-    AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, FEED_META_LEN, FEEDS, FORKS, ID_INDEX,
-    ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, IDENTITY_PARTS, INDEX_VERSION,
-    KEY_OWNERS, META, PARTS_KEY, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES,
-    SCHEMA_VERSION, SERIES, SERIES_STATUS, SERIES_SUMMARY, entry_key, id_prefix,
+    AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, ENTRY_PAYLOADS, FEED_META_LEN, FEEDS, FORKS,
+    ID_INDEX, ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, IDENTITY_PARTS,
+    INDEX_VERSION, KEY_OWNERS, META, PARTS_KEY, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS,
+    REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_STATUS, SERIES_SUMMARY, entry_key, id_prefix,
 };
 
 /// A series and its stored summary, when one is held and fresh.
@@ -465,6 +465,11 @@ impl Store {
                     meta.insert("schema", SCHEMA_VERSION.to_be_bytes().as_slice())?;
                 }
                 Some(SCHEMA_VERSION) => {}
+                // Version 1 lacked ENTRY_PAYLOADS (created below); its
+                // payloads stay where readers still look.
+                Some(1) => {
+                    meta.insert("schema", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
                 Some(found) => return Err(StoreError::Schema { found }),
             }
             // A new store has nothing to index; an existing one whose derived
@@ -524,12 +529,13 @@ impl Store {
         let to = to.min(from.saturating_add(MAX_RANGE - 1));
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
-        let payloads = tx.open_table(PAYLOADS)?;
+        let payloads = PayloadTables::open(&tx)?;
         let lo = entry_key(author.as_bytes(), from);
         let hi = entry_key(author.as_bytes(), to);
         let mut out = Vec::new();
         for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
-            out.push(load_entry(&payloads, row?.1.value())?);
+            let (k, v) = row?;
+            out.push(payloads.load(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -549,7 +555,7 @@ impl Store {
             if let Some(v) = entries.get(&pos)?
                 && stored_id(v.value()) == Some(*id)
             {
-                return Ok(Some(load_entry(&tx.open_table(PAYLOADS)?, v.value())?));
+                return Ok(Some(PayloadTables::open(&tx)?.load(&pos, v.value())?));
             }
         }
         Ok(None)
@@ -572,11 +578,12 @@ impl Store {
         let tx = self.read()?;
         let index = tx.open_table(table)?;
         let entries = tx.open_table(ENTRIES)?;
-        let payloads = tx.open_table(PAYLOADS)?;
+        let payloads = PayloadTables::open(&tx)?;
         let mut out = Vec::new();
         for row in index.iter()? {
-            if let Some(v) = entries.get(row?.0.value())? {
-                out.push(load_entry(&payloads, v.value())?);
+            let pos = *row?.0.value();
+            if let Some(v) = entries.get(&pos)? {
+                out.push(payloads.load(&pos, v.value())?);
             }
         }
         Ok(out)
@@ -587,13 +594,14 @@ impl Store {
         let tx = self.read()?;
         let refs = tx.open_table(REVIEW_REFS)?;
         let entries = tx.open_table(ENTRIES)?;
-        let payloads = tx.open_table(PAYLOADS)?;
+        let payloads = PayloadTables::open(&tx)?;
         let lo = key_of(&target.0, &[0u8; 40]);
         let hi = key_of(&target.0, &[0xffu8; 40]);
         let mut out = Vec::new();
         for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
-            if let Some(v) = entries.get(&pos_in(row?.0.value()))? {
-                out.push(load_entry(&payloads, v.value())?);
+            let pos = pos_in(row?.0.value());
+            if let Some(v) = entries.get(&pos)? {
+                out.push(payloads.load(&pos, v.value())?);
             }
         }
         Ok(out)
@@ -862,15 +870,6 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// A payload by its hash.
-    pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.read()?;
-        Ok(tx
-            .open_table(PAYLOADS)?
-            .get(hash.as_bytes())?
-            .map(|p| p.value().to_vec()))
-    }
-
     /// Every recorded fork proof.
     pub fn fork_proofs(&self) -> Result<Vec<ForkProof>, StoreError> {
         let tx = self.read()?;
@@ -1057,12 +1056,10 @@ impl Store {
                             report.duplicates += 1;
                             // A late payload: the indexes that wait for it catch up.
                             if let Some(p) = &e.payload
-                                && w.payloads
-                                    .get(e.signed.header().payload_hash.as_bytes())?
-                                    .is_none()
+                                && !w.has_payload(&key, &e.signed.header().payload_hash)?
                                 && check_payload(e.signed.header(), p).is_ok()
                             {
-                                w.add_payload(&e.signed.header().payload_hash, p)?;
+                                w.add_payload(&key, &e.signed.header().payload_hash, p)?;
                                 report.payloads_added += 1;
                             }
                         }
@@ -1293,12 +1290,13 @@ impl Store {
             tx.open_table(IDENTITY_PARTS)?;
             tx.open_table(KEY_OWNERS)?;
             let entries = tx.open_table(ENTRIES)?;
+            let by_pos = tx.open_table(ENTRY_PAYLOADS)?;
             let payloads = tx.open_table(PAYLOADS)?;
             let mut ix = Indexes::open(&tx)?;
             ix.deferred = Some(Deferred::default());
             for row in entries.iter()? {
                 let (k, v) = row?;
-                let e = load_entry(&payloads, v.value())?;
+                let e = load_entry(&by_pos, &payloads, k.value(), v.value())?;
                 ix.index_entry(k.value(), &e.signed, e.payload.as_deref())?;
                 n += 1;
                 if ix
@@ -1338,6 +1336,7 @@ impl Store {
         let tx = self.read()?;
         let feeds = tx.open_table(FEEDS)?;
         let entries = tx.open_table(ENTRIES)?;
+        let by_pos = tx.open_table(ENTRY_PAYLOADS)?;
         let payloads = tx.open_table(PAYLOADS)?;
         let index = tx.open_table(ID_INDEX)?;
         let overflow = tx.open_table(ID_OVERFLOW)?;
@@ -1408,7 +1407,11 @@ impl Store {
                         signed.seq()
                     ));
                 }
-                match payloads.get(signed.header().payload_hash.as_bytes())? {
+                let held = match by_pos.get(&here)? {
+                    Some(p) => Some(p),
+                    None => payloads.get(signed.header().payload_hash.as_bytes())?,
+                };
+                match held {
                     Some(p) => {
                         report.payloads_checked += 1;
                         if let Err(e) = check_payload(signed.header(), p.value()) {
@@ -1498,16 +1501,42 @@ fn read_meta(
         .transpose()
 }
 
-/// An [`ENTRIES`] row, with its payload if held.
+/// The [`ENTRIES`] row at `pos`, with its payload if held: stored with it
+/// ([`ENTRY_PAYLOADS`]), else by hash ([`PAYLOADS`]).
 fn load_entry(
-    payloads: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+    by_pos: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    by_hash: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+    pos: &[u8; 40],
     row: &[u8],
 ) -> Result<StoredEntry, StoreError> {
     let signed = decode_stored(row)?;
-    let payload = payloads
-        .get(signed.header().payload_hash.as_bytes())?
-        .map(|p| p.value().to_vec());
+    let payload = match by_pos.get(pos)? {
+        Some(p) => Some(p.value().to_vec()),
+        None => by_hash
+            .get(signed.header().payload_hash.as_bytes())?
+            .map(|p| p.value().to_vec()),
+    };
     Ok(StoredEntry { signed, payload })
+}
+
+/// The two payload tables, opened for reading.
+struct PayloadTables {
+    by_pos: redb::ReadOnlyTable<&'static [u8; 40], &'static [u8]>,
+    by_hash: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+}
+
+impl PayloadTables {
+    fn open(tx: &ReadTransaction) -> Result<PayloadTables, StoreError> {
+        Ok(PayloadTables {
+            by_pos: tx.open_table(ENTRY_PAYLOADS)?,
+            by_hash: tx.open_table(PAYLOADS)?,
+        })
+    }
+
+    /// The [`ENTRIES`] row `row` at `pos`, with its payload if held.
+    fn load(&self, pos: &[u8; 40], row: &[u8]) -> Result<StoredEntry, StoreError> {
+        load_entry(&self.by_pos, &self.by_hash, pos, row)
+    }
 }
 
 /// Ids of `author`'s stored entries (seq at most `head_seq`) that the lipmaa
@@ -1817,6 +1846,8 @@ impl<'t> Indexes<'t> {
 struct Writer<'t> {
     feeds: Table<'t, &'static [u8; 32], &'static [u8; FEED_META_LEN]>,
     entries: Table<'t, &'static [u8; 40], &'static [u8]>,
+    /// Payloads stored with their entries ([`ENTRY_PAYLOADS`]).
+    inline: Table<'t, &'static [u8; 40], &'static [u8]>,
     payloads: Table<'t, &'static [u8; 32], &'static [u8]>,
     forks: Table<'t, &'static [u8; 40], &'static [u8]>,
     ix: Indexes<'t>,
@@ -1827,6 +1858,7 @@ impl<'t> Writer<'t> {
         Ok(Writer {
             feeds: tx.open_table(FEEDS)?,
             entries: tx.open_table(ENTRIES)?,
+            inline: tx.open_table(ENTRY_PAYLOADS)?,
             payloads: tx.open_table(PAYLOADS)?,
             forks: tx.open_table(FORKS)?,
             ix: Indexes::open(tx)?,
@@ -1862,7 +1894,7 @@ impl<'t> Writer<'t> {
         match payload {
             Some(p) => {
                 self.ix.index_entry(&pos, signed, Some(p))?;
-                self.add_payload(hash, p)?;
+                self.add_payload(&pos, hash, p)?;
             }
             None => {
                 let held = if index_needs_payload(&signed.header().payload_type) {
@@ -1877,17 +1909,24 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Stores a checked payload. When it is new, the entries that were stored
-    /// without it get their payload index rows now. Returns whether it was new.
-    fn add_payload(&mut self, hash: &PayloadHash, payload: &[u8]) -> Result<bool, StoreError> {
-        if self.payloads.insert(hash.as_bytes(), payload)?.is_some() {
-            return Ok(false);
-        }
+    /// Stores the checked payload of the entry at `pos` with it. Entries
+    /// stored without this payload and waiting for it (any entry with the
+    /// same payload hash) get it by hash, and their payload index rows now.
+    fn add_payload(
+        &mut self,
+        pos: &[u8; 40],
+        hash: &PayloadHash,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inline.insert(pos, payload)?;
         let lo = key_of(hash.as_bytes(), &[0u8; 40]);
         let hi = key_of(hash.as_bytes(), &[0xffu8; 40]);
         let mut waiting = Vec::new();
         for row in self.ix.awaiting.range::<&[u8; 72]>(&lo..=&hi)? {
             waiting.push(pos_in(row?.0.value()));
+        }
+        if waiting.iter().any(|w| w != pos) {
+            self.payloads.insert(hash.as_bytes(), payload)?;
         }
         for pos in waiting {
             self.ix.awaiting.remove(&key_of(hash.as_bytes(), &pos))?;
@@ -1896,7 +1935,12 @@ impl<'t> Writer<'t> {
                 self.ix.index_payload(&pos, &signed, payload)?;
             }
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Whether the payload of the entry at `pos` is held.
+    fn has_payload(&self, pos: &[u8; 40], hash: &PayloadHash) -> Result<bool, StoreError> {
+        Ok(self.inline.get(pos)?.is_some() || self.payloads.get(hash.as_bytes())?.is_some())
     }
 }
 

@@ -6,8 +6,12 @@
 
 use redb::TableDefinition;
 
-/// Schema version written under `META["schema"]`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version written under `META["schema"]`. Version 2 added
+/// [`ENTRY_PAYLOADS`]; a version-1 store is upgraded in place when opened
+/// (nothing to convert: its payloads stay in [`PAYLOADS`], where readers
+/// still look), and a version-1 binary refuses a version-2 store rather than
+/// miss its payloads.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Version of the derived tables (every index and cache: what
 /// `Store::rebuild_indexes` writes). Bumped whenever one is added or changes
@@ -48,7 +52,18 @@ pub const ID_INDEX: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new
 pub const ID_OVERFLOW: TableDefinition<&[u8; 32], &[u8; 40]> =
     TableDefinition::new("id_overflow_v1");
 
-/// Payloads by content. Key: blake3 of the payload (32 bytes). Value: payload bytes.
+/// The payload of an entry stored with it, beside its [`ENTRIES`] row and
+/// keyed the same way, so that storing a feed's entries writes sequential
+/// keys only (a table keyed by payload hash takes every insert on a random
+/// page). Key: `author [32] ‖ seq u64`. Value: payload bytes.
+pub const ENTRY_PAYLOADS: TableDefinition<&[u8; 40], &[u8]> =
+    TableDefinition::new("entry_payloads_v1");
+
+/// Payloads by content, for entries stored without their payload: when a
+/// payload arrives that such entries wait for (`AWAITING_PAYLOAD`), it is
+/// kept here, where they find it by their header's payload hash; and every
+/// payload of a version-1 store. A reader looks in [`ENTRY_PAYLOADS`] first.
+/// Key: blake3 of the payload (32 bytes). Value: payload bytes.
 pub const PAYLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("payloads_v1");
 
 /// Fork proofs. Key: `author [32] ‖ seq u64` of the fork point.

@@ -539,6 +539,72 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
     assert_eq!(dst.series_status(&v1_id).unwrap().view, None);
 }
 
+/// A version-1 store (every payload kept by hash, no `entry_payloads_v1`)
+/// is upgraded in place when opened: its payloads are still found, new
+/// entries keep theirs by position, and an unknown later version is refused.
+#[test]
+fn a_version_1_store_is_upgraded_in_place() {
+    use redb::ReadableTable;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed(&[25; 32]);
+    Store::open(dir.path())
+        .unwrap()
+        .append_local(&key, notes(3, "old"), NOW)
+        .unwrap();
+    let meta = redb::TableDefinition::<&str, &[u8]>::new("meta_v1");
+    let by_pos = redb::TableDefinition::<&[u8; 40], &[u8]>::new("entry_payloads_v1");
+    let by_hash = redb::TableDefinition::<&[u8; 32], &[u8]>::new("payloads_v1");
+    let set_schema = |v: u32| {
+        let db = redb::Database::open(dir.path().join("store.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(meta)
+            .unwrap()
+            .insert("schema", v.to_be_bytes().as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    };
+    {
+        // Rewrite it as version 1 wrote it.
+        let db = redb::Database::open(dir.path().join("store.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let rows: Vec<Vec<u8>> = {
+                let t = tx.open_table(by_pos).unwrap();
+                t.iter()
+                    .unwrap()
+                    .map(|r| r.unwrap().1.value().to_vec())
+                    .collect()
+            };
+            assert_eq!(rows.len(), 3, "payloads are kept by position");
+            let mut h = tx.open_table(by_hash).unwrap();
+            for p in rows {
+                h.insert(blake3::hash(&p).as_bytes(), p.as_slice()).unwrap();
+            }
+        }
+        assert!(tx.delete_table(by_pos).unwrap());
+        tx.open_table(meta)
+            .unwrap()
+            .insert("schema", 1u32.to_be_bytes().as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let old = store.range(&key.public(), 1, 3).unwrap();
+        assert!(old.iter().all(|e| e.payload.is_some()), "found by hash");
+        store.append_local(&key, notes(1, "new"), NOW).unwrap();
+        assert_eq!(store.range(&key.public(), 1, 4).unwrap().len(), 4);
+        let report = store.verify_all([1; 32]).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!((report.payloads_checked, report.payloads_missing), (4, 0));
+    }
+    set_schema(3);
+    match Store::open(dir.path()) {
+        Err(StoreError::Schema { found: 3 }) => {}
+        other => panic!("expected a schema refusal, got {other:?}"),
+    }
+}
+
 /// A store whose derived tables are of an older version (here: written before
 /// the summary tables existed) is re-indexed when opened.
 #[test]
@@ -781,7 +847,11 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
     assert_eq!(dst.identity_digest().unwrap(), both);
     assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
 
-    // The other order: the payload is held before the header-only entry comes.
+    // The other order: the same payload was stored with another entry before
+    // the header-only entry came. Payloads stored with their entries are
+    // kept by position, not looked up by hash (that would cost a randomly
+    // keyed insert per entry), so the header-only entry waits for its own
+    // payload, which the sync fetches again by position (SPEC.md §14).
     let (_d, dst) = temp_store();
     dst.ingest(
         all_entries(&bob_store, &bob),
@@ -790,6 +860,7 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
         IngestMode::AllOrNothing,
     )
     .unwrap();
+    let bobs = dst.identity_digest().unwrap();
     dst.ingest(
         headers_only(&ada_store, &ada),
         NOW,
@@ -797,8 +868,31 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
         IngestMode::AllOrNothing,
     )
     .unwrap();
+    assert_eq!(dst.identity_digest().unwrap(), bobs, "Ada's wait");
+    assert_eq!(dst.entries_referencing(&series).unwrap().len(), 1);
+    assert!(
+        dst.range(&ada.public(), 1, 2)
+            .unwrap()
+            .iter()
+            .all(|e| e.payload.is_none())
+    );
+    let report = dst
+        .ingest(
+            all_entries(&ada_store, &ada),
+            NOW,
+            [8; 32],
+            IngestMode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!(report.payloads_added, 2);
     assert_eq!(dst.identity_digest().unwrap(), both);
     assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
+    assert!(
+        dst.range(&ada.public(), 1, 2)
+            .unwrap()
+            .iter()
+            .all(|e| e.payload.is_some())
+    );
 
     // And a header-only entry whose own payload comes later, with nobody else's.
     let (_e, dst) = temp_store();
