@@ -117,6 +117,57 @@ pub fn validate_next(
     Ok(())
 }
 
+/// Entry ids whose signatures [`check_signatures`] verified: only it makes
+/// one, so holding one proves each id in it was verified. An entry id is the
+/// hash of the signed header, signature included, so an entry with a listed
+/// id carries the very signature that was verified.
+///
+/// It lets a receiver verify the signatures of one batch (which needs no
+/// store) while the previous batch is checked against its feeds and written
+/// (which does): [`verify_run_with`] skips the signatures it lists.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedIds(std::collections::HashSet<EntryId>);
+
+impl VerifiedIds {
+    pub fn contains(&self, id: &EntryId) -> bool {
+        self.0.contains(id)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Verifies the signatures of `entries` (any feeds, any order) in batches of
+/// [`VERIFY_BATCH_SIZE`] and returns the ids of those whose signature is
+/// valid; the others are left for [`verify_run_with`] to find and report.
+/// `seed` must be fresh randomness the signers cannot predict.
+pub fn check_signatures<T: AsRef<SignedHeader>>(entries: &[T], seed: [u8; 32]) -> VerifiedIds {
+    let mut ids = std::collections::HashSet::with_capacity(entries.len());
+    let mut chunk_seed = seed;
+    for chunk in entries.chunks(VERIFY_BATCH_SIZE) {
+        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.as_ref().message()).collect();
+        let mut b = BatchVerifier::with_capacity(chunk.len());
+        for (e, m) in chunk.iter().zip(&msgs) {
+            b.push(e.as_ref().author(), m, *e.as_ref().signature());
+        }
+        match b.verify(chunk_seed) {
+            Ok(()) => ids.extend(chunk.iter().map(|e| e.as_ref().id())),
+            Err(results) => ids.extend(
+                chunk
+                    .iter()
+                    .zip(results)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(e, _)| e.as_ref().id()),
+            ),
+        }
+        chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
+    }
+    VerifiedIds(ids)
+}
+
 /// Verifies a run of consecutive entries of one feed that extends `head`:
 /// chain rules entry by entry, signatures in batches of [`VERIFY_BATCH_SIZE`].
 /// `lookup(seq)` returns the id of an already-stored entry of this feed (for
@@ -129,6 +180,21 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
     lookup: &mut dyn FnMut(u64) -> Option<EntryId>,
     now_ms: u64,
     seed: [u8; 32],
+) -> Result<Option<Head>, (usize, FeedError)> {
+    verify_run_with(author, head, run, lookup, now_ms, seed, None)
+}
+
+/// [`verify_run`], skipping the signatures `verified` lists (verified
+/// beforehand by [`check_signatures`]); every other rule is checked as
+/// always.
+pub fn verify_run_with<T: AsRef<SignedHeader>>(
+    author: &PublicKey,
+    head: Option<Head>,
+    run: &[T],
+    lookup: &mut dyn FnMut(u64) -> Option<EntryId>,
+    now_ms: u64,
+    seed: [u8; 32],
+    verified: Option<&VerifiedIds>,
 ) -> Result<Option<Head>, (usize, FeedError)> {
     let mut cur = head;
     let first_seq = head.map_or(1, |h| h.seq + 1);
@@ -170,13 +236,24 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
     let checked = run
         .get(..chain_err.as_ref().map_or(run.len(), |(i, _)| *i))
         .unwrap_or_default();
-    // Signatures, batched. Messages are built once per chunk.
+    // Signatures not verified beforehand, batched, in run order (so the
+    // first failure found is the first bad entry). Messages are built once
+    // per chunk.
+    let pending: Vec<usize> = (0..checked.len())
+        .filter(|&i| {
+            verified.is_none_or(|v| !checked.get(i).is_some_and(|e| v.contains(&e.as_ref().id())))
+        })
+        .collect();
     let mut chunk_seed = seed;
-    for (c, chunk) in checked.chunks(VERIFY_BATCH_SIZE).enumerate() {
-        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.as_ref().message()).collect();
+    for idxs in pending.chunks(VERIFY_BATCH_SIZE) {
+        let chunk: Vec<&SignedHeader> = idxs
+            .iter()
+            .filter_map(|&i| checked.get(i).map(AsRef::as_ref))
+            .collect();
+        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.message()).collect();
         let mut b = BatchVerifier::with_capacity(chunk.len());
         for (e, m) in chunk.iter().zip(&msgs) {
-            b.push(e.as_ref().author(), m, *e.as_ref().signature());
+            b.push(e.author(), m, *e.signature());
         }
         if let Err(results) = b.verify(chunk_seed)
             && let Some((j, err)) = results
@@ -184,17 +261,15 @@ pub fn verify_run<T: AsRef<SignedHeader>>(
                 .enumerate()
                 .find_map(|(j, r)| r.err().map(|e| (j, e)))
         {
-            {
-                let i = c * VERIFY_BATCH_SIZE + j;
-                let seq = run.get(i).map_or(0, |e| e.as_ref().seq());
-                return Err((
-                    i,
-                    FeedError::Entry {
-                        seq,
-                        source: EntryError::Signature(err),
-                    },
-                ));
-            }
+            let i = idxs.get(j).copied().unwrap_or(0);
+            let seq = run.get(i).map_or(0, |e| e.as_ref().seq());
+            return Err((
+                i,
+                FeedError::Entry {
+                    seq,
+                    source: EntryError::Signature(err),
+                },
+            ));
         }
         chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
     }
@@ -357,6 +432,55 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn signatures_verified_beforehand_are_skipped_and_no_others() {
+        let k = SecretKey::from_seed(&[6; 32]);
+        let good = feed(&k, 150);
+        let all = check_signatures(&good, [1; 32]);
+        assert_eq!(all.len(), 150);
+        verify_run_with(
+            &k.public(),
+            None,
+            &good,
+            &mut |_| None,
+            10_000,
+            [0; 32],
+            Some(&all),
+        )
+        .unwrap();
+        // The last entry forged (nothing links to it, so only its signature
+        // is wrong): check_signatures leaves it out, and verify_run_with
+        // finds it whether given that set or the good feed's.
+        let mut forged = good.clone();
+        let mut bytes = forged[149].as_bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        forged[149] = SignedHeader::decode(bytes).unwrap();
+        let checked = check_signatures(&forged, [2; 32]);
+        assert_eq!(checked.len(), 149);
+        assert!(!checked.contains(&forged[149].id()));
+        for known in [&checked, &all] {
+            let (i, e) = verify_run_with(
+                &k.public(),
+                None,
+                &forged,
+                &mut |_| None,
+                10_000,
+                [0; 32],
+                Some(known),
+            )
+            .unwrap_err();
+            assert_eq!(i, 149, "{e}");
+            assert!(matches!(
+                e,
+                FeedError::Entry {
+                    source: EntryError::Signature(_),
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod verify;
 
 pub use entry::{Entry, EntryError, Head, Header, SignedHeader, check_payload, create_entry};
 pub use feed::{
-    FeedError, ForkProof, ForkProofError, ValidationError, validate_next, validate_received,
-    verify_run,
+    FeedError, ForkProof, ForkProofError, ValidationError, VerifiedIds, check_signatures,
+    validate_next, validate_received, verify_run, verify_run_with,
 };
 pub use keys::{EntryId, KeyError, PayloadHash, PublicKey, SecretKey};

@@ -29,7 +29,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair, kad, mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
-use tagline_format::PublicKey;
+use tagline_format::{PublicKey, VerifiedIds};
 use tagline_store::{IngestMode, Store};
 use tagline_sync::machine::{REQUEST_TIMEOUT_MS, Rejection};
 use tagline_sync::{Event, Input, Output, Record, Response, Sync, entries_response};
@@ -60,6 +60,52 @@ pub const MAX_AGENT_LEN: usize = 64;
 /// hold more dirty pages: at 8 answers (8,000 entries) the receiver of the
 /// replication benchmark peaked above 300 MB (docs/performance.md).
 pub const WRITE_BATCH_FETCHES: usize = tagline_sync::machine::MAX_UNSTORED_FETCHES / 4;
+
+/// Writes of fetched answers running at once: one verifying its signatures
+/// while the one before it is stored (each holds at most
+/// [`WRITE_BATCH_FETCHES`] answers).
+pub const WRITE_TASKS: usize = 2;
+
+/// Lets writes store in the order they were started ([`Driver::write`]).
+#[derive(Debug, Default)]
+struct WriteOrder {
+    /// The ticket whose turn it is.
+    next: std::sync::Mutex<u64>,
+    turn: std::sync::Condvar,
+}
+
+impl WriteOrder {
+    /// Blocks until it is `ticket`'s turn, which ends when the returned
+    /// guard is dropped (also if its holder panics).
+    fn wait_for(&self, ticket: u64) -> Turn<'_> {
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *next != ticket {
+            next = self
+                .turn
+                .wait(next)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        Turn(self, ticket)
+    }
+}
+
+/// A write's turn to store ([`WriteOrder::wait_for`]).
+struct Turn<'a>(&'a WriteOrder, u64);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut next = self
+            .0
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next = self.1 + 1;
+        self.0.turn.notify_all();
+    }
+}
 /// The identify protocol's version string.
 pub const IDENTIFY_PROTOCOL: &str = "/tagline/id/1";
 /// Tagline's Kademlia protocol: a DHT of Tagline nodes only.
@@ -470,7 +516,9 @@ pub async fn spawn(
         events: etx,
         queue: VecDeque::new(),
         writes: Writes::default(),
-        writing: false,
+        writing: 0,
+        tickets: 0,
+        order: Arc::new(WriteOrder::default()),
         written: done_tx,
         lend_waiting: None,
         subscribed: BTreeMap::new(),
@@ -516,8 +564,11 @@ struct Driver {
     queue: VecDeque<Input<PeerId>>,
     /// Store writes waiting for the writer (see [`Driver::write`]).
     writes: Writes,
-    /// Whether a write runs on the blocking pool now.
-    writing: bool,
+    /// Writes running on the blocking pool now (at most [`WRITE_TASKS`]).
+    writing: usize,
+    /// The ticket of the next write started: writes store in ticket order.
+    tickets: u64,
+    order: Arc<WriteOrder>,
     /// Where a finished write reports.
     written: mpsc::UnboundedSender<Written>,
     /// A lend asked for while a write runs: answered when it ends.
@@ -625,15 +676,18 @@ impl Driver {
             }
         }
         tracing::info!("sync node stopping");
-        // A write in progress finishes before the store may be closed.
-        if self.writing {
-            let _ = written.recv().await;
+        // Writes in progress finish before the store may be closed.
+        while self.writing > 0 {
+            if written.recv().await.is_none() {
+                break;
+            }
+            self.writing -= 1;
         }
     }
 
     /// Lends the store to whoever waits for it, once no write runs.
     fn lend(&mut self) {
-        if self.writing || self.lend_waiting.is_none() || self.store.is_none() {
+        if self.writing > 0 || self.lend_waiting.is_none() || self.store.is_none() {
             return;
         }
         let (Some(reply), Some(store)) = (self.lend_waiting.take(), self.store.take()) else {
@@ -646,37 +700,50 @@ impl Driver {
         }
     }
 
-    /// Starts the queued writes on the blocking pool unless one runs, the
-    /// store is away, or a lend waits. The network task goes on meanwhile;
-    /// the machine holds each fetched feed until it hears it was stored.
+    /// Starts the queued writes on the blocking pool, up to [`WRITE_TASKS`]
+    /// at once, unless the store is away or a lend waits. Each verifies its
+    /// entries' signatures first (no store needed), then stores them in
+    /// ticket order: one batch's signatures are verified while the one
+    /// before is written. The network task goes on meanwhile; the machine
+    /// holds each fetched feed until it hears it was stored.
     fn write(&mut self) {
-        if self.writing || self.lend_waiting.is_some() || self.writes.is_empty() {
-            return;
+        while self.writing < WRITE_TASKS && self.lend_waiting.is_none() && !self.writes.is_empty() {
+            let Some(store) = self.store.clone() else {
+                return;
+            };
+            // A bounded share of the answers the machine lets wait: the
+            // network goes on fetching the rest while these are written.
+            let n = self.writes.ingests.len().min(WRITE_BATCH_FETCHES);
+            let writes = Writes {
+                ingests: self.writes.ingests.drain(..n).collect(),
+                confirms: std::mem::take(&mut self.writes.confirms),
+                forks: std::mem::take(&mut self.writes.forks),
+            };
+            let done = self.written.clone();
+            let order = self.order.clone();
+            let ticket = self.tickets;
+            self.tickets += 1;
+            self.writing += 1;
+            tokio::task::spawn_blocking(move || {
+                let verified = seed().ok().map(|s| {
+                    let all: Vec<&tagline_format::Entry> =
+                        writes.ingests.iter().flat_map(|(_, _, e)| e).collect();
+                    tagline_format::check_signatures(&all, s)
+                });
+                let turn = order.wait_for(ticket);
+                let written = write_all(&store, writes, verified.as_ref());
+                // Let go of the store before reporting: a lend may follow at
+                // once, and the borrower must be the only one holding it.
+                drop(store);
+                // Reported in ticket order too: heads arrive in order.
+                let _ = done.send(written);
+                drop(turn);
+            });
         }
-        let Some(store) = self.store.clone() else {
-            return;
-        };
-        // At most half the answers the machine lets wait: the network goes
-        // on fetching the other half while these are written.
-        let n = self.writes.ingests.len().min(WRITE_BATCH_FETCHES);
-        let writes = Writes {
-            ingests: self.writes.ingests.drain(..n).collect(),
-            confirms: std::mem::take(&mut self.writes.confirms),
-            forks: std::mem::take(&mut self.writes.forks),
-        };
-        let done = self.written.clone();
-        self.writing = true;
-        tokio::task::spawn_blocking(move || {
-            let written = write_all(&store, writes);
-            // Let go of the store before reporting: a lend may follow at
-            // once, and the borrower must be the only one holding it.
-            drop(store);
-            let _ = done.send(written);
-        });
     }
 
     fn on_written(&mut self, w: Written) {
-        self.writing = false;
+        self.writing = self.writing.saturating_sub(1);
         for (peer, feed, head, rejected) in w.stored {
             self.queue.push_back(Input::Stored {
                 feed,
@@ -1172,7 +1239,7 @@ impl Driver {
 /// records confirmed heads. Per ingested feed: its head after, and why
 /// entries were refused (hostile unless the refusal is about time or a
 /// fork, which the sender may not know).
-fn write_all(store: &Store, writes: Writes) -> Written {
+fn write_all(store: &Store, writes: Writes, verified: Option<&VerifiedIds>) -> Written {
     let head_of = |feed: &PublicKey| store.feed(feed).ok().flatten().map_or(0, |m| m.head.seq);
     let feeds: Vec<(PeerId, PublicKey)> = writes.ingests.iter().map(|(p, f, _)| (*p, *f)).collect();
     let entries: Vec<tagline_format::Entry> =
@@ -1185,9 +1252,13 @@ fn write_all(store: &Store, writes: Writes) -> Written {
         let result = seed()
             .map_err(|e| format!("no randomness for batch verification: {e}"))
             .and_then(|seed| {
-                store
-                    .ingest(entries, now_ms(), seed, IngestMode::BestEffort)
-                    .map_err(|e| format!("store error: {e}"))
+                match verified {
+                    Some(v) => {
+                        store.ingest_verified(entries, v, now_ms(), seed, IngestMode::BestEffort)
+                    }
+                    None => store.ingest(entries, now_ms(), seed, IngestMode::BestEffort),
+                }
+                .map_err(|e| format!("store error: {e}"))
             });
         match result {
             Ok(report) => {

@@ -22,7 +22,7 @@ use tagline_format::entry::{check_payload, create_entry};
 use tagline_format::lipmaa::{has_distinct_lipmaa, lipmaa};
 use tagline_format::{
     Entry, EntryError, EntryId, FeedError, ForkProof, Head, PayloadHash, PublicKey, SecretKey,
-    SignedHeader,
+    SignedHeader, VerifiedIds,
 };
 
 use crate::tables::{
@@ -164,6 +164,7 @@ impl FeedJob {
     fn verify(
         &self,
         now_ms: u64,
+        known: Option<&VerifiedIds>,
         mut verified: impl FnMut(usize, usize) -> bool,
     ) -> Result<Option<Head>, (usize, tagline_format::FeedError)> {
         let signed = self.signed();
@@ -182,13 +183,14 @@ impl FeedJob {
         let mut start = 0usize;
         for (c, chunk) in signed.chunks(VERIFY_CHUNK).enumerate() {
             let chunk_seed = derive_seed(&self.seed, c as u64 + 1);
-            match tagline_format::verify_run(
+            match tagline_format::verify_run_with(
                 &self.author,
                 head,
                 chunk,
                 &mut lookup,
                 now_ms,
                 chunk_seed,
+                known,
             ) {
                 Ok(h) => head = h,
                 Err((i, err)) => {
@@ -1027,6 +1029,33 @@ impl Store {
         seed: [u8; 32],
         mode: IngestMode,
     ) -> Result<IngestReport, StoreError> {
+        self.ingest_with(batch, now_ms, seed, mode, None)
+    }
+
+    /// [`Store::ingest`] of entries whose signatures were verified
+    /// beforehand, outside any transaction (`tagline_format::check_signatures`,
+    /// which alone makes a [`VerifiedIds`]): a receiver verifies the next
+    /// batch while this one is written. Signatures it does not list are
+    /// verified here; every other check is made as in [`Store::ingest`].
+    pub fn ingest_verified(
+        &self,
+        batch: Vec<Entry>,
+        verified: &VerifiedIds,
+        now_ms: u64,
+        seed: [u8; 32],
+        mode: IngestMode,
+    ) -> Result<IngestReport, StoreError> {
+        self.ingest_with(batch, now_ms, seed, mode, Some(verified))
+    }
+
+    fn ingest_with(
+        &self,
+        batch: Vec<Entry>,
+        now_ms: u64,
+        seed: [u8; 32],
+        mode: IngestMode,
+        known: Option<&VerifiedIds>,
+    ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         // Group per feed, in sequence order; identical duplicates collapse.
         let mut per_feed: BTreeMap<PublicKey, Vec<Entry>> = BTreeMap::new();
@@ -1156,7 +1185,8 @@ impl Store {
                     let verifier = scope.spawn(move || {
                         let mut results = Vec::with_capacity(jobs.len());
                         for (j, job) in jobs.iter().enumerate() {
-                            let r = job.verify(now_ms, |from, to| send.send((j, from, to)).is_ok());
+                            let r = job
+                                .verify(now_ms, known, |from, to| send.send((j, from, to)).is_ok());
                             results.push(r);
                         }
                         results

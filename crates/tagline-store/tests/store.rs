@@ -539,6 +539,49 @@ fn series_index_holds_a_series_whatever_the_arrival_order() {
     assert_eq!(dst.series_status(&v1_id).unwrap().view, None);
 }
 
+/// `ingest_verified` skips only the signatures its `VerifiedIds` lists: an
+/// entry forged after its batch was checked is still refused, and what was
+/// checked is stored as `ingest` would store it.
+#[test]
+fn ingest_verified_checks_every_signature_it_was_not_given() {
+    let (_a, src) = temp_store();
+    let key = SecretKey::from_seed(&[26; 32]);
+    src.append_local(&key, notes(100, "v"), NOW).unwrap();
+    let good = all_entries(&src, &key);
+    let verified = tagline_format::check_signatures(&good, [1; 32]);
+    assert_eq!(verified.len(), 100);
+    // The last entry's signature forged (nothing links to it).
+    let mut forged = good.clone();
+    let last = forged.pop().unwrap();
+    let mut bytes = last.signed.as_bytes().to_vec();
+    let n = bytes.len() - 1;
+    bytes[n] ^= 1;
+    forged.push(Entry {
+        signed: tagline_format::SignedHeader::decode(bytes).unwrap(),
+        payload: last.payload.clone(),
+    });
+    let (_b, dst) = temp_store();
+    let report = dst
+        .ingest_verified(forged, &verified, NOW, [2; 32], IngestMode::BestEffort)
+        .unwrap();
+    assert_eq!(report.appended, 99);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert_eq!(report.rejected[0].seq, 100);
+    assert_eq!(report.rejected[0].reason.code(), "bad-signature");
+    // The genuine entry then extends the feed.
+    let report = dst
+        .ingest_verified(
+            vec![last],
+            &verified,
+            NOW,
+            [3; 32],
+            IngestMode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!(report.appended, 1);
+    assert_eq!(all_entries(&dst, &key), good);
+}
+
 /// A version-1 store (every payload kept by hash, no `entry_payloads_v1`)
 /// is upgraded in place when opened: its payloads are still found, new
 /// entries keep theirs by position, and an unknown later version is refused.
