@@ -31,11 +31,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use tagline_format::EntryId;
 use tagline_format::review::{CiResult, CiStatus, Merge, ReviewPayload};
-
-use crate::reviewcmd::Approved;
 use tagline_git::{Committer, Git};
 
 use crate::home;
+use crate::reviewcmd::Approved;
 
 /// The trailer that names, in each commit the gate made, the revision it
 /// came from.
@@ -92,13 +91,13 @@ fn names_revision(message: &str, revision: &EntryId) -> bool {
     message.lines().any(|l| l.trim() == needle)
 }
 
-/// The commits among `recent` (newest first) whose message names
-/// `revision`, oldest first.
-fn commits_of(recent: &[(String, String)], revision: &EntryId) -> Vec<String> {
-    recent
-        .iter()
-        .rev()
-        .filter(|(_, m)| names_revision(m, revision))
+/// The commits of `log` ((commit, message) pairs) whose message names
+/// `revision`, in `log`'s order.
+fn commits_of<'a>(
+    log: impl Iterator<Item = &'a (String, String)>,
+    revision: &EntryId,
+) -> Vec<String> {
+    log.filter(|(_, m)| names_revision(m, revision))
         .map(|(h, _)| h.clone())
         .collect()
 }
@@ -277,11 +276,7 @@ impl Look<'_> {
                 for (i, ap) in set.iter().enumerate() {
                     let mut cites = ap.cites.clone();
                     cites.extend(tested.get(i));
-                    let commits: Vec<String> = log
-                        .iter()
-                        .filter(|(_, m)| names_revision(m, &ap.revision))
-                        .map(|(h, _)| h.clone())
-                        .collect();
+                    let commits = commits_of(log.iter(), &ap.revision);
                     let id = publish_merge(
                         self.home_dir,
                         self.force,
@@ -394,7 +389,8 @@ fn look(home_dir: &Path, a: &GateArgs, force: bool) -> Result<usize> {
     let mut unmerged = Vec::new();
     for ap in todo {
         // Repair: already on the branch, the entry not published.
-        let on_branch = commits_of(&recent, &ap.revision);
+        // (`recent` is newest first; a merge lists its commits oldest first.)
+        let on_branch = commits_of(recent.iter().rev(), &ap.revision);
         if !on_branch.is_empty() {
             let mut cites = ap.cites.clone();
             cites.extend(work.passes(&ap.revision));

@@ -1296,12 +1296,12 @@ pub fn status(
 }
 
 /// Format of [`StatusView`] rows; a row of another format is recomputed.
-const STATUS_FORMAT: u32 = 1;
+const STATUS_FORMAT: u32 = 2;
 
-/// Everything `tagline status` prints about a series, as computed from the
-/// store, and what it was computed from. The store keeps one per series
-/// (tagline-store's `SERIES_STATUS`) and drops it when the series' entries
-/// change; the other inputs are recorded here and checked before it is used
+/// What `tagline status` prints about a series, both ways, and what it was
+/// computed from. The store keeps one per series (tagline-store's
+/// `SERIES_STATUS`) and drops it when the series' entries change; the other
+/// inputs are recorded here and checked before it is used
 /// ([`StatusView::fresh`]), so a warm `status` reads one row instead of the
 /// series' entries, its project and the identities.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1309,63 +1309,19 @@ struct StatusView {
     format: u32,
     /// The store's identity digest (hex) when computed.
     identities: String,
-    /// The mark of the project's amendments (`Store::references_mark`, hex).
+    /// The series' project, and the mark of its amendments
+    /// (`Store::references_mark`, hex).
+    project: String,
     project_mark: String,
     /// The evaluation holds until then (ms; `None`: for ever).
     valid_until: Option<u64>,
     /// The project takes maintainers from MAINTAINERS (a view is computed
     /// without them; with `--repo` it is computed afresh).
     maintainers_file: bool,
-    series: String,
-    series_short: String,
-    project: String,
-    project_name: String,
-    state: String,
-    version: Option<u64>,
-    revision: Option<String>,
-    subject: String,
-    rules: Vec<ViewRule>,
-    trailers: Vec<ViewTrailer>,
-    uncounted: Vec<ViewUncounted>,
-    other_ci: Vec<ViewCi>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ViewRule {
-    rule: String,
-    /// `Outcome::as_str`.
-    outcome: String,
-    message: String,
-    entries: Vec<String>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ViewTrailer {
-    patch: u64,
-    key: String,
-    identity: String,
-    /// How the text output names the identity.
-    name: String,
-    entry: String,
-    carried_from: Option<u64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ViewUncounted {
-    entry: String,
-    trailer: String,
-    reason: String,
-}
-
-/// A CI result on the latest revision in a context the policy does not require.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ViewCi {
-    context: String,
-    status: String,
-    summary: String,
-    /// The runner's name.
-    by: String,
-    entry: String,
+    /// What `status --json` prints.
+    json: String,
+    /// What `status` prints.
+    text: String,
 }
 
 impl StatusView {
@@ -1382,65 +1338,6 @@ impl StatusView {
                     .references_mark(&p)
                     .is_ok_and(|m| hex::encode(m) == self.project_mark)
             })
-    }
-
-    fn write_json(&self, out: &mut impl std::io::Write) -> Result<()> {
-        writeln!(
-            out,
-            "{}",
-            json!({
-                "series": self.series,
-                "project": self.project,
-                "state": self.state,
-                "version": self.version,
-                "revision": self.revision,
-                "subject": self.subject,
-                "rules": self.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome, "message": r.message, "entries": r.entries})).collect::<Vec<_>>(),
-                "trailers": self.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity, "entry": t.entry, "carried_from": t.carried_from})).collect::<Vec<_>>(),
-                "uncounted": self.uncounted.iter().map(|u| json!({"entry": u.entry, "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
-                "other_ci": self.other_ci.iter().map(|c| json!({"context": c.context, "status": c.status, "summary": c.summary, "by": c.by, "entry": c.entry})).collect::<Vec<_>>(),
-            })
-        )?;
-        Ok(())
-    }
-
-    fn write_text(&self, out: &mut impl std::io::Write) -> Result<()> {
-        writeln!(out, "series {}  {}", self.series_short, self.subject)?;
-        writeln!(
-            out,
-            "project {}  v{}  state: {}",
-            self.project_name,
-            self.version.unwrap_or(0),
-            self.state
-        )?;
-        for r in &self.rules {
-            let mark = if r.outcome == Outcome::Held.as_str() {
-                "  ok     "
-            } else if r.outcome == Outcome::Missing.as_str() {
-                "  MISSING"
-            } else {
-                "  FAILED "
-            };
-            writeln!(out, "{mark} {:<15} {}", r.rule, r.message)?;
-        }
-        for t in &self.trailers {
-            let carried = t
-                .carried_from
-                .map(|v| format!(" (carried from v{v}: patch unchanged)"))
-                .unwrap_or_default();
-            writeln!(out, "  patch {}: {}: {}{carried}", t.patch, t.key, t.name)?;
-        }
-        for u in &self.uncounted {
-            writeln!(out, "  not counted: {} ({})", u.trailer, u.reason)?;
-        }
-        for c in &self.other_ci {
-            writeln!(
-                out,
-                "  ci {} (not required): {}: {} (by {})",
-                c.context, c.status, c.summary, c.by
-            )?;
-        }
-        Ok(())
     }
 }
 
@@ -1487,11 +1384,8 @@ pub fn status_in(
             v
         }
     };
-    if as_json {
-        view.write_json(out)
-    } else {
-        view.write_text(out)
-    }
+    out.write_all(if as_json { &view.json } else { &view.text }.as_bytes())?;
+    Ok(())
 }
 
 /// What `tagline status SERIES` costs when its stored view is stale: the
@@ -1504,7 +1398,9 @@ pub fn status_computed_in(
 ) -> Result<()> {
     let series = resolve_series(store, store.dir(), series)?;
     let identities = hex::encode(store.identity_digest()?);
-    compute_status(store, series, None, None, &identities, home::now_ms())?.write_text(out)
+    let view = compute_status(store, series, None, None, &identities, home::now_ms())?;
+    out.write_all(view.text.as_bytes())?;
+    Ok(())
 }
 
 /// Computes a series' status from its entries, its project and the
@@ -1609,61 +1505,71 @@ fn compute_status(
             })
             .unwrap_or_else(|| i.short())
     };
+    let subject = w.subject(series);
+    let json = json!({
+        "series": series.to_string(),
+        "project": project.0.to_string(),
+        "state": e.state.as_str(),
+        "version": e.latest().map(|(v, _)| v),
+        "revision": latest_id.map(|id| id.to_string()),
+        "subject": subject,
+        "rules": e.rules.iter().map(|r| json!({"rule": r.rule, "outcome": r.outcome.as_str(), "message": r.message, "entries": r.entries.iter().map(|x| x.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "trailers": e.trailers.iter().map(|t| json!({"patch": t.patch, "key": t.key, "identity": t.identity.to_string(), "entry": t.entry.to_string(), "carried_from": t.carried_from})).collect::<Vec<_>>(),
+        "uncounted": e.uncounted.iter().map(|u| json!({"entry": u.entry.to_string(), "trailer": u.trailer, "reason": u.reason})).collect::<Vec<_>>(),
+        "other_ci": other_ci.iter().map(|((context, by), (_, id, c))| json!({"context": context, "status": c.status.as_str(), "summary": c.summary, "by": by_name(by), "entry": id.to_string()})).collect::<Vec<_>>(),
+    });
+    let mut text = String::new();
+    use std::fmt::Write as _;
+    writeln!(text, "series {}  {}", series.short(), subject)?;
+    writeln!(
+        text,
+        "project {}  v{}  state: {}",
+        project.1.name,
+        e.latest().map_or(0, |(v, _)| v),
+        e.state.as_str()
+    )?;
+    for r in &e.rules {
+        let mark = match r.outcome {
+            Outcome::Held => "  ok     ",
+            Outcome::Missing => "  MISSING",
+            Outcome::Failed => "  FAILED ",
+        };
+        writeln!(text, "{mark} {:<15} {}", r.rule, r.message)?;
+    }
+    for t in &e.trailers {
+        let carried = t
+            .carried_from
+            .map(|v| format!(" (carried from v{v}: patch unchanged)"))
+            .unwrap_or_default();
+        writeln!(
+            text,
+            "  patch {}: {}: {}{carried}",
+            t.patch,
+            t.key,
+            names(&t.identity)
+        )?;
+    }
+    for u in &e.uncounted {
+        writeln!(text, "  not counted: {} ({})", u.trailer, u.reason)?;
+    }
+    for ((context, by), (_, _, c)) in &other_ci {
+        writeln!(
+            text,
+            "  ci {context} (not required): {}: {} (by {})",
+            c.status.as_str(),
+            c.summary,
+            by_name(by)
+        )?;
+    }
     Ok(StatusView {
         format: STATUS_FORMAT,
         identities: identities.to_string(),
+        project: project.0.to_string(),
         project_mark,
         valid_until: e.valid_until,
         maintainers_file: project.1.maintainers_file,
-        series: series.to_string(),
-        series_short: series.short(),
-        project: project.0.to_string(),
-        project_name: project.1.name.clone(),
-        state: e.state.as_str().to_string(),
-        version: e.latest().map(|(v, _)| v),
-        revision: latest_id.map(|r| r.to_string()),
-        subject: w.subject(series),
-        rules: e
-            .rules
-            .iter()
-            .map(|r| ViewRule {
-                rule: r.rule.clone(),
-                outcome: r.outcome.as_str().to_string(),
-                message: r.message.clone(),
-                entries: r.entries.iter().map(|x| x.to_string()).collect(),
-            })
-            .collect(),
-        trailers: e
-            .trailers
-            .iter()
-            .map(|t| ViewTrailer {
-                patch: t.patch,
-                key: t.key.clone(),
-                identity: t.identity.to_string(),
-                name: names(&t.identity),
-                entry: t.entry.to_string(),
-                carried_from: t.carried_from,
-            })
-            .collect(),
-        uncounted: e
-            .uncounted
-            .iter()
-            .map(|u| ViewUncounted {
-                entry: u.entry.to_string(),
-                trailer: u.trailer.clone(),
-                reason: u.reason.clone(),
-            })
-            .collect(),
-        other_ci: other_ci
-            .iter()
-            .map(|((context, by), (_, id, c))| ViewCi {
-                context: context.clone(),
-                status: c.status.as_str().to_string(),
-                summary: c.summary.clone(),
-                by: by_name(by),
-                entry: id.to_string(),
-            })
-            .collect(),
+        json: format!("{json}\n"),
+        text,
     })
 }
 

@@ -985,6 +985,18 @@ fn maintainers_file_decides_whose_acks_are_needed() {
     assert_eq!(last["payload"]["3"], "Looks fine, one nit in a.c.\n");
 }
 
+/// A one-patch series by `author` as `git format-patch` writes it (adding
+/// file `x`), in `dir`; its path.
+fn one_patch(dir: &Path, author: &str) -> String {
+    let patch = dir.join("x.patch");
+    std::fs::write(
+        &patch,
+        format!("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: {author}\nDate: Sat, 21 Nov 2026 10:00:00 +0000\nSubject: [PATCH] x: y\n\nBody.\n---\n x | 1 +\n\ndiff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n-- \n2.47.0\n"),
+    )
+    .unwrap();
+    patch.display().to_string()
+}
+
 #[test]
 fn the_lead_amends_a_project_and_status_follows() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1008,20 +1020,23 @@ fn the_lead_amends_a_project_and_status_follows() {
         ],
         None,
     );
-    ok(
-        &lead,
-        &[
-            "project",
-            "amend",
-            "--project",
-            "demo",
-            "--name",
-            "demo",
-            "--policy",
-            p3.to_str().unwrap(),
-        ],
-        None,
-    );
+    let amend = |policy: &Path| {
+        ok(
+            &lead,
+            &[
+                "project",
+                "amend",
+                "--project",
+                "demo",
+                "--name",
+                "demo",
+                "--policy",
+                policy.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    amend(&p3);
     sync_feed(t, &lead, &ada);
     let err = fails(
         &ada,
@@ -1029,15 +1044,19 @@ fn the_lead_amends_a_project_and_status_follows() {
         None,
     );
     assert!(err.contains("only the project's lead"), "{err}");
-    let patch = t.join("x.patch");
-    std::fs::write(
-        &patch,
-        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Ada <ada@example.org>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\nSubject: [PATCH] x: y\n\nBody.\n---\n x | 1 +\n\ndiff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n-- \n2.47.0\n",
-    )
-    .unwrap();
-    ok(&ada, &["submit", patch.to_str().unwrap()], None);
-    let st = json_of(&ok(&ada, &["status", "1", "--json"], None));
-    let (_, msg) = rule(&st, "reviewed-by");
+    ok(
+        &ada,
+        &["submit", &one_patch(t, "Ada <ada@example.org>")],
+        None,
+    );
+    let reviewed_by = || {
+        rule(
+            &json_of(&ok(&ada, &["status", "1", "--json"], None)),
+            "reviewed-by",
+        )
+        .1
+    };
+    let msg = reviewed_by();
     assert!(
         msg.contains("needs 3 more"),
         "the amended policy applies: {msg}"
@@ -1051,17 +1070,11 @@ fn the_lead_amends_a_project_and_status_follows() {
     sync_feed(t, &ada, &bob);
     // (Bob's identity first, so that only the review changes below.)
     sync_feed(t, &bob, &ada);
-    let (_, msg) = rule(
-        &json_of(&ok(&ada, &["status", "1", "--json"], None)),
-        "reviewed-by",
-    );
+    let msg = reviewed_by();
     assert!(msg.contains("needs 3 more"), "{msg}");
     ok(&bob, &["review", "1", "--reviewed-by"], None);
     sync_feed(t, &bob, &ada);
-    let (_, msg) = rule(
-        &json_of(&ok(&ada, &["status", "1", "--json"], None)),
-        "reviewed-by",
-    );
+    let msg = reviewed_by();
     assert!(msg.contains("needs 2 more"), "the review counts: {msg}");
     // The reviewer names their identity (an identity entry):
     ok(&bob, &["identity", "set-name", "Bob Reviewer"], None);
@@ -1072,27 +1085,15 @@ fn the_lead_amends_a_project_and_status_follows() {
         "the new name shows: {human}"
     );
     // The lead amends the policy again (an entry of the project, not of the series):
-    ok(
-        &lead,
-        &[
-            "project",
-            "amend",
-            "--project",
-            "demo",
-            "--name",
-            "demo",
-            "--policy",
-            p1.to_str().unwrap(),
-        ],
-        None,
-    );
+    amend(&p1);
     sync_feed(t, &lead, &ada);
     let st = json_of(&ok(&ada, &["status", "1", "--json"], None));
     assert_eq!(
         st["state"], "approved",
         "the second amendment applies: {st}"
     );
-    // And the view is used while nothing changed: the same answer twice.
+    // While nothing changes the answer comes from the stored view, and is
+    // the one computed.
     assert_eq!(json_of(&ok(&ada, &["status", "1", "--json"], None)), st);
 }
 
@@ -1140,16 +1141,20 @@ fn status_follows_the_clock_when_a_freeze_ends() {
         ],
         None,
     );
-    let patch = t.join("x.patch");
-    std::fs::write(
-        &patch,
-        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Lead <lead@example.org>\nDate: Sat, 21 Nov 2026 10:00:00 +0000\nSubject: [PATCH] x: y\n\nBody.\n---\n x | 1 +\n\ndiff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n-- \n2.47.0\n",
-    )
-    .unwrap();
-    ok(&lead, &["submit", patch.to_str().unwrap()], None);
+    ok(
+        &lead,
+        &["submit", &one_patch(t, "Lead <lead@example.org>")],
+        None,
+    );
     let st = json_of(&ok(&lead, &["status", "1", "--json"], None));
     assert_ne!(st["state"], "approved", "frozen: {st}");
-    // Twice, so that the second answer comes from the stored view.
+    // `status` stored its answer as the series' view; the second answer
+    // comes from it.
+    {
+        let store = tagline_store::Store::open(&lead).unwrap();
+        let series: tagline_format::EntryId = st["series"].as_str().unwrap().parse().unwrap();
+        assert!(store.series_status(&series).unwrap().view.is_some());
+    }
     assert_eq!(json_of(&ok(&lead, &["status", "1", "--json"], None)), st);
     while std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

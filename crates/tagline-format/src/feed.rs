@@ -5,7 +5,7 @@ use crate::entry::{EntryError, Head, SignedHeader};
 use crate::keys::{EntryId, PublicKey};
 use crate::limits::{MAX_FUTURE_SKEW_MS, VERIFY_BATCH_SIZE};
 use crate::lipmaa::{has_distinct_lipmaa, lipmaa};
-use crate::verify::BatchVerifier;
+use crate::verify::{BatchVerifier, SignatureError};
 
 /// An entry does not fit the feed it claims to extend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,27 +145,48 @@ impl VerifiedIds {
 /// valid; the others are left for [`verify_run_with`] to find and report.
 /// `seed` must be fresh randomness the signers cannot predict.
 pub fn check_signatures<T: AsRef<SignedHeader>>(entries: &[T], seed: [u8; 32]) -> VerifiedIds {
-    let mut ids = std::collections::HashSet::with_capacity(entries.len());
-    let mut chunk_seed = seed;
-    for chunk in entries.chunks(VERIFY_BATCH_SIZE) {
-        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.as_ref().message()).collect();
-        let mut b = BatchVerifier::with_capacity(chunk.len());
-        for (e, m) in chunk.iter().zip(&msgs) {
-            b.push(e.as_ref().author(), m, *e.as_ref().signature());
-        }
-        match b.verify(chunk_seed) {
-            Ok(()) => ids.extend(chunk.iter().map(|e| e.as_ref().id())),
-            Err(results) => ids.extend(
+    let headers: Vec<&SignedHeader> = entries.iter().map(AsRef::as_ref).collect();
+    let mut ids = std::collections::HashSet::with_capacity(headers.len());
+    for (chunk, result) in batches(&headers, seed) {
+        match result {
+            Ok(()) => ids.extend(chunk.iter().map(|e| e.id())),
+            Err(each) => ids.extend(
                 chunk
                     .iter()
-                    .zip(results)
+                    .zip(each)
                     .filter(|(_, r)| r.is_ok())
-                    .map(|(e, _)| e.as_ref().id()),
+                    .map(|(e, _)| e.id()),
             ),
         }
-        chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
     }
     VerifiedIds(ids)
+}
+
+/// The outcome of one batch: `Ok`, or each signature's own result.
+type BatchOutcome = Result<(), Vec<Result<(), SignatureError>>>;
+
+/// Verifies `headers`' signatures batch by batch, [`VERIFY_BATCH_SIZE`] at a
+/// time, each batch with its own seed drawn from `seed`; lazily, so a
+/// caller may stop at the first batch that fails.
+fn batches<'h, 'a>(
+    headers: &'h [&'a SignedHeader],
+    seed: [u8; 32],
+) -> impl Iterator<Item = (&'h [&'a SignedHeader], BatchOutcome)> {
+    let seeds = std::iter::successors(Some(seed), |s| {
+        Some(*blake3::keyed_hash(s, b"next").as_bytes())
+    });
+    headers
+        .chunks(VERIFY_BATCH_SIZE)
+        .zip(seeds)
+        .map(|(chunk, seed)| {
+            // Messages are built once per batch.
+            let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.message()).collect();
+            let mut b = BatchVerifier::with_capacity(chunk.len());
+            for (e, m) in chunk.iter().zip(&msgs) {
+                b.push(e.author(), m, *e.signature());
+            }
+            (chunk, b.verify(seed))
+        })
 }
 
 /// Verifies a run of consecutive entries of one feed that extends `head`:
@@ -236,32 +257,22 @@ pub fn verify_run_with<T: AsRef<SignedHeader>>(
     let checked = run
         .get(..chain_err.as_ref().map_or(run.len(), |(i, _)| *i))
         .unwrap_or_default();
-    // Signatures not verified beforehand, batched, in run order (so the
-    // first failure found is the first bad entry). Messages are built once
-    // per chunk.
-    let pending: Vec<usize> = (0..checked.len())
-        .filter(|&i| {
-            verified.is_none_or(|v| !checked.get(i).is_some_and(|e| v.contains(&e.as_ref().id())))
-        })
-        .collect();
-    let mut chunk_seed = seed;
-    for idxs in pending.chunks(VERIFY_BATCH_SIZE) {
-        let chunk: Vec<&SignedHeader> = idxs
-            .iter()
-            .filter_map(|&i| checked.get(i).map(AsRef::as_ref))
-            .collect();
-        let msgs: Vec<Vec<u8>> = chunk.iter().map(|e| e.message()).collect();
-        let mut b = BatchVerifier::with_capacity(chunk.len());
-        for (e, m) in chunk.iter().zip(&msgs) {
-            b.push(e.author(), m, *e.signature());
-        }
-        if let Err(results) = b.verify(chunk_seed)
-            && let Some((j, err)) = results
+    // Signatures not verified beforehand, in run order (so the first
+    // failure found is the first bad entry): (index in the run, header).
+    let (idxs, pending): (Vec<usize>, Vec<&SignedHeader>) = checked
+        .iter()
+        .map(AsRef::as_ref)
+        .enumerate()
+        .filter(|(_, e)| verified.is_none_or(|v| !v.contains(&e.id())))
+        .unzip();
+    for (c, (_, result)) in batches(&pending, seed).enumerate() {
+        if let Err(each) = result
+            && let Some((j, err)) = each
                 .into_iter()
                 .enumerate()
                 .find_map(|(j, r)| r.err().map(|e| (j, e)))
         {
-            let i = idxs.get(j).copied().unwrap_or(0);
+            let i = idxs.get(c * VERIFY_BATCH_SIZE + j).copied().unwrap_or(0);
             let seq = run.get(i).map_or(0, |e| e.as_ref().seq());
             return Err((
                 i,
@@ -271,7 +282,6 @@ pub fn verify_run_with<T: AsRef<SignedHeader>>(
                 },
             ));
         }
-        chunk_seed = *blake3::keyed_hash(&chunk_seed, b"next").as_bytes();
     }
     match chain_err {
         Some(e) => Err(e),

@@ -725,13 +725,16 @@ impl Driver {
             self.tickets += 1;
             self.writing += 1;
             tokio::task::spawn_blocking(move || {
-                let verified = seed().ok().map(|s| {
-                    let all: Vec<&tagline_format::Entry> =
-                        writes.ingests.iter().flat_map(|(_, _, e)| e).collect();
-                    tagline_format::check_signatures(&all, s)
-                });
+                // Without randomness, the store verifies them all itself.
+                let verified = seed()
+                    .map(|s| {
+                        let all: Vec<&tagline_format::Entry> =
+                            writes.ingests.iter().flat_map(|(_, _, e)| e).collect();
+                        tagline_format::check_signatures(&all, s)
+                    })
+                    .unwrap_or_default();
                 let turn = order.wait_for(ticket);
-                let written = write_all(&store, writes, verified.as_ref());
+                let written = write_all(&store, writes, &verified);
                 // Let go of the store before reporting: a lend may follow at
                 // once, and the borrower must be the only one holding it.
                 drop(store);
@@ -1239,7 +1242,7 @@ impl Driver {
 /// records confirmed heads. Per ingested feed: its head after, and why
 /// entries were refused (hostile unless the refusal is about time or a
 /// fork, which the sender may not know).
-fn write_all(store: &Store, writes: Writes, verified: Option<&VerifiedIds>) -> Written {
+fn write_all(store: &Store, writes: Writes, verified: &VerifiedIds) -> Written {
     let head_of = |feed: &PublicKey| store.feed(feed).ok().flatten().map_or(0, |m| m.head.seq);
     let feeds: Vec<(PeerId, PublicKey)> = writes.ingests.iter().map(|(p, f, _)| (*p, *f)).collect();
     let entries: Vec<tagline_format::Entry> =
@@ -1252,13 +1255,9 @@ fn write_all(store: &Store, writes: Writes, verified: Option<&VerifiedIds>) -> W
         let result = seed()
             .map_err(|e| format!("no randomness for batch verification: {e}"))
             .and_then(|seed| {
-                match verified {
-                    Some(v) => {
-                        store.ingest_verified(entries, v, now_ms(), seed, IngestMode::BestEffort)
-                    }
-                    None => store.ingest(entries, now_ms(), seed, IngestMode::BestEffort),
-                }
-                .map_err(|e| format!("store error: {e}"))
+                store
+                    .ingest_verified(entries, verified, now_ms(), seed, IngestMode::BestEffort)
+                    .map_err(|e| format!("store error: {e}"))
             });
         match result {
             Ok(report) => {

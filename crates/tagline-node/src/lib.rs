@@ -346,13 +346,10 @@ async fn main_loop(
                         return Ok(Some(OnceReport { peers: connected.len(), feeds_updated: updated.len() }));
                     }
                     // What arrived may widen the replication set (an
-                    // identity's devices, a project's publishers): compute
-                    // it now, not at the next refresh tick, and decide at
+                    // identity's devices, a project's publishers): refresh
+                    // it now rather than at the next tick, and decide at
                     // the next poll.
-                    dirty = false;
-                    if let Err(e) = refresh(shared).await {
-                        tracing::warn!("cannot compute the replication set: {e}");
-                    }
+                    refresh_tick.reset_immediately();
                     continue;
                 }
                 if connected.is_empty() && failed >= dialling {

@@ -164,7 +164,7 @@ impl FeedJob {
     fn verify(
         &self,
         now_ms: u64,
-        known: Option<&VerifiedIds>,
+        known: &VerifiedIds,
         mut verified: impl FnMut(usize, usize) -> bool,
     ) -> Result<Option<Head>, (usize, tagline_format::FeedError)> {
         let signed = self.signed();
@@ -190,7 +190,7 @@ impl FeedJob {
                 &mut lookup,
                 now_ms,
                 chunk_seed,
-                known,
+                Some(known),
             ) {
                 Ok(h) => head = h,
                 Err((i, err)) => {
@@ -597,8 +597,7 @@ impl Store {
         let refs = tx.open_table(REVIEW_REFS)?;
         let entries = tx.open_table(ENTRIES)?;
         let payloads = PayloadTables::open(&tx)?;
-        let lo = key_of(&target.0, &[0u8; 40]);
-        let hi = key_of(&target.0, &[0xffu8; 40]);
+        let (lo, hi) = keys_of(&target.0);
         let mut out = Vec::new();
         for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
             let pos = pos_in(row?.0.value());
@@ -686,14 +685,31 @@ impl Store {
         generation: u64,
         rows: &[(EntryId, Vec<u8>)],
     ) -> Result<bool, StoreError> {
+        self.put_series_rows(
+            SERIES_SUMMARY,
+            generation,
+            rows.iter().map(|(id, b)| (id, b.as_slice())),
+        )
+    }
+
+    /// Writes rows of a per-series table that the store keeps as
+    /// [`tables::SERIES_SUMMARY`] (dropped when the series' entries change),
+    /// in one transaction, unless an entry was indexed since summary
+    /// generation `generation` (then `false`: they may be stale).
+    fn put_series_rows<'r>(
+        &self,
+        table: redb::TableDefinition<&[u8; 32], &[u8]>,
+        generation: u64,
+        rows: impl IntoIterator<Item = (&'r EntryId, &'r [u8])>,
+    ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write()?;
         {
             if read_generation(&tx.open_table(META)?)? != generation {
                 return Ok(false);
             }
-            let mut t = tx.open_table(SERIES_SUMMARY)?;
+            let mut t = tx.open_table(table)?;
             for (id, bytes) in rows {
-                t.insert(&id.0, bytes.as_slice())?;
+                t.insert(&id.0, bytes)?;
             }
         }
         tx.commit()?;
@@ -726,15 +742,7 @@ impl Store {
         series: &EntryId,
         view: &[u8],
     ) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            if read_generation(&tx.open_table(META)?)? != generation {
-                return Ok(false);
-            }
-            tx.open_table(SERIES_STATUS)?.insert(&series.0, view)?;
-        }
-        tx.commit()?;
-        Ok(true)
+        self.put_series_rows(SERIES_STATUS, generation, [(series, view)])
     }
 
     /// A mark of the review entries pointing at `target` (a hash of their
@@ -745,8 +753,7 @@ impl Store {
     pub fn references_mark(&self, target: &EntryId) -> Result<[u8; 32], StoreError> {
         let tx = self.read()?;
         let refs = tx.open_table(REVIEW_REFS)?;
-        let lo = key_of(&target.0, &[0u8; 40]);
-        let hi = key_of(&target.0, &[0xffu8; 40]);
+        let (lo, hi) = keys_of(&target.0);
         let mut h = blake3::Hasher::new();
         for row in refs.range::<&[u8; 72]>(&lo..=&hi)? {
             h.update(row?.0.value());
@@ -1029,7 +1036,7 @@ impl Store {
         seed: [u8; 32],
         mode: IngestMode,
     ) -> Result<IngestReport, StoreError> {
-        self.ingest_with(batch, now_ms, seed, mode, None)
+        self.ingest_verified(batch, &VerifiedIds::default(), now_ms, seed, mode)
     }
 
     /// [`Store::ingest`] of entries whose signatures were verified
@@ -1044,17 +1051,6 @@ impl Store {
         now_ms: u64,
         seed: [u8; 32],
         mode: IngestMode,
-    ) -> Result<IngestReport, StoreError> {
-        self.ingest_with(batch, now_ms, seed, mode, Some(verified))
-    }
-
-    fn ingest_with(
-        &self,
-        batch: Vec<Entry>,
-        now_ms: u64,
-        seed: [u8; 32],
-        mode: IngestMode,
-        known: Option<&VerifiedIds>,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         // Group per feed, in sequence order; identical duplicates collapse.
@@ -1185,8 +1181,9 @@ impl Store {
                     let verifier = scope.spawn(move || {
                         let mut results = Vec::with_capacity(jobs.len());
                         for (j, job) in jobs.iter().enumerate() {
-                            let r = job
-                                .verify(now_ms, known, |from, to| send.send((j, from, to)).is_ok());
+                            let r = job.verify(now_ms, verified, |from, to| {
+                                send.send((j, from, to)).is_ok()
+                            });
                             results.push(r);
                         }
                         results
@@ -1437,14 +1434,10 @@ impl Store {
                         signed.seq()
                     ));
                 }
-                let held = match by_pos.get(&here)? {
-                    Some(p) => Some(p),
-                    None => payloads.get(signed.header().payload_hash.as_bytes())?,
-                };
-                match held {
+                match held_payload(&by_pos, &payloads, &here, &signed.header().payload_hash)? {
                     Some(p) => {
                         report.payloads_checked += 1;
-                        if let Err(e) = check_payload(signed.header(), p.value()) {
+                        if let Err(e) = check_payload(signed.header(), &p) {
                             report.problems.push(format!(
                                 "feed {author}: entry {}: payload: {e}",
                                 signed.seq()
@@ -1479,6 +1472,11 @@ fn key_of(x: &[u8; 32], pos: &[u8; 40]) -> [u8; 72] {
     a.copy_from_slice(x);
     b.copy_from_slice(pos);
     k
+}
+
+/// The first and last [`key_of`] keys of `x`: the range of its rows.
+fn keys_of(x: &[u8; 32]) -> ([u8; 72], [u8; 72]) {
+    (key_of(x, &[0u8; 40]), key_of(x, &[0xffu8; 40]))
 }
 
 /// The entry position at the end of a [`key_of`] key.
@@ -1540,13 +1538,22 @@ fn load_entry(
     row: &[u8],
 ) -> Result<StoredEntry, StoreError> {
     let signed = decode_stored(row)?;
-    let payload = match by_pos.get(pos)? {
-        Some(p) => Some(p.value().to_vec()),
-        None => by_hash
-            .get(signed.header().payload_hash.as_bytes())?
-            .map(|p| p.value().to_vec()),
-    };
+    let payload = held_payload(by_pos, by_hash, pos, &signed.header().payload_hash)?;
     Ok(StoredEntry { signed, payload })
+}
+
+/// The payload of the entry at `pos` with payload hash `hash`, if held:
+/// stored with it, else by hash.
+fn held_payload(
+    by_pos: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    by_hash: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+    pos: &[u8; 40],
+    hash: &PayloadHash,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(match by_pos.get(pos)? {
+        Some(p) => Some(p.value().to_vec()),
+        None => by_hash.get(hash.as_bytes())?.map(|p| p.value().to_vec()),
+    })
 }
 
 /// The two payload tables, opened for reading.
@@ -1908,8 +1915,8 @@ impl<'t> Writer<'t> {
     }
 
     /// Stores one validated entry, and its payload if given, and indexes it.
-    /// Payloads are shared by hash: without its own, the entry is indexed with
-    /// the one already held, if any.
+    /// Without its own payload, the entry is indexed with one held by hash
+    /// (a payload that entries stored without it waited for), if any.
     fn put_entry(
         &mut self,
         signed: &SignedHeader,
@@ -1949,8 +1956,7 @@ impl<'t> Writer<'t> {
         payload: &[u8],
     ) -> Result<(), StoreError> {
         self.inline.insert(pos, payload)?;
-        let lo = key_of(hash.as_bytes(), &[0u8; 40]);
-        let hi = key_of(hash.as_bytes(), &[0xffu8; 40]);
+        let (lo, hi) = keys_of(hash.as_bytes());
         let mut waiting = Vec::new();
         for row in self.ix.awaiting.range::<&[u8; 72]>(&lo..=&hi)? {
             waiting.push(pos_in(row?.0.value()));
@@ -1970,7 +1976,7 @@ impl<'t> Writer<'t> {
 
     /// Whether the payload of the entry at `pos` is held.
     fn has_payload(&self, pos: &[u8; 40], hash: &PayloadHash) -> Result<bool, StoreError> {
-        Ok(self.inline.get(pos)?.is_some() || self.payloads.get(hash.as_bytes())?.is_some())
+        Ok(held_payload(&self.inline, &self.payloads, pos, hash)?.is_some())
     }
 }
 

@@ -625,12 +625,9 @@ fn a_version_1_store_is_upgraded_in_place() {
             }
         }
         assert!(tx.delete_table(by_pos).unwrap());
-        tx.open_table(meta)
-            .unwrap()
-            .insert("schema", 1u32.to_be_bytes().as_slice())
-            .unwrap();
         tx.commit().unwrap();
     }
+    set_schema(1);
     {
         let store = Store::open(dir.path()).unwrap();
         let old = store.range(&key.public(), 1, 3).unwrap();
