@@ -726,6 +726,7 @@ impl Driver {
             self.writing += 1;
             tokio::task::spawn_blocking(move || {
                 // Without randomness, the store verifies them all itself.
+                let started = std::time::Instant::now();
                 let verified = seed()
                     .map(|s| {
                         let all: Vec<&tagline_format::Entry> =
@@ -733,7 +734,14 @@ impl Driver {
                         tagline_format::check_signatures(&all, s)
                     })
                     .unwrap_or_default();
+                let checked = started.elapsed();
                 let turn = order.wait_for(ticket);
+                tracing::debug!(
+                    ticket,
+                    verify_ms = checked.as_millis() as u64,
+                    wait_ms = (started.elapsed() - checked).as_millis() as u64,
+                    "signatures checked"
+                );
                 let written = write_all(&store, writes, &verified);
                 // Let go of the store before reporting: a lend may follow at
                 // once, and the borrower must be the only one holding it.

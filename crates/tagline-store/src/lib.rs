@@ -27,9 +27,10 @@ use tagline_format::{
 
 use crate::tables::{
     AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, ENTRY_PAYLOADS, FEED_META_LEN, FEEDS, FORKS,
-    ID_INDEX, ID_OVERFLOW, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES, IDENTITY_PARTS,
-    INDEX_VERSION, KEY_OWNERS, META, PARTS_KEY, PAYLOADS, REVIEW_ENTRIES, REVIEW_REFS,
-    REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_STATUS, SERIES_SUMMARY, entry_key, id_prefix,
+    ID_INDEX, ID_OVERFLOW, ID_RUN_LEVELS, ID_RUNS, IDENTITY_CACHE, IDENTITY_DIGEST,
+    IDENTITY_ENTRIES, IDENTITY_PARTS, INDEX_VERSION, KEY_OWNERS, META, PARTS_KEY, PAYLOADS,
+    REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_STATUS,
+    SERIES_SUMMARY, entry_key, id_prefix, run_key, split_entry_key, split_run_key,
 };
 
 /// A series and its stored summary, when one is held and fresh.
@@ -408,6 +409,42 @@ pub const STORE_CACHE_BYTES: usize = 128 * 1024 * 1024;
 pub struct Store {
     db: Database,
     dir: PathBuf,
+    /// When ids go to runs and when runs are merged ([`ID_RUNS`]).
+    id_runs: IdRuns,
+}
+
+/// A write transaction that indexes at least this many ids writes them as
+/// one run of [`ID_RUNS`], appended in key order; fewer go straight into
+/// [`ID_INDEX`] (a few random inserts cost less than one more run for
+/// every lookup to probe).
+pub const ID_RUN_MIN: usize = 256;
+
+/// Runs of one level of [`ID_RUNS`] that are merged into one run of the next
+/// level. A lookup by id probes every run, at most `ID_RUN_FANIN - 1` per
+/// level (17 runs at most after the sync benchmark's 250 writes of 4,000
+/// ids); each id is rewritten once per level it climbs.
+pub const ID_RUN_FANIN: usize = 8;
+
+/// Ids a merge of runs holds in memory at once (about 100 bytes each).
+pub const ID_MERGE_CHUNK: usize = 1 << 16;
+
+/// [`ID_RUN_MIN`], [`ID_RUN_FANIN`] and [`ID_MERGE_CHUNK`], which tests
+/// lower.
+#[derive(Debug, Clone, Copy)]
+struct IdRuns {
+    min: usize,
+    fanin: usize,
+    chunk: usize,
+}
+
+impl Default for IdRuns {
+    fn default() -> Self {
+        IdRuns {
+            min: ID_RUN_MIN,
+            fanin: ID_RUN_FANIN,
+            chunk: ID_MERGE_CHUNK,
+        }
+    }
 }
 
 impl Store {
@@ -439,6 +476,7 @@ impl Store {
         let store = Store {
             db,
             dir: dir.to_owned(),
+            id_runs: IdRuns::default(),
         };
         store.init_schema()?;
         Ok(store)
@@ -481,7 +519,7 @@ impl Store {
                 meta.insert("indexes", INDEX_VERSION.to_be_bytes().as_slice())?;
             }
             drop(meta);
-            Writer::open(&tx)?;
+            Writer::open(&tx, IdRuns::default())?;
             tx.open_table(IDENTITY_CACHE)?;
             tx.open_table(IDENTITY_PARTS)?;
             tx.open_table(KEY_OWNERS)?;
@@ -546,13 +584,13 @@ impl Store {
     pub fn get(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
-        let mut positions = Vec::with_capacity(2);
-        if let Some(p) = tx.open_table(ID_INDEX)?.get(&id_prefix(&id.0))? {
-            positions.push(*p.value());
-        }
-        if let Some(p) = tx.open_table(ID_OVERFLOW)?.get(&id.0)? {
-            positions.push(*p.value());
-        }
+        let positions = id_positions(
+            &tx.open_table(ID_INDEX)?,
+            &tx.open_table(ID_OVERFLOW)?,
+            &tx.open_table(ID_RUNS)?,
+            &tx.open_table(ID_RUN_LEVELS)?,
+            id,
+        )?;
         for pos in positions {
             if let Some(v) = entries.get(&pos)?
                 && stored_id(v.value()) == Some(*id)
@@ -905,7 +943,7 @@ impl Store {
         let tx = self.db.begin_write()?;
         let out;
         {
-            let mut w = Writer::open(&tx)?;
+            let mut w = Writer::open(&tx, self.id_runs)?;
             let meta = read_meta(&w.feeds, &author)?;
             if let Some(seq) = meta.and_then(|m| m.forked_at) {
                 return Err(StoreError::Forked { author, seq });
@@ -977,6 +1015,7 @@ impl Store {
             if let Some(last) = out.last() {
                 w.set_head(meta, &last.signed)?;
             }
+            w.write_ids()?;
         }
         tx.commit()?;
         Ok(out)
@@ -996,7 +1035,7 @@ impl Store {
         let author = key.public();
         let tx = self.db.begin_write().map_err(StoreError::from)?;
         let (value, head) = {
-            let mut w = Writer::open(&tx)?;
+            let mut w = Writer::open(&tx, self.id_runs)?;
             let meta = read_meta(&w.feeds, &author)?;
             if let Some(seq) = meta.and_then(|m| m.forked_at) {
                 return Err(StoreError::Forked { author, seq }.into());
@@ -1019,6 +1058,7 @@ impl Store {
             if let Some(last) = &last {
                 w.set_head(meta, last)?;
             }
+            w.write_ids()?;
             (value, last.map(|l| Head::of(&l)))
         };
         tx.commit().map_err(StoreError::from)?;
@@ -1060,7 +1100,7 @@ impl Store {
         }
         let tx = self.db.begin_write()?;
         {
-            let mut w = Writer::open(&tx)?;
+            let mut w = Writer::open(&tx, self.id_runs)?;
             let mut feed_no = 0u64;
             let mut jobs: Vec<FeedJob> = Vec::with_capacity(per_feed.len());
             for (author, mut list) in per_feed {
@@ -1253,6 +1293,7 @@ impl Store {
                     });
                 }
             }
+            w.write_ids()?;
         }
         if mode == IngestMode::AllOrNothing
             && let Some(first) = report.rejected.first()
@@ -1319,7 +1360,7 @@ impl Store {
             let entries = tx.open_table(ENTRIES)?;
             let by_pos = tx.open_table(ENTRY_PAYLOADS)?;
             let payloads = tx.open_table(PAYLOADS)?;
-            let mut ix = Indexes::open(&tx)?;
+            let mut ix = Indexes::open(&tx, self.id_runs)?;
             ix.deferred = Some(Deferred::default());
             for row in entries.iter()? {
                 let (k, v) = row?;
@@ -1367,6 +1408,8 @@ impl Store {
         let payloads = tx.open_table(PAYLOADS)?;
         let index = tx.open_table(ID_INDEX)?;
         let overflow = tx.open_table(ID_OVERFLOW)?;
+        let runs = tx.open_table(ID_RUNS)?;
+        let levels = tx.open_table(ID_RUN_LEVELS)?;
         for row in feeds.iter()? {
             let (k, v) = row?;
             let meta = FeedMeta::decode(k.value(), v.value())?;
@@ -1424,10 +1467,7 @@ impl Store {
                 report.entries += 1;
                 let id = signed.id();
                 let here = entry_key(author.as_bytes(), signed.seq());
-                let indexed = index
-                    .get(&id_prefix(&id.0))?
-                    .is_some_and(|p| *p.value() == here)
-                    || overflow.get(&id.0)?.is_some_and(|p| *p.value() == here);
+                let indexed = id_positions(&index, &overflow, &runs, &levels, &id)?.contains(&here);
                 if !indexed {
                     report.problems.push(format!(
                         "feed {author}: entry {} is missing from the id index",
@@ -1496,6 +1536,66 @@ fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
 }
 
 /// The id stored in front of an [`ENTRIES`] value.
+/// The runs of [`ID_RUNS`] and their levels, in run order.
+fn run_list(levels: &impl ReadableTable<u64, u8>) -> Result<Vec<(u64, u8)>, StoreError> {
+    let mut out = Vec::new();
+    for row in levels.iter()? {
+        let (k, v) = row?;
+        out.push((k.value(), v.value()));
+    }
+    Ok(out)
+}
+
+/// The number of a new run: one past the last.
+fn next_run(levels: &impl ReadableTable<u64, u8>) -> Result<u64, StoreError> {
+    Ok(levels
+        .last()?
+        .map_or(0, |(k, _)| k.value().saturating_add(1)))
+}
+
+/// The full id of the entry stored at `pos`.
+fn full_id(
+    entries: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    pos: &[u8; 40],
+) -> Result<EntryId, StoreError> {
+    entries
+        .get(pos)?
+        .and_then(|v| stored_id(v.value()))
+        .ok_or_else(|| {
+            let (author, seq) = split_entry_key(pos);
+            let author: String = author.iter().map(|b| format!("{b:02x}")).collect();
+            StoreError::Corrupt(format!(
+                "the id index names entry {seq} of {author}, which is not stored"
+            ))
+        })
+}
+
+/// Where the id index puts `id`: the entries whose id has its prefix
+/// ([`ID_INDEX`], then each run of [`ID_RUNS`]) and the overflow entry for
+/// the full id. Callers compare the id stored at each position.
+fn id_positions(
+    index: &impl ReadableTable<&'static [u8; 16], &'static [u8; 40]>,
+    overflow: &impl ReadableTable<&'static [u8; 32], &'static [u8; 40]>,
+    runs: &impl ReadableTable<&'static [u8; 24], &'static [u8; 40]>,
+    levels: &impl ReadableTable<u64, u8>,
+    id: &EntryId,
+) -> Result<Vec<[u8; 40]>, StoreError> {
+    let prefix = id_prefix(&id.0);
+    let mut positions = Vec::with_capacity(2);
+    if let Some(p) = index.get(&prefix)? {
+        positions.push(*p.value());
+    }
+    for (run, _) in run_list(levels)? {
+        if let Some(p) = runs.get(&run_key(run, &prefix))? {
+            positions.push(*p.value());
+        }
+    }
+    if let Some(p) = overflow.get(&id.0)? {
+        positions.push(*p.value());
+    }
+    Ok(positions)
+}
+
 fn stored_id(v: &[u8]) -> Option<EntryId> {
     v.get(..32)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -1619,6 +1719,12 @@ fn index_needs_payload(payload_type: &str) -> bool {
 struct Indexes<'t> {
     prefix: Table<'t, &'static [u8; 16], &'static [u8; 40]>,
     overflow: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    runs: Table<'t, &'static [u8; 24], &'static [u8; 40]>,
+    run_levels: Table<'t, u64, u8>,
+    /// Ids indexed in this transaction: (prefix, position, full id), written
+    /// out by [`Indexes::write_ids`] before it commits.
+    new_ids: Vec<([u8; 16], [u8; 40], [u8; 32])>,
+    id_runs: IdRuns,
     identity: Table<'t, &'static [u8; 40], ()>,
     review: Table<'t, &'static [u8; 40], ()>,
     refs: Table<'t, &'static [u8; 72], ()>,
@@ -1675,10 +1781,14 @@ fn read_generation(
 }
 
 impl<'t> Indexes<'t> {
-    fn open(tx: &'t WriteTransaction) -> Result<Indexes<'t>, StoreError> {
+    fn open(tx: &'t WriteTransaction, id_runs: IdRuns) -> Result<Indexes<'t>, StoreError> {
         Ok(Indexes {
             prefix: tx.open_table(ID_INDEX)?,
             overflow: tx.open_table(ID_OVERFLOW)?,
+            runs: tx.open_table(ID_RUNS)?,
+            run_levels: tx.open_table(ID_RUN_LEVELS)?,
+            new_ids: Vec::new(),
+            id_runs,
             identity: tx.open_table(IDENTITY_ENTRIES)?,
             review: tx.open_table(REVIEW_ENTRIES)?,
             refs: tx.open_table(REVIEW_REFS)?,
@@ -1698,6 +1808,8 @@ impl<'t> Indexes<'t> {
     fn delete(tx: &WriteTransaction) -> Result<(), StoreError> {
         tx.delete_table(ID_INDEX)?;
         tx.delete_table(ID_OVERFLOW)?;
+        tx.delete_table(ID_RUNS)?;
+        tx.delete_table(ID_RUN_LEVELS)?;
         tx.delete_table(IDENTITY_ENTRIES)?;
         tx.delete_table(REVIEW_ENTRIES)?;
         tx.delete_table(REVIEW_REFS)?;
@@ -1710,17 +1822,154 @@ impl<'t> Indexes<'t> {
         Ok(())
     }
 
+    /// Indexes `id` at `pos`: at once while rebuilding (in its runs), else
+    /// when the transaction's ids are written ([`Indexes::write_ids`]).
     fn insert_id(&mut self, id: &EntryId, pos: &[u8; 40]) -> Result<(), StoreError> {
         let prefix = id_prefix(&id.0);
-        if let Some(d) = &mut self.deferred {
-            d.ids.push((prefix, *pos, id.0));
+        match &mut self.deferred {
+            Some(d) => d.ids.push((prefix, *pos, id.0)),
+            None => self.new_ids.push((prefix, *pos, id.0)),
+        }
+        Ok(())
+    }
+
+    /// Writes the ids indexed in this transaction, in key order: into
+    /// [`ID_INDEX`] if fewer than [`ID_RUN_MIN`], else as a new run of
+    /// [`ID_RUNS`], after merging the runs there are if [`MAX_ID_RUNS`] of
+    /// them are. Every write transaction that indexes entries calls this
+    /// before it commits.
+    fn write_ids(
+        &mut self,
+        entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        let mut ids = std::mem::take(&mut self.new_ids);
+        if ids.is_empty() {
             return Ok(());
         }
-        let previous = self.prefix.insert(&prefix, pos)?.map(|old| *old.value());
-        if let Some(old) = previous.filter(|old| old != pos) {
-            // Prefix already taken by another entry: keep it, index this one by full id.
-            self.prefix.insert(&prefix, &old)?;
-            self.overflow.insert(&id.0, pos)?;
+        ids.sort_unstable();
+        if ids.len() < self.id_runs.min {
+            for (prefix, pos, id) in &ids {
+                let previous = self.prefix.insert(prefix, pos)?.map(|old| *old.value());
+                if let Some(old) = previous.filter(|old| old != pos) {
+                    // Prefix already taken by another entry: keep it, index
+                    // this one by full id.
+                    self.prefix.insert(prefix, &old)?;
+                    self.overflow.insert(id, pos)?;
+                }
+            }
+            return Ok(());
+        }
+        let run = next_run(&self.run_levels)?;
+        self.run_levels.insert(run, 0)?;
+        self.write_run(
+            run,
+            ids.iter()
+                .map(|(prefix, pos, id)| Ok((*prefix, *pos, Some(*id)))),
+            entries,
+        )?;
+        // Merge any level that now holds `fanin` runs into the next one.
+        let mut level = 0u8;
+        loop {
+            let full: Vec<u64> = run_list(&self.run_levels)?
+                .into_iter()
+                .filter(|(_, l)| *l == level)
+                .map(|(r, _)| r)
+                .collect();
+            if full.len() < self.id_runs.fanin {
+                return Ok(());
+            }
+            self.merge_runs(&full, level.saturating_add(1), entries)?;
+            level = level.saturating_add(1);
+        }
+    }
+
+    /// Writes ids, given in key order, as run `run` of [`ID_RUNS`]. An id
+    /// whose prefix the run holds already (for another entry) goes to
+    /// [`ID_OVERFLOW`], by its full id: given, or read from [`ENTRIES`].
+    fn write_run(
+        &mut self,
+        run: u64,
+        ids: impl Iterator<Item = Result<([u8; 16], [u8; 40], Option<[u8; 32]>), StoreError>>,
+        entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        for row in ids {
+            let (prefix, pos, id) = row?;
+            let key = run_key(run, &prefix);
+            let previous = self.runs.insert(&key, &pos)?.map(|old| *old.value());
+            if let Some(old) = previous.filter(|old| *old != pos) {
+                self.runs.insert(&key, &old)?;
+                let id = match id {
+                    Some(id) => id,
+                    None => full_id(entries, &pos)?.0,
+                };
+                self.overflow.insert(&id, &pos)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges `runs` (each sorted) into one new run of `level`, in key order,
+    /// and drops them: a sequential read of each and a sequential write, in
+    /// chunks of [`ID_MERGE_CHUNK`] ids (reading a table and writing it
+    /// cannot overlap, so each chunk reopens the runs after the ids taken).
+    fn merge_runs(
+        &mut self,
+        runs: &[u64],
+        level: u8,
+        entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        use std::ops::Bound;
+        let new = next_run(&self.run_levels)?;
+        self.run_levels.insert(new, level)?;
+        // Per run: the key of the last id taken, none before the first.
+        let mut taken: Vec<(u64, Option<[u8; 24]>)> = runs.iter().map(|r| (*r, None)).collect();
+        loop {
+            let size = self.id_runs.chunk.max(1);
+            let mut chunk = Vec::with_capacity(size);
+            {
+                let mut cursors = Vec::with_capacity(taken.len());
+                let mut heads = BinaryHeap::new();
+                for (i, (run, last)) in taken.iter().enumerate() {
+                    let (first, end) = (run_key(*run, &[0; 16]), run_key(*run, &[0xff; 16]));
+                    let from = last
+                        .as_ref()
+                        .map_or(Bound::Included(&first), Bound::Excluded);
+                    let mut rows = self
+                        .runs
+                        .range::<&[u8; 24]>((from, Bound::Included(&end)))?;
+                    if let Some(row) = rows.next() {
+                        let (k, v) = row?;
+                        heads.push(Reverse((split_run_key(k.value()).1, *v.value(), i)));
+                    }
+                    cursors.push(rows);
+                }
+                while chunk.len() < size {
+                    let Some(Reverse((prefix, pos, i))) = heads.pop() else {
+                        break;
+                    };
+                    if let Some((run, last)) = taken.get_mut(i) {
+                        *last = Some(run_key(*run, &prefix));
+                    }
+                    chunk.push(Ok((prefix, pos, None)));
+                    if let Some(row) = cursors.get_mut(i).and_then(Iterator::next) {
+                        let (k, v) = row?;
+                        heads.push(Reverse((split_run_key(k.value()).1, *v.value(), i)));
+                    }
+                }
+            }
+            let done = chunk.len() < size;
+            self.write_run(new, chunk.into_iter(), entries)?;
+            if done {
+                break;
+            }
+        }
+        for &run in runs {
+            let (first, end) = (run_key(run, &[0; 16]), run_key(run, &[0xff; 16]));
+            self.runs
+                .retain_in::<&[u8; 24], _>(&first..=&end, |_, _| false)?;
+            self.run_levels.remove(run)?;
         }
         Ok(())
     }
@@ -1891,15 +2140,20 @@ struct Writer<'t> {
 }
 
 impl<'t> Writer<'t> {
-    fn open(tx: &'t WriteTransaction) -> Result<Writer<'t>, StoreError> {
+    fn open(tx: &'t WriteTransaction, id_runs: IdRuns) -> Result<Writer<'t>, StoreError> {
         Ok(Writer {
             feeds: tx.open_table(FEEDS)?,
             entries: tx.open_table(ENTRIES)?,
             inline: tx.open_table(ENTRY_PAYLOADS)?,
             payloads: tx.open_table(PAYLOADS)?,
             forks: tx.open_table(FORKS)?,
-            ix: Indexes::open(tx)?,
+            ix: Indexes::open(tx, id_runs)?,
         })
+    }
+
+    /// Writes the ids this transaction indexed ([`Indexes::write_ids`]).
+    fn write_ids(&mut self) -> Result<(), StoreError> {
+        self.ix.write_ids(&self.entries)
     }
 
     /// Moves a (not forked) feed's head to `last`, keeping what `meta` knew.
@@ -1992,7 +2246,8 @@ mod tests {
         let db = Database::create(dir.path().join("t.redb")).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            let mut ix = Indexes::open(&tx).unwrap();
+            let entries = tx.open_table(ENTRIES).unwrap();
+            let mut ix = Indexes::open(&tx, IdRuns::default()).unwrap();
             if deferred {
                 ix.deferred = Some(Deferred::default());
             }
@@ -2003,6 +2258,7 @@ mod tests {
                 }
             }
             ix.flush_deferred().unwrap();
+            ix.write_ids(&entries).unwrap();
         }
         tx.commit().unwrap();
         let tx = db.begin_read().unwrap();
@@ -2047,5 +2303,149 @@ mod tests {
         assert_eq!(direct.0.len(), 2);
         assert_eq!(direct.1.len(), 2, "two ids overflow");
         assert_eq!(id_rows(&ids, true), direct);
+    }
+
+    /// An id with prefix byte `p` and the rest `rest`.
+    fn synthetic_id(p: u8, rest: u8) -> [u8; 32] {
+        let mut b = [rest; 32];
+        b[..16].copy_from_slice(&[p; 16]);
+        b
+    }
+
+    #[test]
+    fn id_runs_are_written_looked_up_and_merged_with_shared_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        // Runs of 3 ids or more, merged two by two, two ids per merge chunk.
+        let limits = IdRuns {
+            min: 3,
+            fanin: 2,
+            chunk: 2,
+        };
+        // Each write: ids (prefix byte, rest byte, position byte). Prefix 1
+        // is shared within the first write and across writes, prefix 2
+        // across writes; the last write (of two ids) goes into the index.
+        let writes: [&[(u8, u8, u8)]; 5] = [
+            &[(1, 9, 1), (1, 3, 2), (2, 0, 3)],
+            &[(2, 7, 4), (3, 0, 5), (4, 0, 6)],
+            &[(5, 0, 7), (2, 8, 8), (6, 0, 9)],
+            &[(7, 0, 10), (8, 0, 11), (1, 1, 12)],
+            &[(9, 0, 13), (2, 2, 14)],
+        ];
+        let mut all = Vec::new();
+        let mut runs_after = Vec::new();
+        for ids in writes {
+            let tx = db.begin_write().unwrap();
+            {
+                let mut entries = tx.open_table(ENTRIES).unwrap();
+                let mut ix = Indexes::open(&tx, limits).unwrap();
+                for &(p, rest, at) in ids {
+                    let id = synthetic_id(p, rest);
+                    let pos = [at; 40];
+                    // A merge reads the full id of a prefix taken in its run.
+                    entries.insert(&pos, id.as_slice()).unwrap();
+                    ix.insert_id(&EntryId(id), &pos).unwrap();
+                    all.push((id, pos));
+                }
+                ix.write_ids(&entries).unwrap();
+                runs_after.push(run_list(&ix.run_levels).unwrap());
+            }
+            tx.commit().unwrap();
+            let tx = db.begin_read().unwrap();
+            let (index, overflow, runs, levels) = (
+                tx.open_table(ID_INDEX).unwrap(),
+                tx.open_table(ID_OVERFLOW).unwrap(),
+                tx.open_table(ID_RUNS).unwrap(),
+                tx.open_table(ID_RUN_LEVELS).unwrap(),
+            );
+            for (id, pos) in &all {
+                let found = id_positions(&index, &overflow, &runs, &levels, &EntryId(*id)).unwrap();
+                assert!(found.contains(pos), "id {:?} at {} lost", &id[..2], pos[0]);
+            }
+        }
+        assert_eq!(
+            runs_after,
+            [
+                vec![(0, 0)],
+                // Two runs of level 0 make run 2 of level 1.
+                vec![(2, 1)],
+                vec![(2, 1), (3, 0)],
+                // Runs 3 and 4 make run 5 of level 1; runs 2 and 5, run 6.
+                vec![(6, 2)],
+                // A small write adds no run.
+                vec![(6, 2)],
+            ],
+        );
+        let tx = db.begin_read().unwrap();
+        let runs: Vec<u8> = tx
+            .open_table(ID_RUNS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().1.value()[0])
+            .collect();
+        assert_eq!(
+            runs,
+            [1, 3, 5, 6, 7, 9, 10, 11],
+            "prefixes 1 to 8, first position each"
+        );
+        assert_eq!(tx.open_table(ID_INDEX).unwrap().len().unwrap(), 2);
+        // The ids whose prefix was taken in their run, in key order: 1.1
+        // (merged), 1.3 (within the first run), 2.7 and 2.8 (merged).
+        let overflow: Vec<u8> = tx
+            .open_table(ID_OVERFLOW)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().1.value()[0])
+            .collect();
+        assert_eq!(overflow, [12, 2, 4, 8]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// However appends and ingests are cut into transactions, every
+        /// stored entry is found by its id, runs stay within their bound,
+        /// and a store check and a rebuild agree.
+        #[test]
+        fn every_entry_is_found_by_id_whatever_the_writes(
+            batches in proptest::collection::vec(1usize..12, 1..16),
+        ) {
+            let limits = IdRuns { min: 4, fanin: 3, chunk: 5 };
+            let dir = tempfile::tempdir().unwrap();
+            let mut a = Store::open(&dir.path().join("a")).unwrap();
+            let mut b = Store::open(&dir.path().join("b")).unwrap();
+            a.id_runs = limits;
+            b.id_runs = limits;
+            let key = SecretKey::from_seed(&[7; 32]);
+            let mut ids = Vec::new();
+            for (i, n) in batches.iter().enumerate() {
+                let items = (0..*n)
+                    .map(|j| ("tagline/note".to_string(), tagline_format::payload::note(&format!("{i}.{j}"))))
+                    .collect();
+                let new = a.append_local(&key, items, 1_000 + i as u64).unwrap();
+                ids.extend(new.iter().map(|e| e.signed.id()));
+                let report = b.ingest(new, u64::MAX / 2, [i as u8; 32], IngestMode::AllOrNothing).unwrap();
+                proptest::prop_assert_eq!(report.appended, *n as u64);
+            }
+            for s in [&a, &b] {
+                let runs = run_list(&s.read().unwrap().open_table(ID_RUN_LEVELS).unwrap()).unwrap();
+                for level in 0..=u8::MAX {
+                    let at = runs.iter().filter(|(_, l)| *l == level).count();
+                    proptest::prop_assert!(at < limits.fanin, "{at} runs of level {level}");
+                }
+                for id in &ids {
+                    proptest::prop_assert!(s.get(id).unwrap().is_some());
+                }
+                proptest::prop_assert_eq!(s.verify_all([1; 32]).unwrap().problems, Vec::<String>::new());
+                s.rebuild_indexes().unwrap();
+                let tx = s.read().unwrap();
+                proptest::prop_assert!(tx.open_table(ID_RUNS).unwrap().is_empty().unwrap());
+                proptest::prop_assert!(tx.open_table(ID_RUN_LEVELS).unwrap().is_empty().unwrap());
+                for id in &ids {
+                    proptest::prop_assert!(s.get(id).unwrap().is_some());
+                }
+            }
+        }
     }
 }
