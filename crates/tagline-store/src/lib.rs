@@ -27,10 +27,10 @@ use tagline_format::{
 
 use crate::tables::{
     AWAITING_PAYLOAD, CACHE_KEY, DIGEST_KEY, ENTRIES, ENTRY_PAYLOADS, FEED_META_LEN, FEEDS, FORKS,
-    ID_INDEX, ID_OVERFLOW, ID_RUN_LEVELS, ID_RUNS, IDENTITY_CACHE, IDENTITY_DIGEST,
-    IDENTITY_ENTRIES, IDENTITY_PARTS, INDEX_VERSION, KEY_OWNERS, META, PARTS_KEY, PAYLOADS,
+    ID_INDEX, ID_OVERFLOW, ID_RUN_LEVELS, IDENTITY_CACHE, IDENTITY_DIGEST, IDENTITY_ENTRIES,
+    IDENTITY_PARTS, INDEX_VERSION, IdRunTable, KEY_OWNERS, META, PARTS_KEY, PAYLOADS,
     REVIEW_ENTRIES, REVIEW_REFS, REVISION_SERIES, SCHEMA_VERSION, SERIES, SERIES_STATUS,
-    SERIES_SUMMARY, entry_key, id_prefix, run_key, split_entry_key, split_run_key,
+    SERIES_SUMMARY, entry_key, id_prefix, id_run_table, split_entry_key,
 };
 
 /// A series and its stored summary, when one is held and fresh.
@@ -409,32 +409,27 @@ pub const STORE_CACHE_BYTES: usize = 128 * 1024 * 1024;
 pub struct Store {
     db: Database,
     dir: PathBuf,
-    /// When ids go to runs and when runs are merged ([`ID_RUNS`]).
+    /// When ids go to runs and when runs are merged ([`ID_RUN_LEVELS`]).
     id_runs: IdRuns,
 }
 
 /// A write transaction that indexes at least this many ids writes them as
-/// one run of [`ID_RUNS`], appended in key order; fewer go straight into
+/// one run ([`ID_RUN_LEVELS`]), appended in key order; fewer go straight into
 /// [`ID_INDEX`] (a few random inserts cost less than one more run for
 /// every lookup to probe).
 pub const ID_RUN_MIN: usize = 256;
 
-/// Runs of one level of [`ID_RUNS`] that are merged into one run of the next
+/// Runs of one level ([`ID_RUN_LEVELS`]) that are merged into one run of the next
 /// level. A lookup by id probes every run, at most `ID_RUN_FANIN - 1` per
 /// level (17 runs at most after the sync benchmark's 250 writes of 4,000
 /// ids); each id is rewritten once per level it climbs.
 pub const ID_RUN_FANIN: usize = 8;
 
-/// Ids a merge of runs holds in memory at once (about 100 bytes each).
-pub const ID_MERGE_CHUNK: usize = 1 << 16;
-
-/// [`ID_RUN_MIN`], [`ID_RUN_FANIN`] and [`ID_MERGE_CHUNK`], which tests
-/// lower.
+/// [`ID_RUN_MIN`] and [`ID_RUN_FANIN`], which tests lower.
 #[derive(Debug, Clone, Copy)]
 struct IdRuns {
     min: usize,
     fanin: usize,
-    chunk: usize,
 }
 
 impl Default for IdRuns {
@@ -442,7 +437,6 @@ impl Default for IdRuns {
         IdRuns {
             min: ID_RUN_MIN,
             fanin: ID_RUN_FANIN,
-            chunk: ID_MERGE_CHUNK,
         }
     }
 }
@@ -587,8 +581,7 @@ impl Store {
         let positions = id_positions(
             &tx.open_table(ID_INDEX)?,
             &tx.open_table(ID_OVERFLOW)?,
-            &tx.open_table(ID_RUNS)?,
-            &tx.open_table(ID_RUN_LEVELS)?,
+            &open_runs(&tx)?,
             id,
         )?;
         for pos in positions {
@@ -1408,8 +1401,7 @@ impl Store {
         let payloads = tx.open_table(PAYLOADS)?;
         let index = tx.open_table(ID_INDEX)?;
         let overflow = tx.open_table(ID_OVERFLOW)?;
-        let runs = tx.open_table(ID_RUNS)?;
-        let levels = tx.open_table(ID_RUN_LEVELS)?;
+        let runs = open_runs(&tx)?;
         for row in feeds.iter()? {
             let (k, v) = row?;
             let meta = FeedMeta::decode(k.value(), v.value())?;
@@ -1467,7 +1459,7 @@ impl Store {
                 report.entries += 1;
                 let id = signed.id();
                 let here = entry_key(author.as_bytes(), signed.seq());
-                let indexed = id_positions(&index, &overflow, &runs, &levels, &id)?.contains(&here);
+                let indexed = id_positions(&index, &overflow, &runs, &id)?.contains(&here);
                 if !indexed {
                     report.problems.push(format!(
                         "feed {author}: entry {} is missing from the id index",
@@ -1536,7 +1528,7 @@ fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
 }
 
 /// The id stored in front of an [`ENTRIES`] value.
-/// The runs of [`ID_RUNS`] and their levels, in run order.
+/// The id runs and their levels, in run order ([`ID_RUN_LEVELS`]).
 fn run_list(levels: &impl ReadableTable<u64, u8>) -> Result<Vec<(u64, u8)>, StoreError> {
     let mut out = Vec::new();
     for row in levels.iter()? {
@@ -1570,14 +1562,25 @@ fn full_id(
         })
 }
 
+/// Every id run's table, for reading.
+fn open_runs(tx: &ReadTransaction) -> Result<Vec<IdRun>, StoreError> {
+    let mut out = Vec::new();
+    for (run, _) in run_list(&tx.open_table(ID_RUN_LEVELS)?)? {
+        out.push(tx.open_table(IdRunTable::new(&id_run_table(run)))?);
+    }
+    Ok(out)
+}
+
+/// An id run's table, open for reading.
+type IdRun = redb::ReadOnlyTable<&'static [u8; 16], &'static [u8; 40]>;
+
 /// Where the id index puts `id`: the entries whose id has its prefix
-/// ([`ID_INDEX`], then each run of [`ID_RUNS`]) and the overflow entry for
-/// the full id. Callers compare the id stored at each position.
+/// ([`ID_INDEX`], then each run) and the overflow entry for the full id.
+/// Callers compare the id stored at each position.
 fn id_positions(
     index: &impl ReadableTable<&'static [u8; 16], &'static [u8; 40]>,
     overflow: &impl ReadableTable<&'static [u8; 32], &'static [u8; 40]>,
-    runs: &impl ReadableTable<&'static [u8; 24], &'static [u8; 40]>,
-    levels: &impl ReadableTable<u64, u8>,
+    runs: &[IdRun],
     id: &EntryId,
 ) -> Result<Vec<[u8; 40]>, StoreError> {
     let prefix = id_prefix(&id.0);
@@ -1585,8 +1588,8 @@ fn id_positions(
     if let Some(p) = index.get(&prefix)? {
         positions.push(*p.value());
     }
-    for (run, _) in run_list(levels)? {
-        if let Some(p) = runs.get(&run_key(run, &prefix))? {
+    for run in runs {
+        if let Some(p) = run.get(&prefix)? {
             positions.push(*p.value());
         }
     }
@@ -1719,7 +1722,8 @@ fn index_needs_payload(payload_type: &str) -> bool {
 struct Indexes<'t> {
     prefix: Table<'t, &'static [u8; 16], &'static [u8; 40]>,
     overflow: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
-    runs: Table<'t, &'static [u8; 24], &'static [u8; 40]>,
+    /// For the id runs' own tables.
+    tx: &'t WriteTransaction,
     run_levels: Table<'t, u64, u8>,
     /// Ids indexed in this transaction: (prefix, position, full id), written
     /// out by [`Indexes::write_ids`] before it commits.
@@ -1785,7 +1789,7 @@ impl<'t> Indexes<'t> {
         Ok(Indexes {
             prefix: tx.open_table(ID_INDEX)?,
             overflow: tx.open_table(ID_OVERFLOW)?,
-            runs: tx.open_table(ID_RUNS)?,
+            tx,
             run_levels: tx.open_table(ID_RUN_LEVELS)?,
             new_ids: Vec::new(),
             id_runs,
@@ -1808,7 +1812,10 @@ impl<'t> Indexes<'t> {
     fn delete(tx: &WriteTransaction) -> Result<(), StoreError> {
         tx.delete_table(ID_INDEX)?;
         tx.delete_table(ID_OVERFLOW)?;
-        tx.delete_table(ID_RUNS)?;
+        let runs = run_list(&tx.open_table(ID_RUN_LEVELS)?)?;
+        for (run, _) in runs {
+            tx.delete_table(IdRunTable::new(&id_run_table(run)))?;
+        }
         tx.delete_table(ID_RUN_LEVELS)?;
         tx.delete_table(IDENTITY_ENTRIES)?;
         tx.delete_table(REVIEW_ENTRIES)?;
@@ -1834,10 +1841,10 @@ impl<'t> Indexes<'t> {
     }
 
     /// Writes the ids indexed in this transaction, in key order: into
-    /// [`ID_INDEX`] if fewer than [`ID_RUN_MIN`], else as a new run of
-    /// [`ID_RUNS`], after merging the runs there are if [`MAX_ID_RUNS`] of
-    /// them are. Every write transaction that indexes entries calls this
-    /// before it commits.
+    /// [`ID_INDEX`] if fewer than [`ID_RUN_MIN`], else as a new run of level
+    /// 0, then merging each level that holds [`ID_RUN_FANIN`] runs into one
+    /// run of the next. Every write transaction that indexes entries calls
+    /// this before it commits.
     fn write_ids(
         &mut self,
         entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
@@ -1883,8 +1890,8 @@ impl<'t> Indexes<'t> {
         }
     }
 
-    /// Writes ids, given in key order, as run `run` of [`ID_RUNS`]. An id
-    /// whose prefix the run holds already (for another entry) goes to
+    /// Writes ids, given in key order, as the new run `run`. An id whose
+    /// prefix the run holds already (for another entry) goes to
     /// [`ID_OVERFLOW`], by its full id: given, or read from [`ENTRIES`].
     fn write_run(
         &mut self,
@@ -1892,12 +1899,13 @@ impl<'t> Indexes<'t> {
         ids: impl Iterator<Item = Result<([u8; 16], [u8; 40], Option<[u8; 32]>), StoreError>>,
         entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
     ) -> Result<(), StoreError> {
+        let name = id_run_table(run);
+        let mut table = self.tx.open_table(IdRunTable::new(&name))?;
         for row in ids {
             let (prefix, pos, id) = row?;
-            let key = run_key(run, &prefix);
-            let previous = self.runs.insert(&key, &pos)?.map(|old| *old.value());
+            let previous = table.insert(&prefix, &pos)?.map(|old| *old.value());
             if let Some(old) = previous.filter(|old| *old != pos) {
-                self.runs.insert(&key, &old)?;
+                table.insert(&prefix, &old)?;
                 let id = match id {
                     Some(id) => id,
                     None => full_id(entries, &pos)?.0,
@@ -1909,9 +1917,8 @@ impl<'t> Indexes<'t> {
     }
 
     /// Merges `runs` (each sorted) into one new run of `level`, in key order,
-    /// and drops them: a sequential read of each and a sequential write, in
-    /// chunks of [`ID_MERGE_CHUNK`] ids (reading a table and writing it
-    /// cannot overlap, so each chunk reopens the runs after the ids taken).
+    /// and drops their tables: a sequential read of each and a sequential
+    /// write.
     fn merge_runs(
         &mut self,
         runs: &[u64],
@@ -1920,55 +1927,38 @@ impl<'t> Indexes<'t> {
     ) -> Result<(), StoreError> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
-        use std::ops::Bound;
         let new = next_run(&self.run_levels)?;
         self.run_levels.insert(new, level)?;
-        // Per run: the key of the last id taken, none before the first.
-        let mut taken: Vec<(u64, Option<[u8; 24]>)> = runs.iter().map(|r| (*r, None)).collect();
-        loop {
-            let size = self.id_runs.chunk.max(1);
-            let mut chunk = Vec::with_capacity(size);
-            {
-                let mut cursors = Vec::with_capacity(taken.len());
-                let mut heads = BinaryHeap::new();
-                for (i, (run, last)) in taken.iter().enumerate() {
-                    let (first, end) = (run_key(*run, &[0; 16]), run_key(*run, &[0xff; 16]));
-                    let from = last
-                        .as_ref()
-                        .map_or(Bound::Included(&first), Bound::Excluded);
-                    let mut rows = self
-                        .runs
-                        .range::<&[u8; 24]>((from, Bound::Included(&end)))?;
-                    if let Some(row) = rows.next() {
-                        let (k, v) = row?;
-                        heads.push(Reverse((split_run_key(k.value()).1, *v.value(), i)));
-                    }
-                    cursors.push(rows);
+        {
+            let names: Vec<String> = runs.iter().map(|r| id_run_table(*r)).collect();
+            let mut tables = Vec::with_capacity(runs.len());
+            for name in &names {
+                tables.push(self.tx.open_table(IdRunTable::new(name))?);
+            }
+            let mut cursors = Vec::with_capacity(tables.len());
+            let mut heads = BinaryHeap::new();
+            for (i, t) in tables.iter().enumerate() {
+                let mut rows = t.iter()?;
+                if let Some(row) = rows.next() {
+                    let (k, v) = row?;
+                    heads.push(Reverse((*k.value(), *v.value(), i)));
                 }
-                while chunk.len() < size {
-                    let Some(Reverse((prefix, pos, i))) = heads.pop() else {
-                        break;
-                    };
-                    if let Some((run, last)) = taken.get_mut(i) {
-                        *last = Some(run_key(*run, &prefix));
-                    }
-                    chunk.push(Ok((prefix, pos, None)));
-                    if let Some(row) = cursors.get_mut(i).and_then(Iterator::next) {
-                        let (k, v) = row?;
-                        heads.push(Reverse((split_run_key(k.value()).1, *v.value(), i)));
+                cursors.push(rows);
+            }
+            let merged = std::iter::from_fn(|| {
+                let Reverse((prefix, pos, i)) = heads.pop()?;
+                if let Some(row) = cursors.get_mut(i).and_then(Iterator::next) {
+                    match row {
+                        Ok((k, v)) => heads.push(Reverse((*k.value(), *v.value(), i))),
+                        Err(e) => return Some(Err(StoreError::from(e))),
                     }
                 }
-            }
-            let done = chunk.len() < size;
-            self.write_run(new, chunk.into_iter(), entries)?;
-            if done {
-                break;
-            }
+                Some(Ok((prefix, pos, None)))
+            });
+            self.write_run(new, merged, entries)?;
         }
         for &run in runs {
-            let (first, end) = (run_key(run, &[0; 16]), run_key(run, &[0xff; 16]));
-            self.runs
-                .retain_in::<&[u8; 24], _>(&first..=&end, |_, _| false)?;
+            self.tx.delete_table(IdRunTable::new(&id_run_table(run)))?;
             self.run_levels.remove(run)?;
         }
         Ok(())
@@ -2238,6 +2228,7 @@ impl<'t> Writer<'t> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use redb::TableHandle;
 
     /// Rows of the id tables after indexing `ids` (id, position) directly or
     /// deferred (as a rebuild does, with runs of `run` rows).
@@ -2316,12 +2307,8 @@ mod tests {
     fn id_runs_are_written_looked_up_and_merged_with_shared_prefixes() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("t.redb")).unwrap();
-        // Runs of 3 ids or more, merged two by two, two ids per merge chunk.
-        let limits = IdRuns {
-            min: 3,
-            fanin: 2,
-            chunk: 2,
-        };
+        // Runs of 3 ids or more, merged two by two.
+        let limits = IdRuns { min: 3, fanin: 2 };
         // Each write: ids (prefix byte, rest byte, position byte). Prefix 1
         // is shared within the first write and across writes, prefix 2
         // across writes; the last write (of two ids) goes into the index.
@@ -2352,14 +2339,13 @@ mod tests {
             }
             tx.commit().unwrap();
             let tx = db.begin_read().unwrap();
-            let (index, overflow, runs, levels) = (
+            let (index, overflow, runs) = (
                 tx.open_table(ID_INDEX).unwrap(),
                 tx.open_table(ID_OVERFLOW).unwrap(),
-                tx.open_table(ID_RUNS).unwrap(),
-                tx.open_table(ID_RUN_LEVELS).unwrap(),
+                open_runs(&tx).unwrap(),
             );
             for (id, pos) in &all {
-                let found = id_positions(&index, &overflow, &runs, &levels, &EntryId(*id)).unwrap();
+                let found = id_positions(&index, &overflow, &runs, &EntryId(*id)).unwrap();
                 assert!(found.contains(pos), "id {:?} at {} lost", &id[..2], pos[0]);
             }
         }
@@ -2377,8 +2363,15 @@ mod tests {
             ],
         );
         let tx = db.begin_read().unwrap();
+        let tables: Vec<String> = tx
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .filter(|n| n.starts_with("id_run_v1_"))
+            .collect();
+        assert_eq!(tables, ["id_run_v1_6"], "merged runs' tables are dropped");
         let runs: Vec<u8> = tx
-            .open_table(ID_RUNS)
+            .open_table(IdRunTable::new(&id_run_table(6)))
             .unwrap()
             .iter()
             .unwrap()
@@ -2411,7 +2404,7 @@ mod tests {
         fn every_entry_is_found_by_id_whatever_the_writes(
             batches in proptest::collection::vec(1usize..12, 1..16),
         ) {
-            let limits = IdRuns { min: 4, fanin: 3, chunk: 5 };
+            let limits = IdRuns { min: 4, fanin: 3 };
             let dir = tempfile::tempdir().unwrap();
             let mut a = Store::open(&dir.path().join("a")).unwrap();
             let mut b = Store::open(&dir.path().join("b")).unwrap();
@@ -2440,8 +2433,13 @@ mod tests {
                 proptest::prop_assert_eq!(s.verify_all([1; 32]).unwrap().problems, Vec::<String>::new());
                 s.rebuild_indexes().unwrap();
                 let tx = s.read().unwrap();
-                proptest::prop_assert!(tx.open_table(ID_RUNS).unwrap().is_empty().unwrap());
                 proptest::prop_assert!(tx.open_table(ID_RUN_LEVELS).unwrap().is_empty().unwrap());
+                let run_tables = tx
+                    .list_tables()
+                    .unwrap()
+                    .filter(|t| t.name().starts_with("id_run_v1_"))
+                    .count();
+                proptest::prop_assert_eq!(run_tables, 0);
                 for id in &ids {
                     proptest::prop_assert!(s.get(id).unwrap().is_some());
                 }

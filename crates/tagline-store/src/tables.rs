@@ -17,7 +17,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// `Store::rebuild_indexes` writes). Bumped whenever one is added or changes
 /// layout; a store whose `META["indexes"]` differs is re-indexed from its
 /// entries when opened, so no derived table is ever read half-built.
-/// Version 5 added [`ID_RUNS`].
+/// Version 5 added the id runs ([`ID_RUN_LEVELS`]).
 pub const INDEX_VERSION: u32 = 5;
 
 /// Store metadata. Key: name. Value: bytes.
@@ -55,16 +55,22 @@ pub const ID_INDEX: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new
 /// of level 0; when `ID_RUN_FANIN` runs share a level they are merged, in
 /// key order, into one run of the next level (a log-structured merge: each
 /// id is rewritten once per level, sequentially, and the runs stay few).
-/// Runs are listed in [`ID_RUN_LEVELS`]. A reader looks an id up in
+/// Each run is a table of its own ([`id_run_table`]), so a merged run is
+/// dropped whole instead of row by row. A reader looks an id up in
 /// [`ID_INDEX`], [`ID_OVERFLOW`] and each run, and compares the full id
 /// stored in [`ENTRIES`]; an id whose prefix is already taken in its run
 /// goes to [`ID_OVERFLOW`].
-/// Key: `run u64 ‖ id[0..16]` (24 bytes). Value: `author [32] ‖ seq u64`.
-pub const ID_RUNS: TableDefinition<&[u8; 24], &[u8; 40]> = TableDefinition::new("id_runs_v1");
-
-/// The runs of [`ID_RUNS`]. Key: run number (a new run takes the last one
-/// plus one). Value: its level.
+/// Key: run number (a new run takes the last one plus one). Value: its level.
 pub const ID_RUN_LEVELS: TableDefinition<u64, u8> = TableDefinition::new("id_run_levels_v1");
+
+/// The name of run `run`'s table ([`ID_RUN_LEVELS`]).
+/// Key: `id[0..16]`. Value: `author [32] ‖ seq u64`.
+pub fn id_run_table(run: u64) -> String {
+    format!("id_run_v1_{run}")
+}
+
+/// Rows of one id run ([`id_run_table`]).
+pub type IdRunTable<'n> = TableDefinition<'n, &'static [u8; 16], &'static [u8; 40]>;
 
 /// Full-id index for the rare entries whose 16-byte prefix is already taken in
 /// [`ID_INDEX`]. Key: the full id. Value: `author [32] ‖ seq u64`.
@@ -106,25 +112,6 @@ pub fn split_entry_key(k: &[u8; 40]) -> ([u8; 32], u64) {
     a.copy_from_slice(ka);
     s.copy_from_slice(ks);
     (a, u64::from_be_bytes(s))
-}
-
-/// The [`ID_RUNS`] key of an id prefix in run `run`.
-pub fn run_key(run: u64, prefix: &[u8; 16]) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    let (r, p) = k.split_at_mut(8);
-    r.copy_from_slice(&run.to_be_bytes());
-    p.copy_from_slice(prefix);
-    k
-}
-
-/// The parts of an [`ID_RUNS`] key: run number and id prefix.
-pub fn split_run_key(k: &[u8; 24]) -> (u64, [u8; 16]) {
-    let mut r = [0u8; 8];
-    let mut p = [0u8; 16];
-    let (kr, kp) = k.split_at(8);
-    r.copy_from_slice(kr);
-    p.copy_from_slice(kp);
-    (u64::from_be_bytes(r), p)
 }
 
 /// The [`ID_INDEX`] key of an id.
