@@ -1202,9 +1202,9 @@ impl Driver {
                         );
                         continue;
                     };
-                    let response = match store.range(&feed, from, to) {
+                    let response = match store.range_bytes(&feed, from, to) {
                         Ok(list) => entries_response(list.into_iter().map(|e| Record {
-                            signed: e.signed.into_bytes(),
+                            signed: e.signed,
                             payload: e.payload,
                         })),
                         Err(e) => {

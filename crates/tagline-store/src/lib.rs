@@ -324,6 +324,14 @@ impl FeedMeta {
     }
 }
 
+/// A stored entry as bytes ([`Store::range_bytes`]): the signed header as
+/// received, and the payload if held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    pub signed: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
+}
+
 /// A stored entry: the signed header as received, and the payload if held.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEntry {
@@ -570,6 +578,45 @@ impl Store {
         for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
             let (k, v) = row?;
             out.push(payloads.load(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::range`] as stored, for serving to peers: each entry's signed
+    /// header bytes and its payload, if held, without decoding the header
+    /// again (it was validated when stored; the receiver validates it
+    /// anyway). Only an entry whose payload is not kept beside it has its
+    /// header decoded, to look the payload up by hash.
+    pub fn range_bytes(
+        &self,
+        author: &PublicKey,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let to = to.min(from.saturating_add(MAX_RANGE - 1));
+        let tx = self.read()?;
+        let entries = tx.open_table(ENTRIES)?;
+        let payloads = PayloadTables::open(&tx)?;
+        let lo = entry_key(author.as_bytes(), from);
+        let hi = entry_key(author.as_bytes(), to);
+        let mut out = Vec::new();
+        for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
+            let (k, v) = row?;
+            let (pos, v) = (k.value(), v.value());
+            let payload = match payloads.by_pos.get(pos)? {
+                Some(p) => Some(p.value().to_vec()),
+                None => {
+                    let hash = decode_stored(v)?.header().payload_hash;
+                    payloads
+                        .by_hash
+                        .get(hash.as_bytes())?
+                        .map(|p| p.value().to_vec())
+                }
+            };
+            out.push(RawEntry {
+                signed: v.get(32..).unwrap_or_default().to_vec(),
+                payload,
+            });
         }
         Ok(out)
     }

@@ -43,6 +43,24 @@ fn all_entries(store: &Store, key: &SecretKey) -> Vec<Entry> {
         .collect()
 }
 
+/// `range_bytes` gives what `range` does, as bytes, for `key`'s feed.
+fn assert_range_bytes_agree(store: &Store, key: &SecretKey) {
+    let decoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = store
+        .range(&key.public(), 1, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.signed.as_bytes().to_vec(), e.payload))
+        .collect();
+    let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = store
+        .range_bytes(&key.public(), 1, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.signed, e.payload))
+        .collect();
+    assert!(!raw.is_empty());
+    assert_eq!(raw, decoded);
+}
+
 /// A review-model payload as `Store::append_local` takes it.
 fn item(p: &tagline_format::review::ReviewPayload) -> (String, Vec<u8>) {
     (p.type_name().to_string(), p.encode())
@@ -871,6 +889,14 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
     )
     .unwrap();
     assert_eq!(dst.entries_referencing(&series).unwrap().len(), 2);
+    // Ada's payloads are held by hash only now: served all the same.
+    assert_range_bytes_agree(&dst, &ada);
+    assert!(
+        dst.range_bytes(&ada.public(), 1, 2)
+            .unwrap()
+            .iter()
+            .all(|e| e.payload.is_some())
+    );
     let both = dst.identity_digest().unwrap();
     // Ada's payloads arriving late change nothing more (no double count).
     let report = dst
@@ -910,6 +936,8 @@ fn an_entry_stored_without_payload_is_indexed_when_any_entry_brings_it() {
     .unwrap();
     assert_eq!(dst.identity_digest().unwrap(), bobs, "Ada's wait");
     assert_eq!(dst.entries_referencing(&series).unwrap().len(), 1);
+    assert_range_bytes_agree(&dst, &ada);
+    assert_range_bytes_agree(&dst, &bob);
     assert!(
         dst.range(&ada.public(), 1, 2)
             .unwrap()
