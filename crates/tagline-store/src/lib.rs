@@ -433,11 +433,17 @@ pub const ID_RUN_MIN: usize = 256;
 /// ids); each id is rewritten once per level it climbs.
 pub const ID_RUN_FANIN: usize = 8;
 
-/// [`ID_RUN_MIN`] and [`ID_RUN_FANIN`], which tests lower.
+/// Ids a write transaction holds before writing them as a run: a large
+/// import writes runs as it goes (overlapping the verification of what
+/// follows) and holds at most this many in memory (about 90 bytes each).
+pub const ID_RUN_MAX: usize = 1 << 16;
+
+/// [`ID_RUN_MIN`], [`ID_RUN_FANIN`] and [`ID_RUN_MAX`], which tests lower.
 #[derive(Debug, Clone, Copy)]
 struct IdRuns {
     min: usize,
     fanin: usize,
+    max: usize,
 }
 
 impl Default for IdRuns {
@@ -445,6 +451,7 @@ impl Default for IdRuns {
         IdRuns {
             min: ID_RUN_MIN,
             fanin: ID_RUN_FANIN,
+            max: ID_RUN_MAX,
         }
     }
 }
@@ -2214,6 +2221,9 @@ impl<'t> Writer<'t> {
         payload: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let pos = entry_key(signed.author().as_bytes(), signed.seq());
+        if self.ix.new_ids.len() >= self.ix.id_runs.max {
+            self.write_ids()?;
+        }
         let mut row = Vec::with_capacity(32 + signed.as_bytes().len());
         row.extend_from_slice(&signed.id().0);
         row.extend_from_slice(signed.as_bytes());
@@ -2355,7 +2365,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("t.redb")).unwrap();
         // Runs of 3 ids or more, merged two by two.
-        let limits = IdRuns { min: 3, fanin: 2 };
+        let limits = IdRuns {
+            min: 3,
+            fanin: 2,
+            max: usize::MAX,
+        };
         // Each write: ids (prefix byte, rest byte, position byte). Prefix 1
         // is shared within the first write and across writes, prefix 2
         // across writes; the last write (of two ids) goes into the index.
@@ -2451,7 +2465,8 @@ mod tests {
         fn every_entry_is_found_by_id_whatever_the_writes(
             batches in proptest::collection::vec(1usize..12, 1..16),
         ) {
-            let limits = IdRuns { min: 4, fanin: 3 };
+            // Transactions of more than 6 ids write runs as they go.
+            let limits = IdRuns { min: 4, fanin: 3, max: 6 };
             let dir = tempfile::tempdir().unwrap();
             let mut a = Store::open(&dir.path().join("a")).unwrap();
             let mut b = Store::open(&dir.path().join("b")).unwrap();
