@@ -13,6 +13,10 @@
 //!   into a fresh store: decode, hash, chain and lipmaa checks, batched
 //!   signature verification, payload checks, durable append.
 //! - `append/local_1000`: sign and store 1,000 notes in one transaction.
+//! - `lookup/get_with_runs`: `Store::get` of a stored entry by id in a store
+//!   of 30,000 entries appended 300 at a time, whose ids are in 9 sorted runs
+//!   of 3 levels (`ID_RUN_FANIN` 8); `lookup/get_without_runs`: the same
+//!   store after `rebuild_indexes`, which puts every id into `ID_INDEX`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -156,5 +160,30 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, baseline, ingest, append);
+fn lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed(&[44; 32]);
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let new = store.append_local(&key, notes(300), NOW).unwrap();
+        ids.extend(new.iter().map(|e| e.signed.id()));
+    }
+    let mut g = c.benchmark_group("lookup");
+    for (name, rebuild) in [("get_with_runs", false), ("get_without_runs", true)] {
+        if rebuild {
+            store.rebuild_indexes().unwrap();
+        }
+        let mut next = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                next = (next + 7_919) % ids.len();
+                store.get(&ids[next]).unwrap().unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, baseline, ingest, append, lookup);
 criterion_main!(benches);

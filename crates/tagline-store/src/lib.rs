@@ -629,23 +629,37 @@ impl Store {
     }
 
     /// The entry with this id, if stored.
+    /// Looks in `ID_INDEX`, then in the id runs from the largest (highest
+    /// level) down, opening each only when the ones before did not hold the
+    /// id, then in `ID_OVERFLOW`.
     pub fn get(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
-        let positions = id_positions(
-            &tx.open_table(ID_INDEX)?,
-            &tx.open_table(ID_OVERFLOW)?,
-            &open_runs(&tx)?,
-            id,
-        )?;
-        for pos in positions {
-            if let Some(v) = entries.get(&pos)?
+        let found = |pos: Option<[u8; 40]>| -> Result<Option<StoredEntry>, StoreError> {
+            if let Some(pos) = pos
+                && let Some(v) = entries.get(&pos)?
                 && stored_id(v.value()) == Some(*id)
             {
                 return Ok(Some(PayloadTables::open(&tx)?.load(&pos, v.value())?));
             }
+            Ok(None)
+        };
+        let prefix = id_prefix(&id.0);
+        let at = tx.open_table(ID_INDEX)?.get(&prefix)?.map(|p| *p.value());
+        if let Some(e) = found(at)? {
+            return Ok(Some(e));
         }
-        Ok(None)
+        let mut runs = run_list(&tx.open_table(ID_RUN_LEVELS)?)?;
+        runs.sort_by_key(|(run, level)| std::cmp::Reverse((*level, *run)));
+        for (run, _) in runs {
+            let table = tx.open_table(IdRunTable::new(&id_run_table(run)))?;
+            let at = table.get(&prefix)?.map(|p| *p.value());
+            if let Some(e) = found(at)? {
+                return Ok(Some(e));
+            }
+        }
+        let at = tx.open_table(ID_OVERFLOW)?.get(&id.0)?.map(|p| *p.value());
+        found(at)
     }
 
     /// Every stored entry of an identity payload type, with payloads.
