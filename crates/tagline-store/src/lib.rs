@@ -575,18 +575,9 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let to = to.min(from.saturating_add(MAX_RANGE - 1));
-        let tx = self.read()?;
-        let entries = tx.open_table(ENTRIES)?;
-        let payloads = PayloadTables::open(&tx)?;
-        let lo = entry_key(author.as_bytes(), from);
-        let hi = entry_key(author.as_bytes(), to);
-        let mut out = Vec::new();
-        for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
-            let (k, v) = row?;
-            out.push(payloads.load(k.value(), v.value())?);
-        }
-        Ok(out)
+        self.range_rows(author, from, to, |payloads, pos, row| {
+            payloads.load(pos, row)
+        })
     }
 
     /// [`Store::range`] as stored, for serving to peers: each entry's signed
@@ -600,6 +591,26 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<Vec<RawEntry>, StoreError> {
+        self.range_rows(author, from, to, |payloads, pos, row| {
+            let payload = held_payload(&payloads.by_pos, &payloads.by_hash, pos, || {
+                Ok(decode_stored(row)?.header().payload_hash)
+            })?;
+            Ok(RawEntry {
+                signed: row.get(32..).unwrap_or_default().to_vec(),
+                payload,
+            })
+        })
+    }
+
+    /// `f` of each [`ENTRIES`] row `from..=to` of a feed (at most
+    /// [`MAX_RANGE`]): the payload tables, its position and its value.
+    fn range_rows<T>(
+        &self,
+        author: &PublicKey,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(&PayloadTables, &[u8; 40], &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let to = to.min(from.saturating_add(MAX_RANGE - 1));
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
@@ -609,21 +620,7 @@ impl Store {
         let mut out = Vec::new();
         for row in entries.range::<&[u8; 40]>(&lo..=&hi)? {
             let (k, v) = row?;
-            let (pos, v) = (k.value(), v.value());
-            let payload = match payloads.by_pos.get(pos)? {
-                Some(p) => Some(p.value().to_vec()),
-                None => {
-                    let hash = decode_stored(v)?.header().payload_hash;
-                    payloads
-                        .by_hash
-                        .get(hash.as_bytes())?
-                        .map(|p| p.value().to_vec())
-                }
-            };
-            out.push(RawEntry {
-                signed: v.get(32..).unwrap_or_default().to_vec(),
-                payload,
-            });
+            out.push(f(&payloads, k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -635,31 +632,29 @@ impl Store {
     pub fn get(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         let tx = self.read()?;
         let entries = tx.open_table(ENTRIES)?;
-        let found = |pos: Option<[u8; 40]>| -> Result<Option<StoredEntry>, StoreError> {
-            if let Some(pos) = pos
-                && let Some(v) = entries.get(&pos)?
-                && stored_id(v.value()) == Some(*id)
-            {
-                return Ok(Some(PayloadTables::open(&tx)?.load(&pos, v.value())?));
-            }
-            Ok(None)
-        };
-        let prefix = id_prefix(&id.0);
-        let at = tx.open_table(ID_INDEX)?.get(&prefix)?.map(|p| *p.value());
-        if let Some(e) = found(at)? {
-            return Ok(Some(e));
-        }
         let mut runs = run_list(&tx.open_table(ID_RUN_LEVELS)?)?;
         runs.sort_by_key(|(run, level)| std::cmp::Reverse((*level, *run)));
-        for (run, _) in runs {
-            let table = tx.open_table(IdRunTable::new(&id_run_table(run)))?;
-            let at = table.get(&prefix)?.map(|p| *p.value());
-            if let Some(e) = found(at)? {
-                return Ok(Some(e));
-            }
+        let runs = runs.into_iter().map(|(run, _)| {
+            Ok::<IdRun, StoreError>(tx.open_table(IdRunTable::new(&id_run_table(run)))?)
+        });
+        // The row of the first position that holds the id, read once.
+        let mut row = None;
+        let holds_id = |pos: &[u8; 40]| -> Result<bool, StoreError> {
+            row = entries
+                .get(pos)?
+                .filter(|v| stored_id(v.value()) == Some(*id))
+                .map(|v| v.value().to_vec());
+            Ok(row.is_some())
+        };
+        let index = tx.open_table(ID_INDEX)?;
+        let overflow = tx.open_table(ID_OVERFLOW)?;
+        let Some(pos) = find_id(&index, &overflow, runs, id, holds_id)? else {
+            return Ok(None);
+        };
+        match row {
+            Some(v) => Ok(Some(PayloadTables::open(&tx)?.load(&pos, &v)?)),
+            None => Ok(None),
         }
-        let at = tx.open_table(ID_OVERFLOW)?.get(&id.0)?.map(|p| *p.value());
-        found(at)
     }
 
     /// Every stored entry of an identity payload type, with payloads.
@@ -1527,14 +1522,18 @@ impl Store {
                 report.entries += 1;
                 let id = signed.id();
                 let here = entry_key(author.as_bytes(), signed.seq());
-                let indexed = id_positions(&index, &overflow, &runs, &id)?.contains(&here);
+                let indexed = find_id(&index, &overflow, runs.iter().map(Ok), &id, |p| {
+                    Ok(*p == here)
+                })?
+                .is_some();
                 if !indexed {
                     report.problems.push(format!(
                         "feed {author}: entry {} is missing from the id index",
                         signed.seq()
                     ));
                 }
-                match held_payload(&by_pos, &payloads, &here, &signed.header().payload_hash)? {
+                let hash = signed.header().payload_hash;
+                match held_payload(&by_pos, &payloads, &here, || Ok(hash))? {
                     Some(p) => {
                         report.payloads_checked += 1;
                         if let Err(e) = check_payload(signed.header(), &p) {
@@ -1595,7 +1594,25 @@ fn derive_seed(seed: &[u8; 32], n: u64) -> [u8; 32] {
     x
 }
 
-/// The id stored in front of an [`ENTRIES`] value.
+/// Indexes the entry at `pos` by its id's `prefix` in `table` ([`ID_INDEX`]
+/// or a run); if another entry holds that prefix there, keeps it and
+/// indexes this one by its full id (`id`, asked for only then) in
+/// [`ID_OVERFLOW`].
+fn put_prefix(
+    table: &mut Table<'_, &'static [u8; 16], &'static [u8; 40]>,
+    overflow: &mut Table<'_, &'static [u8; 32], &'static [u8; 40]>,
+    prefix: &[u8; 16],
+    pos: &[u8; 40],
+    id: impl FnOnce() -> Result<[u8; 32], StoreError>,
+) -> Result<(), StoreError> {
+    let previous = table.insert(prefix, pos)?.map(|old| *old.value());
+    if let Some(old) = previous.filter(|old| old != pos) {
+        table.insert(prefix, &old)?;
+        overflow.insert(&id()?, pos)?;
+    }
+    Ok(())
+}
+
 /// The id runs and their levels, in run order ([`ID_RUN_LEVELS`]).
 fn run_list(levels: &impl ReadableTable<u64, u8>) -> Result<Vec<(u64, u8)>, StoreError> {
     let mut out = Vec::new();
@@ -1642,31 +1659,36 @@ fn open_runs(tx: &ReadTransaction) -> Result<Vec<IdRun>, StoreError> {
 /// An id run's table, open for reading.
 type IdRun = redb::ReadOnlyTable<&'static [u8; 16], &'static [u8; 40]>;
 
-/// Where the id index puts `id`: the entries whose id has its prefix
-/// ([`ID_INDEX`], then each run) and the overflow entry for the full id.
-/// Callers compare the id stored at each position.
-fn id_positions(
+/// Looks `id` up where the id index may put it: [`ID_INDEX`] by prefix,
+/// then each of `runs` in turn (opened as they come), then [`ID_OVERFLOW`]
+/// by the full id. Returns the first position `accept` takes (callers
+/// compare the id stored there, or the position they expect).
+fn find_id<R: std::borrow::Borrow<IdRun>>(
     index: &impl ReadableTable<&'static [u8; 16], &'static [u8; 40]>,
     overflow: &impl ReadableTable<&'static [u8; 32], &'static [u8; 40]>,
-    runs: &[IdRun],
+    runs: impl IntoIterator<Item = Result<R, StoreError>>,
     id: &EntryId,
-) -> Result<Vec<[u8; 40]>, StoreError> {
+    mut accept: impl FnMut(&[u8; 40]) -> Result<bool, StoreError>,
+) -> Result<Option<[u8; 40]>, StoreError> {
     let prefix = id_prefix(&id.0);
-    let mut positions = Vec::with_capacity(2);
-    if let Some(p) = index.get(&prefix)? {
-        positions.push(*p.value());
+    let mut take = |pos: Option<[u8; 40]>| -> Result<Option<[u8; 40]>, StoreError> {
+        match pos {
+            Some(p) if accept(&p)? => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    };
+    if let Some(p) = take(index.get(&prefix)?.map(|p| *p.value()))? {
+        return Ok(Some(p));
     }
     for run in runs {
-        if let Some(p) = run.get(&prefix)? {
-            positions.push(*p.value());
+        if let Some(p) = take(run?.borrow().get(&prefix)?.map(|p| *p.value()))? {
+            return Ok(Some(p));
         }
     }
-    if let Some(p) = overflow.get(&id.0)? {
-        positions.push(*p.value());
-    }
-    Ok(positions)
+    take(overflow.get(&id.0)?.map(|p| *p.value()))
 }
 
+/// The id stored in front of an [`ENTRIES`] value.
 fn stored_id(v: &[u8]) -> Option<EntryId> {
     v.get(..32)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -1709,21 +1731,21 @@ fn load_entry(
     row: &[u8],
 ) -> Result<StoredEntry, StoreError> {
     let signed = decode_stored(row)?;
-    let payload = held_payload(by_pos, by_hash, pos, &signed.header().payload_hash)?;
+    let payload = held_payload(by_pos, by_hash, pos, || Ok(signed.header().payload_hash))?;
     Ok(StoredEntry { signed, payload })
 }
 
-/// The payload of the entry at `pos` with payload hash `hash`, if held:
-/// stored with it, else by hash.
+/// The payload of the entry at `pos`, if held: stored with it, else by its
+/// payload hash (`hash`, asked for only then).
 fn held_payload(
     by_pos: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
     by_hash: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
     pos: &[u8; 40],
-    hash: &PayloadHash,
+    hash: impl FnOnce() -> Result<PayloadHash, StoreError>,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(match by_pos.get(pos)? {
         Some(p) => Some(p.value().to_vec()),
-        None => by_hash.get(hash.as_bytes())?.map(|p| p.value().to_vec()),
+        None => by_hash.get(hash()?.as_bytes())?.map(|p| p.value().to_vec()),
     })
 }
 
@@ -1924,13 +1946,9 @@ impl<'t> Indexes<'t> {
         ids.sort_unstable();
         if ids.len() < self.id_runs.min {
             for (prefix, pos, id) in &ids {
-                let previous = self.prefix.insert(prefix, pos)?.map(|old| *old.value());
-                if let Some(old) = previous.filter(|old| old != pos) {
-                    // Prefix already taken by another entry: keep it, index
-                    // this one by full id.
-                    self.prefix.insert(prefix, &old)?;
-                    self.overflow.insert(id, pos)?;
-                }
+                put_prefix(&mut self.prefix, &mut self.overflow, prefix, pos, || {
+                    Ok(*id)
+                })?;
             }
             return Ok(());
         }
@@ -1967,19 +1985,13 @@ impl<'t> Indexes<'t> {
         ids: impl Iterator<Item = Result<([u8; 16], [u8; 40], Option<[u8; 32]>), StoreError>>,
         entries: &Table<'t, &'static [u8; 40], &'static [u8]>,
     ) -> Result<(), StoreError> {
-        let name = id_run_table(run);
-        let mut table = self.tx.open_table(IdRunTable::new(&name))?;
+        let mut table = self.tx.open_table(IdRunTable::new(&id_run_table(run)))?;
         for row in ids {
             let (prefix, pos, id) = row?;
-            let previous = table.insert(&prefix, &pos)?.map(|old| *old.value());
-            if let Some(old) = previous.filter(|old| *old != pos) {
-                table.insert(&prefix, &old)?;
-                let id = match id {
-                    Some(id) => id,
-                    None => full_id(entries, &pos)?.0,
-                };
-                self.overflow.insert(&id, &pos)?;
-            }
+            put_prefix(&mut table, &mut self.overflow, &prefix, &pos, || match id {
+                Some(id) => Ok(id),
+                None => Ok(full_id(entries, &pos)?.0),
+            })?;
         }
         Ok(())
     }
@@ -1998,10 +2010,9 @@ impl<'t> Indexes<'t> {
         let new = next_run(&self.run_levels)?;
         self.run_levels.insert(new, level)?;
         {
-            let names: Vec<String> = runs.iter().map(|r| id_run_table(*r)).collect();
             let mut tables = Vec::with_capacity(runs.len());
-            for name in &names {
-                tables.push(self.tx.open_table(IdRunTable::new(name))?);
+            for run in runs {
+                tables.push(self.tx.open_table(IdRunTable::new(&id_run_table(*run)))?);
             }
             let mut cursors = Vec::with_capacity(tables.len());
             let mut heads = BinaryHeap::new();
@@ -2291,7 +2302,7 @@ impl<'t> Writer<'t> {
 
     /// Whether the payload of the entry at `pos` is held.
     fn has_payload(&self, pos: &[u8; 40], hash: &PayloadHash) -> Result<bool, StoreError> {
-        Ok(held_payload(&self.inline, &self.payloads, pos, hash)?.is_some())
+        Ok(held_payload(&self.inline, &self.payloads, pos, || Ok(*hash))?.is_some())
     }
 }
 
@@ -2420,8 +2431,11 @@ mod tests {
                 open_runs(&tx).unwrap(),
             );
             for (id, pos) in &all {
-                let found = id_positions(&index, &overflow, &runs, &EntryId(*id)).unwrap();
-                assert!(found.contains(pos), "id {:?} at {} lost", &id[..2], pos[0]);
+                let found = find_id(&index, &overflow, runs.iter().map(Ok), &EntryId(*id), |p| {
+                    Ok(p == pos)
+                })
+                .unwrap();
+                assert!(found.is_some(), "id {:?} at {} lost", &id[..2], pos[0]);
             }
         }
         assert_eq!(
