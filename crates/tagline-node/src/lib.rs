@@ -322,6 +322,8 @@ async fn main_loop(
                 Ok(NetEvent::Misbehaved { peer, reason }) => {
                     last_error = format!("peer {peer} misbehaved: {reason}");
                 }
+                // --once decides at once rather than at the next poll.
+                Ok(NetEvent::Idle) if opts.once => poll.reset_immediately(),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -347,9 +349,14 @@ async fn main_loop(
                     }
                     // What arrived may widen the replication set (an
                     // identity's devices, a project's publishers): refresh
-                    // it now rather than at the next tick, and decide at
-                    // the next poll.
-                    refresh_tick.reset_immediately();
+                    // it now and decide again at once. The network handles
+                    // commands in order, so the status asked for next
+                    // already reflects the new set.
+                    dirty = false;
+                    if let Err(e) = refresh(shared).await {
+                        tracing::warn!("cannot compute the replication set: {e}");
+                    }
+                    poll.reset_immediately();
                     continue;
                 }
                 if connected.is_empty() && failed >= dialling {
