@@ -10,7 +10,6 @@
 //! `pending` (the runner was killed while testing it) is tested again
 //! without a second `pending`, so no result is published twice.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use tagline_format::EntryId;
 use tagline_format::review::{CiResult, CiStatus, ReviewPayload, Revision};
 use tagline_git::{Committer, Git, GitError};
 
+use crate::cilog::{CI_LOG_MAX_BYTES, RunLog};
 use crate::home;
 
 /// Where full CI logs are kept in the data directory, by blake3 hash.
@@ -29,8 +29,6 @@ pub const CI_LOG_DIR: &str = "ci-logs";
 pub const CI_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// The command's time limit, unless `--timeout`.
 pub const CI_DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Longest last line of a failing command's output quoted in its summary.
-pub const SUMMARY_LINE_MAX: usize = 200;
 /// How often a running command is checked for its end or its time limit.
 const CI_WAIT_STEP: Duration = Duration::from_millis(50);
 
@@ -85,11 +83,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 struct Outcome {
     status: CiStatus,
     summary: String,
-    log: Vec<u8>,
+    log: RunLog,
     duration: Duration,
 }
 
-fn outcome(status: CiStatus, summary: String, log: Vec<u8>, started: Instant) -> Outcome {
+fn outcome(status: CiStatus, summary: String, log: RunLog, started: Instant) -> Outcome {
     Outcome {
         status,
         summary,
@@ -115,13 +113,13 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
             format!(
                 "no commit to apply on: neither the base nor {branch} nor HEAD is in the repository"
             ),
-            Vec::new(),
+            RunLog::default(),
             started,
         );
     };
     let wt = match git.worktree(&base) {
         Ok(w) => w,
-        Err(e) => return outcome(CiStatus::Error, e.to_string(), Vec::new(), started),
+        Err(e) => return outcome(CiStatus::Error, e.to_string(), RunLog::default(), started),
     };
     let mbox = tagline_git::mbox::am_mbox(rev, &[], "Thu, 1 Jan 1970 00:00:00 +0000");
     if let Err(e) = wt.am(mbox.as_bytes()) {
@@ -132,7 +130,7 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
         return outcome(
             CiStatus::Error,
             format!("does not apply on {}: {said}", short(&base)),
-            e.to_string().into_bytes(),
+            RunLog::from_bytes(e.to_string().into_bytes()),
             started,
         );
     }
@@ -140,6 +138,7 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
         wt.path(),
         &a.command,
         a.timeout,
+        CI_LOG_MAX_BYTES,
         &[
             ("TAGLINE_REVISION", id.to_string()),
             ("TAGLINE_BASE", base.clone()),
@@ -149,17 +148,19 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
 }
 
 /// Runs `command` in `dir` with a clean environment (`PATH`, `LANG`, a
-/// scratch `HOME` and `TMPDIR`, and `env`), its output in one log, killed
-/// with its process group after `timeout`: pass (exit 0), fail or error
-/// (could not run, timed out), a summary, and the log.
+/// scratch `HOME` and `TMPDIR`, and `env`), its output in one log file,
+/// killed with its process group after `timeout` or once its log passes
+/// `max_log` bytes ([`CI_LOG_MAX_BYTES`] for the runner and the gate): pass (exit 0), fail or error (could not run, timed
+/// out, too much output), a summary, and the log.
 pub(crate) fn run_command(
     dir: &Path,
     command: &[String],
     timeout: Duration,
+    max_log: u64,
     env: &[(&str, String)],
-) -> (CiStatus, String, Vec<u8>) {
+) -> (CiStatus, String, RunLog) {
     let Some((program, args)) = command.split_first() else {
-        return (CiStatus::Error, "no command".into(), Vec::new());
+        return (CiStatus::Error, "no command".into(), RunLog::default());
     };
     let shown = command.join(" ");
     let log = match tempfile::tempfile() {
@@ -168,7 +169,7 @@ pub(crate) fn run_command(
             return (
                 CiStatus::Error,
                 format!("cannot create the log: {e}"),
-                Vec::new(),
+                RunLog::default(),
             );
         }
     };
@@ -178,7 +179,7 @@ pub(crate) fn run_command(
             return (
                 CiStatus::Error,
                 "cannot share the log file".into(),
-                Vec::new(),
+                RunLog::default(),
             );
         }
     };
@@ -210,15 +211,29 @@ pub(crate) fn run_command(
             return (
                 CiStatus::Error,
                 format!("cannot run {program}: {e}"),
-                Vec::new(),
+                RunLog::default(),
             );
         }
     };
     let deadline = Instant::now() + timeout;
+    // Why the command was stopped, if it was.
+    let mut stopped = None;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) => {
+                let size = log.metadata().map_or(0, |m| m.len());
+                if Instant::now() >= deadline {
+                    stopped = Some(format!("timed out after {} s", timeout.as_secs()));
+                } else if size > max_log {
+                    stopped = Some(format!(
+                        "stopped: its output passed {}",
+                        crate::cilog::size_text(max_log)
+                    ));
+                } else {
+                    std::thread::sleep(CI_WAIT_STEP);
+                    continue;
+                }
                 // The whole group (the command's children too), then the
                 // command itself should it have left the group.
                 if let Ok(pid) = i32::try_from(child.id())
@@ -233,46 +248,44 @@ pub(crate) fn run_command(
                 let _ = child.wait();
                 break None;
             }
-            Ok(None) => std::thread::sleep(CI_WAIT_STEP),
             Err(_) => break None,
         }
     };
-    let mut bytes = Vec::new();
-    let mut log = log;
-    let _ = std::io::Seek::rewind(&mut log);
-    let _ = log.read_to_end(&mut bytes);
+    let log = match RunLog::from_file(log) {
+        Ok(l) => l,
+        Err(e) => {
+            return (
+                CiStatus::Error,
+                format!("cannot read the log of {shown}: {e}"),
+                RunLog::default(),
+            );
+        }
+    };
     match status {
-        Some(s) if s.success() => (CiStatus::Pass, format!("{shown} passed"), bytes),
+        Some(s) if s.success() => (CiStatus::Pass, format!("{shown} passed"), log),
         Some(s) => (
             CiStatus::Fail,
             format!(
                 "{shown} failed ({}){}",
                 s.code()
                     .map_or("killed by a signal".to_string(), |c| format!("exit {c}")),
-                last_line(&bytes)
+                log.summary
+                    .last_line
+                    .as_ref()
                     .map(|l| format!(": {l}"))
                     .unwrap_or_default()
             ),
-            bytes,
+            log,
         ),
         None => (
             CiStatus::Error,
-            format!("{shown} timed out after {} s", timeout.as_secs()),
-            bytes,
+            format!(
+                "{shown} {}",
+                stopped.unwrap_or_else(|| "could not be waited for".into())
+            ),
+            log,
         ),
     }
-}
-
-/// The last non-empty line of a log, at most [`SUMMARY_LINE_MAX`] bytes:
-/// what a failing command said last, usually why, put in its summary.
-fn last_line(log: &[u8]) -> Option<String> {
-    let line = log
-        .split(|b| *b == b'\n')
-        .map(|l| l.trim_ascii())
-        .rfind(|l| !l.is_empty())?;
-    let text = String::from_utf8_lossy(line);
-    let end = text.floor_char_boundary(SUMMARY_LINE_MAX);
-    Some(text.get(..end).unwrap_or_default().to_string())
 }
 
 fn short(commit: &str) -> &str {
@@ -331,19 +344,20 @@ fn look(home_dir: &Path, a: &RunArgs, force: bool) -> Result<usize> {
                 id.short()
             );
         }
-        let o = test(&git, rev, &work.branch, a, id);
-        let (excerpt, hash) = crate::reviewcmd::log_excerpt(&o.log);
+        let mut o = test(&git, rev, &work.branch, a, id);
         let dir = home_dir.join(CI_LOG_DIR);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{hash}.log"));
-        std::fs::write(&path, &o.log)
+        let path = dir.join(format!("{}.log", o.log.summary.payload_hash()));
+        o.log
+            .save(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let excerpt = o.log.summary.excerpt.clone();
         let entry = publish(CiResult {
             status: o.status,
             summary: o.summary.clone(),
             log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
-            log_hash: Some(*hash.as_bytes()),
+            log_hash: Some(o.log.summary.hash),
             duration_ms: Some(u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX)),
             ..base
         })?;
@@ -377,18 +391,7 @@ mod tests {
 
     #[test]
     fn a_failures_summary_quotes_its_last_line() {
-        assert_eq!(
-            last_line(b"building\nundefined: helper\n\n").as_deref(),
-            Some("undefined: helper")
-        );
-        assert_eq!(last_line(b"\n  \n"), None);
-        let long = "\u{e9}".repeat(SUMMARY_LINE_MAX);
-        let cut = last_line(long.as_bytes()).unwrap();
-        assert!(
-            cut.len() <= SUMMARY_LINE_MAX && long.starts_with(&cut),
-            "{cut}"
-        );
-        let (status, summary, _) = run_command(
+        let (status, summary, log) = run_command(
             Path::new("."),
             &[
                 "sh".into(),
@@ -396,12 +399,48 @@ mod tests {
                 "echo no; echo undefined: x >&2; exit 2".into(),
             ],
             Duration::from_secs(60),
+            CI_LOG_MAX_BYTES,
             &[],
         );
         assert_eq!(status, CiStatus::Fail);
         assert!(
             summary.ends_with("failed (exit 2): undefined: x"),
             "{summary}"
+        );
+        assert_eq!(log.summary.excerpt, "no\nundefined: x");
+    }
+
+    /// Endless output is stopped at the log's bound, with its group, and
+    /// the log kept is about that size, not more.
+    #[test]
+    fn endless_output_is_stopped_at_the_bound() {
+        let max = 256 * 1024;
+        let (status, summary, log) = run_command(
+            Path::new("."),
+            &[
+                "sh".into(),
+                "-c".into(),
+                "while :; do echo all is well; done".into(),
+            ],
+            Duration::from_secs(60),
+            max,
+            &[],
+        );
+        assert_eq!(status, CiStatus::Error, "{summary}");
+        assert!(summary.contains("its output passed 256 KiB"), "{summary}");
+        assert!(log.summary.len > max, "{}", log.summary.len);
+        // The bound plus what the loop writes in a wait step or so.
+        assert!(
+            log.summary.len < max + 64 * 1024 * 1024,
+            "{}",
+            log.summary.len
+        );
+        assert_eq!(
+            log.summary
+                .last_line
+                .as_deref()
+                .map(|l| l.starts_with("all")),
+            Some(true)
         );
     }
 

@@ -33,6 +33,7 @@ use tagline_format::EntryId;
 use tagline_format::review::{CiResult, CiStatus, Merge, ReviewPayload};
 use tagline_git::{Committer, Git};
 
+use crate::cilog::{CI_LOG_MAX_BYTES, LogSummary};
 use crate::home;
 use crate::reviewcmd::Approved;
 
@@ -125,14 +126,14 @@ fn publish_merge(
 }
 
 /// The check command's summary and log, when it passed.
-type Checked = (String, Vec<u8>);
+type Checked = (String, LogSummary);
 
 /// Why a set of series did not make it.
 enum Refusal {
     /// Series `0` (an index into the set) does not apply.
     Apply(usize, String),
     /// The check command failed on the whole set.
-    Check(String, Vec<u8>),
+    Check(String, LogSummary),
 }
 
 /// What one look works with.
@@ -182,12 +183,13 @@ impl Look<'_> {
                 wt.path(),
                 &self.a.check,
                 self.a.check_timeout,
+                CI_LOG_MAX_BYTES,
                 &[("TAGLINE_BASE", tip.to_string())],
             );
             if status != CiStatus::Pass {
-                return Ok(Err(Refusal::Check(summary, log)));
+                return Ok(Err(Refusal::Check(summary, log.summary)));
             }
-            checked = Some((summary, log));
+            checked = Some((summary, log.summary));
         }
         Ok(Ok((wt.head()?, checked)))
     }
@@ -198,9 +200,9 @@ impl Look<'_> {
         ap: &Approved,
         status: CiStatus,
         summary: String,
-        log: &[u8],
+        log: &LogSummary,
     ) -> Result<EntryId> {
-        let (excerpt, hash) = crate::reviewcmd::log_excerpt(log);
+        let excerpt = log.excerpt.clone();
         let store = home::open_store(self.home_dir)?;
         crate::reviewcmd::publish(
             self.home_dir,
@@ -211,7 +213,7 @@ impl Look<'_> {
                 status,
                 summary,
                 log_excerpt: (!excerpt.is_empty()).then_some(excerpt),
-                log_hash: (!log.is_empty()).then_some(*hash.as_bytes()),
+                log_hash: (log.len > 0).then_some(log.hash),
                 runner: Some("tagline gate".into()),
                 duration_ms: None,
                 url: None,
@@ -221,7 +223,13 @@ impl Look<'_> {
     }
 
     /// Reports `ap` at fault with a `gate` CI result.
-    fn refuse(&self, ap: &Approved, status: CiStatus, summary: String, log: &[u8]) -> Result<()> {
+    fn refuse(
+        &self,
+        ap: &Approved,
+        status: CiStatus,
+        summary: String,
+        log: &LogSummary,
+    ) -> Result<()> {
         let id = self.report(ap, status, summary.clone(), log)?;
         println!(
             "{} v{}: not merged: {summary} ({id})",
@@ -306,7 +314,7 @@ impl Look<'_> {
                     culprit,
                     CiStatus::Error,
                     format!("does not apply on {on}: {said}"),
-                    &[],
+                    &LogSummary::default(),
                 )?;
                 self.merge_set(set)
             }

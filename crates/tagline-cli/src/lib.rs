@@ -4,6 +4,7 @@
 
 pub mod bridgecmd;
 pub mod cicmd;
+pub mod cilog;
 pub mod gatecmd;
 pub mod guard;
 pub mod home;

@@ -19,11 +19,6 @@ use tagline_store::{Store, StoredEntry};
 
 use crate::{home, ident};
 
-/// Lines of a CI log kept in the entry itself.
-const LOG_EXCERPT_LINES: usize = 50;
-/// Bytes of a CI log kept in the entry itself.
-const LOG_EXCERPT_BYTES: usize = 64 * 1024;
-
 /// The review entries a node holds, decoded, and the identities.
 struct World {
     entries: Vec<(StoredEntry, ReviewPayload)>,
@@ -991,9 +986,11 @@ pub fn ci_report(
         .context("the series has no revision here")?;
     let (excerpt, hash) = match log {
         Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let (excerpt, hash) = log_excerpt(&bytes);
-            (Some(excerpt), Some(*hash.as_bytes()))
+            let file =
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let log = crate::cilog::LogSummary::read(std::io::BufReader::new(file))
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            (Some(log.excerpt), Some(log.hash))
         }
         None => (None, None),
     };
@@ -1015,25 +1012,6 @@ pub fn ci_report(
         rev.version
     );
     Ok(())
-}
-
-/// A CI log's tail for the entry (at most `LOG_EXCERPT_LINES` lines and
-/// `LOG_EXCERPT_BYTES` bytes) and the hash of the whole log.
-pub(crate) fn log_excerpt(bytes: &[u8]) -> (String, tagline_format::PayloadHash) {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines
-        .get(lines.len().saturating_sub(LOG_EXCERPT_LINES)..)
-        .unwrap_or(&[])
-        .join("\n");
-    let start = tail.len().saturating_sub(LOG_EXCERPT_BYTES);
-    let start = (start..tail.len())
-        .find(|i| tail.is_char_boundary(*i))
-        .unwrap_or(tail.len());
-    (
-        tail.get(start..).unwrap_or("").to_string(),
-        tagline_format::PayloadHash::of(bytes),
-    )
 }
 
 /// What a CI runner needs of a project: its name, target branch, the
