@@ -756,19 +756,49 @@ fn format_range(repo: &Path, range: &str) -> Result<(tempfile::TempDir, Vec<Stri
             None,
         )
     };
-    // --base=auto needs an upstream; without one, format without it.
+    let files = || -> Result<Vec<String>> {
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().display().to_string())
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    // --base=auto needs an upstream. Without one, the base is the parent
+    // of the range's first commit (named on the first patch's "From SHA"
+    // line), so that maintainers and the CI runner still know where the
+    // series applies; a series that starts at a root commit has none.
     if format_patch(&["--base=auto"]).is_err() {
         format_patch(&[])?;
+        let parent = files()?
+            .first()
+            .and_then(|f| first_commit(Path::new(f)))
+            .and_then(|c| git.rev_parse(&format!("{c}^")).ok());
+        if let Some(base) = parent {
+            for f in files()? {
+                std::fs::remove_file(&f).with_context(|| format!("cannot remove {f}"))?;
+            }
+            format_patch(&[&format!("--base={base}")])?;
+        }
     }
-    let mut files: Vec<String> = std::fs::read_dir(dir.path())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().display().to_string())
-        .collect();
-    files.sort();
+    let files = files()?;
     if files.is_empty() {
         bail!("the range {range} holds no commits");
     }
     Ok((dir, files))
+}
+
+/// The commit a `git format-patch` file was made from: the hash on its
+/// first line, `From SHA Mon Sep 17 00:00:00 2001`.
+fn first_commit(patch: &Path) -> Option<String> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::open(patch).ok()?),
+        &mut line,
+    )
+    .ok()?;
+    let sha = line.strip_prefix("From ")?.split(' ').next()?;
+    (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_string())
 }
 
 pub fn submit(home_dir: &Path, a: SubmitArgs, inputs: &[String], force: bool) -> Result<()> {

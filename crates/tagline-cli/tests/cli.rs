@@ -951,6 +951,15 @@ fn maintainers_file_decides_whose_acks_are_needed() {
         None,
     );
     assert!(out.contains(" v2 (1 patches)"), "{out}");
+    // No upstream here: the base is the range's first commit's parent.
+    let log = ok(&ada, &["log", "--json"], None);
+    let v2 = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|e| e["type"] == "tagline/revision")
+        .unwrap();
+    let parent = String::from_utf8(git(&["rev-parse", "HEAD~1"])).unwrap();
+    assert_eq!(v2["payload"]["3"].as_str(), Some(parent.trim()), "{v2}");
     let show = ok(&ada, &["show", "1"], None);
     assert!(
         show.contains("v2  1 patches") && show.contains("Why this series exists."),
