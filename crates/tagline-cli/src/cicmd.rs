@@ -150,8 +150,9 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
 /// Runs `command` in `dir` with a clean environment (`PATH`, `LANG`, a
 /// scratch `HOME` and `TMPDIR`, and `env`), its output in one log file,
 /// killed with its process group after `timeout` or once its log passes
-/// `max_log` bytes ([`CI_LOG_MAX_BYTES`] for the runner and the gate): pass (exit 0), fail or error (could not run, timed
-/// out, too much output), a summary, and the log.
+/// `max_log` bytes ([`CI_LOG_MAX_BYTES`] for the runner and the gate):
+/// pass (exit 0), fail or error (could not run, timed out, too much
+/// output), a summary, and the log.
 pub(crate) fn run_command(
     dir: &Path,
     command: &[String],
