@@ -147,12 +147,30 @@ fn test(git: &Git, rev: &Revision, branch: &str, a: &RunArgs, id: &EntryId) -> O
     outcome(status, summary, bytes, started)
 }
 
+/// Kills `child`'s process group (the command started it as its leader).
+/// The group outlives its leader while a member runs, so its id is not
+/// reused meanwhile.
+fn kill_group(child: &std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(child.id())
+        && pid > 1
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
 /// Runs `command` in `dir` with a clean environment (`PATH`, `LANG`, a
 /// scratch `HOME` and `TMPDIR`, and `env`), its output in one log file,
 /// killed with its process group after `timeout` or once its log passes
-/// `max_log` bytes ([`CI_LOG_MAX_BYTES`] for the runner and the gate):
-/// pass (exit 0), fail or error (could not run, timed out, too much
-/// output), a summary, and the log.
+/// `max_log` bytes ([`CI_LOG_MAX_BYTES`] for the runner and the gate), and
+/// what it leaves running in its group killed when it ends: pass (exit 0),
+/// fail or error (could not run, timed out, too much output), a summary,
+/// and the log.
 pub(crate) fn run_command(
     dir: &Path,
     command: &[String],
@@ -221,7 +239,12 @@ pub(crate) fn run_command(
     let mut stopped = None;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
+            Ok(Some(s)) => {
+                // What it left running (a daemon a test started) goes too:
+                // it would outlive the run and write on to the log.
+                kill_group(&child);
+                break Some(s);
+            }
             Ok(None) => {
                 let size = log.metadata().map_or(0, |m| m.len());
                 if Instant::now() >= deadline {
@@ -237,14 +260,7 @@ pub(crate) fn run_command(
                 }
                 // The whole group (the command's children too), then the
                 // command itself should it have left the group.
-                if let Ok(pid) = i32::try_from(child.id())
-                    && pid > 1
-                {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                kill_group(&child);
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -409,6 +425,34 @@ mod tests {
             "{summary}"
         );
         assert_eq!(log.summary.excerpt, "no\nundefined: x");
+    }
+
+    /// What the command leaves running in its group is killed when it ends.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn what_a_command_leaves_running_is_stopped() {
+        let (status, summary, log) = run_command(
+            Path::new("."),
+            &["sh".into(), "-c".into(), "sleep 300 & echo $!".into()],
+            Duration::from_secs(60),
+            CI_LOG_MAX_BYTES,
+            &[],
+        );
+        assert_eq!(status, CiStatus::Pass, "{summary}");
+        let pid: i32 = log.summary.excerpt.trim().parse().unwrap();
+        // Gone, or a zombie until its new parent reaps it.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while !gone() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(), "the background sleep {pid} still runs");
     }
 
     /// Endless output is stopped at the log's bound, with its group, and
