@@ -177,6 +177,11 @@ pub struct Config {
     /// Relays (with `/p2p/`) to listen through: peers reach this node at
     /// `RELAY/p2p-circuit/p2p/THIS_NODE`.
     pub relays: Vec<Multiaddr>,
+    /// Merge the store's id runs into one whenever the sync goes idle
+    /// ([`Store::compact_id_runs`]): a node that runs on after a large
+    /// catch-up looks entries up by id as fast as before it. Off for a node
+    /// that stops once synced.
+    pub compact_when_idle: bool,
 }
 
 impl Default for Config {
@@ -190,6 +195,7 @@ impl Default for Config {
             external: Vec::new(),
             relay_server: false,
             relays: Vec::new(),
+            compact_when_idle: false,
         }
     }
 }
@@ -530,6 +536,8 @@ pub async fn spawn(
         order: Arc::new(WriteOrder::default()),
         written: done_tx,
         lend_waiting: None,
+        compact_when_idle: config.compact_when_idle,
+        compact_due: false,
         subscribed: BTreeMap::new(),
         provided: BTreeSet::new(),
         discover: Vec::new(),
@@ -582,6 +590,10 @@ struct Driver {
     written: mpsc::UnboundedSender<Written>,
     /// A lend asked for while a write runs: answered when it ends.
     lend_waiting: Option<tokio::sync::oneshot::Sender<Arc<Store>>>,
+    /// [`Config::compact_when_idle`].
+    compact_when_idle: bool,
+    /// The sync went idle since the id runs were last merged.
+    compact_due: bool,
     /// Gossipsub topics subscribed to, and what each is about.
     subscribed: BTreeMap<gossipsub::TopicHash, Subject>,
     /// What this node provides in the DHT (projects it holds, its own feeds).
@@ -614,7 +626,7 @@ impl Writes {
 }
 
 /// What a background write did.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Written {
     /// Per ingested feed: (peer, feed, head after, why entries were refused).
     stored: Vec<(PeerId, PublicKey, u64, Option<Rejection>)>,
@@ -782,7 +794,55 @@ impl Driver {
             });
         }
         self.lend();
+        self.compact();
         self.drain();
+    }
+
+    /// Merges the store's id runs into one ([`Store::compact_id_runs`]) on
+    /// a thread of its own at [`WRITER_NICE`], once the sync went idle and
+    /// nothing else is written or waits to be: it takes a write ticket, and
+    /// a lend waits for it as for a write.
+    fn compact(&mut self) {
+        if !self.compact_due
+            || self.writing > 0
+            || self.lend_waiting.is_some()
+            || !self.writes.is_empty()
+        {
+            return;
+        }
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        self.compact_due = false;
+        let (done, order, ticket) = (self.written.clone(), self.order.clone(), self.tickets);
+        self.tickets += 1;
+        self.writing += 1;
+        let spawned = std::thread::Builder::new()
+            .name("tagline-compact".into())
+            .spawn(move || {
+                lower_thread_priority(WRITER_NICE);
+                let turn = order.wait_for(ticket);
+                let started = std::time::Instant::now();
+                match store.compact_id_runs() {
+                    Ok(0) => {}
+                    Ok(runs) => tracing::info!(
+                        runs,
+                        ms = started.elapsed().as_millis() as u64,
+                        "id runs merged into one"
+                    ),
+                    Err(e) => tracing::warn!("cannot merge the id runs: {e}"),
+                }
+                drop(store);
+                let _ = done.send(Written::default());
+                drop(turn);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start merging the id runs: {e}");
+            // Nothing runs before this ticket (nothing was being written):
+            // its turn passes at once.
+            drop(self.order.wait_for(ticket));
+            self.writing -= 1;
+        }
     }
 
     fn set_interests(&mut self, i: Interests) {
@@ -1246,7 +1306,13 @@ impl Driver {
                     tracing::warn!(%peer, "peer misbehaved: {reason}");
                     self.emit(NetEvent::Misbehaved { peer, reason });
                 }
-                Output::Event(Event::Idle) => self.emit(NetEvent::Idle),
+                Output::Event(Event::Idle) => {
+                    self.emit(NetEvent::Idle);
+                    if self.compact_when_idle {
+                        self.compact_due = true;
+                        self.compact();
+                    }
+                }
             }
         }
     }

@@ -266,6 +266,45 @@ async fn a_node_offline_during_1000_publications_catches_up() {
     d.stop().await;
 }
 
+/// A node that runs on merges its store's id runs into one once its sync is
+/// idle, and still finds every entry by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_merges_its_id_runs_when_idle() {
+    let ka = SecretKey::from_seed(&[2; 32]);
+    let a = node(&[], &[ka.public()], vec![]).await;
+    a.publish(&ka, 10, "a").await;
+    // D's store holds two id runs: two writes of more than ID_RUN_MIN ids.
+    let dir = tempfile::tempdir().unwrap();
+    let kd = SecretKey::from_seed(&[4; 32]);
+    let mut ids = Vec::new();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for round in 0..2 {
+            let items = (0..tagline_store::ID_RUN_MIN + 10)
+                .map(|i| ("tagline/note".to_string(), note(&format!("d {round} {i}"))))
+                .collect();
+            let new = store.append_local(&kd, items, now_ms()).unwrap();
+            ids.extend(new.iter().map(|e| e.signed.id()));
+        }
+        assert_eq!(store.id_run_count().unwrap(), 2);
+    }
+    let d = node_in(dir, &[ka.public()], &[kd.public()], |c| {
+        c.peers = vec![a.addr()];
+        c.compact_when_idle = true;
+    })
+    .await;
+    until("D to catch up", || d.head(&ka.public()) == 10).await;
+    until("D to merge its id runs", || {
+        d.store.id_run_count().unwrap() == 1
+    })
+    .await;
+    for id in &ids {
+        assert!(d.store.get(id).unwrap().is_some());
+    }
+    a.stop().await;
+    d.stop().await;
+}
+
 /// A hostile peer on the real network: a bare libp2p swarm speaking the sync
 /// protocol, claiming a far head for a feed and serving forged entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

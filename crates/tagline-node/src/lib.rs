@@ -227,6 +227,8 @@ pub async fn run(
         } else {
             parse_all(&config.relays)?
         },
+        // --once stops when idle: the next node that runs on merges them.
+        compact_when_idle: !opts.once,
     };
     let (net, task) = tagline_net::spawn(store.clone(), key, net_config).await?;
     let mut events = net.events();

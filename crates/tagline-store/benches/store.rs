@@ -14,9 +14,11 @@
 //!   signature verification, payload checks, durable append.
 //! - `append/local_1000`: sign and store 1,000 notes in one transaction.
 //! - `lookup/get_with_runs`: `Store::get` of a stored entry by id in a store
-//!   of 30,000 entries appended 300 at a time, whose ids are in 9 sorted runs
-//!   of 3 levels (`ID_RUN_FANIN` 8); `lookup/get_without_runs`: the same
-//!   store after `rebuild_indexes`, which puts every id into `ID_INDEX`.
+//!   of 200,000 entries appended 4,000 at a time (as a sync writes them),
+//!   whose ids are in 8 sorted runs: 6 of level 1 and 2 of level 0
+//!   (`ID_RUN_FANIN` 8); `lookup/get_after_compaction`: the
+//!   same store after `compact_id_runs` (one run); `lookup/get_without_runs`:
+//!   then after `rebuild_indexes`, which puts every id into `ID_INDEX`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -165,14 +167,21 @@ fn lookup(c: &mut Criterion) {
     let store = Store::open(dir.path()).unwrap();
     let key = SecretKey::from_seed(&[44; 32]);
     let mut ids = Vec::new();
-    for _ in 0..100 {
-        let new = store.append_local(&key, notes(300), NOW).unwrap();
+    // Written as a sync writes: 4,000 entries per transaction.
+    for _ in 0..50 {
+        let new = store.append_local(&key, notes(4_000), NOW).unwrap();
         ids.extend(new.iter().map(|e| e.signed.id()));
     }
     let mut g = c.benchmark_group("lookup");
-    for (name, rebuild) in [("get_with_runs", false), ("get_without_runs", true)] {
-        if rebuild {
-            store.rebuild_indexes().unwrap();
+    for name in ["get_with_runs", "get_after_compaction", "get_without_runs"] {
+        match name {
+            "get_after_compaction" => {
+                assert_eq!(store.compact_id_runs().unwrap(), 8);
+            }
+            "get_without_runs" => {
+                store.rebuild_indexes().unwrap();
+            }
+            _ => {}
         }
         let mut next = 0usize;
         g.bench_function(name, |b| {
