@@ -766,7 +766,7 @@ impl Driver {
                     wait_ms = (started.elapsed() - checked).as_millis() as u64,
                     "signatures checked"
                 );
-                let written = write_below_verification(&store, writes, &verified);
+                let written = below_verification(|| write_all(&store, writes, &verified));
                 // Let go of the store before reporting: a lend may follow at
                 // once, and the borrower must be the only one holding it.
                 drop(store);
@@ -798,8 +798,8 @@ impl Driver {
         self.drain();
     }
 
-    /// Merges the store's id runs into one ([`Store::compact_id_runs`]) on
-    /// a thread of its own at [`WRITER_NICE`], once the sync went idle and
+    /// Merges the store's id runs into one ([`Store::compact_id_runs`]) at
+    /// [`WRITER_NICE`], once the sync went idle and
     /// nothing else is written or waits to be: it takes a write ticket, and
     /// a lend waits for it as for a write.
     fn compact(&mut self) {
@@ -817,11 +817,11 @@ impl Driver {
         let (done, order, ticket) = (self.written.clone(), self.order.clone(), self.tickets);
         self.tickets += 1;
         self.writing += 1;
-        let spawned = std::thread::Builder::new()
-            .name("tagline-compact".into())
-            .spawn(move || {
-                lower_thread_priority(WRITER_NICE);
-                let turn = order.wait_for(ticket);
+        // On the blocking pool, which the runtime waits for when it stops,
+        // so that a stop does not cut the transaction short.
+        tokio::task::spawn_blocking(move || {
+            let turn = order.wait_for(ticket);
+            below_verification(|| {
                 let started = std::time::Instant::now();
                 match store.compact_id_runs() {
                     Ok(0) => {}
@@ -832,17 +832,11 @@ impl Driver {
                     ),
                     Err(e) => tracing::warn!("cannot merge the id runs: {e}"),
                 }
-                drop(store);
-                let _ = done.send(Written::default());
-                drop(turn);
             });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start merging the id runs: {e}");
-            // Nothing runs before this ticket (nothing was being written):
-            // its turn passes at once.
-            drop(self.order.wait_for(ticket));
-            self.writing -= 1;
-        }
+            drop(store);
+            let _ = done.send(Written::default());
+            drop(turn);
+        });
     }
 
     fn set_interests(&mut self, i: Interests) {
@@ -1352,28 +1346,26 @@ fn lower_thread_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Runs [`write_all`] on a thread of its own at [`WRITER_NICE`] (the
-/// store's own verifying thread, started from it, inherits the value), or
-/// here if no thread can be started. A panic is passed on.
-fn write_below_verification(store: &Store, writes: Writes, verified: &VerifiedIds) -> Written {
-    let mut job = Some(writes);
+/// Runs `f` on a thread of its own at [`WRITER_NICE`] and waits for it (a
+/// store thread that `f` starts inherits the value), or runs it here if no
+/// thread can be started. A panic is passed on.
+fn below_verification<T: Default + Send>(f: impl FnOnce() -> T + Send) -> T {
+    let mut job = Some(f);
     let outcome = std::thread::scope(|scope| {
         let job = &mut job;
         std::thread::Builder::new()
             .name("tagline-writer".into())
             .spawn_scoped(scope, move || {
                 lower_thread_priority(WRITER_NICE);
-                job.take().map(|w| write_all(store, w, verified))
+                job.take().map(|f| f())
             })
             .map(std::thread::ScopedJoinHandle::join)
     });
     match outcome {
-        Ok(Ok(Some(written))) => written,
+        Ok(Ok(Some(done))) => done,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Ok(Ok(None)) | Err(_) => {
-            let writes = job.take().unwrap_or_default();
-            write_all(store, writes, verified)
-        }
+        // Not started: the job is still here.
+        Ok(Ok(None)) | Err(_) => job.take().map_or_else(T::default, |f| f()),
     }
 }
 
