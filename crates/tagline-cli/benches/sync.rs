@@ -4,8 +4,9 @@
 //! process on its redb store; beside it, in the same run, the single-core
 //! validation pipeline over the same entries (decode, payload hash, chain,
 //! batched verify: `verify_run`; measured before and after the sync, the
-//! ratio taken to their mean, as this machine's speed drifts), and publish-to-stored latency to a direct
-//! peer and across two hops (three in-process nodes, A - B - C).
+//! ratio taken to their mean, as this machine's speed drifts), and
+//! publish-to-stored latency to a direct peer and across two hops (three
+//! in-process nodes, A - B - C).
 //!
 //!     cargo bench -p tagline-cli --bench sync
 //!     TAGLINE_SYNC_FEEDS=100 TAGLINE_SYNC_ENTRIES=100 cargo bench -p tagline-cli --bench sync

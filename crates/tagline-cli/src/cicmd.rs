@@ -246,10 +246,9 @@ pub(crate) fn run_command(
                 break Some(s);
             }
             Ok(None) => {
-                let size = log.metadata().map_or(0, |m| m.len());
                 if Instant::now() >= deadline {
                     stopped = Some(format!("timed out after {} s", timeout.as_secs()));
-                } else if size > max_log {
+                } else if log.metadata().map_or(0, |m| m.len()) > max_log {
                     stopped = Some(format!(
                         "stopped: its output passed {}",
                         crate::cilog::size_text(max_log)

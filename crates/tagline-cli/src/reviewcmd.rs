@@ -1018,7 +1018,7 @@ pub fn ci_report(
         Some(p) => {
             let file =
                 std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let log = crate::cilog::LogSummary::read(std::io::BufReader::new(file))
+            let log = crate::cilog::LogSummary::read(file)
                 .with_context(|| format!("cannot read {}", p.display()))?;
             (Some(log.excerpt), Some(log.hash))
         }

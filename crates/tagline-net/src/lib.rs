@@ -740,41 +740,61 @@ impl Driver {
                 confirms: std::mem::take(&mut self.writes.confirms),
                 forks: std::mem::take(&mut self.writes.forks),
             };
-            let done = self.written.clone();
-            let order = self.order.clone();
-            let ticket = self.tickets;
-            self.tickets += 1;
-            self.writing += 1;
-            tokio::task::spawn_blocking(move || {
+            self.start_write(
+                store,
                 // Without randomness, the store verifies them all itself.
-                let started = std::time::Instant::now();
-                let cpu0 = thread_cpu();
-                let verified = seed()
-                    .map(|s| {
-                        let all: Vec<&tagline_format::Entry> =
-                            writes.ingests.iter().flat_map(|(_, _, e)| e).collect();
-                        tagline_format::check_signatures(&all, s)
-                    })
-                    .unwrap_or_default();
-                let checked = started.elapsed();
-                let cpu = thread_cpu().saturating_sub(cpu0);
-                let turn = order.wait_for(ticket);
-                tracing::debug!(
-                    ticket,
-                    verify_ms = checked.as_millis() as u64,
-                    verify_cpu_ms = cpu.as_millis() as u64,
-                    wait_ms = (started.elapsed() - checked).as_millis() as u64,
-                    "signatures checked"
-                );
-                let written = below_verification(|| write_all(&store, writes, &verified));
-                // Let go of the store before reporting: a lend may follow at
-                // once, and the borrower must be the only one holding it.
-                drop(store);
-                // Reported in ticket order too: heads arrive in order.
-                let _ = done.send(written);
-                drop(turn);
-            });
+                move || {
+                    let started = std::time::Instant::now();
+                    let cpu0 = thread_cpu();
+                    let verified = seed()
+                        .map(|s| {
+                            let all: Vec<&tagline_format::Entry> =
+                                writes.ingests.iter().flat_map(|(_, _, e)| e).collect();
+                            tagline_format::check_signatures(&all, s)
+                        })
+                        .unwrap_or_default();
+                    let cpu = thread_cpu().saturating_sub(cpu0);
+                    (writes, verified, started, started.elapsed(), cpu)
+                },
+                |store, ticket, (writes, verified, started, checked, cpu)| {
+                    tracing::debug!(
+                        ticket,
+                        verify_ms = checked.as_millis() as u64,
+                        verify_cpu_ms = cpu.as_millis() as u64,
+                        wait_ms = (started.elapsed() - checked).as_millis() as u64,
+                        "signatures checked"
+                    );
+                    write_all(store, writes, &verified)
+                },
+            );
         }
+    }
+
+    /// Starts a write with the next ticket on the blocking pool (which the
+    /// runtime waits for when it stops): `prepare` runs at once (it needs
+    /// no store), then, in ticket order, `write` on the store at
+    /// [`WRITER_NICE`]. The store is let go before the result is reported,
+    /// and the result reported before the next ticket's turn.
+    fn start_write<P: Send + 'static>(
+        &mut self,
+        store: Arc<Store>,
+        prepare: impl FnOnce() -> P + Send + 'static,
+        write: impl FnOnce(&Store, u64, P) -> Written + Send + 'static,
+    ) {
+        let (done, order, ticket) = (self.written.clone(), self.order.clone(), self.tickets);
+        self.tickets += 1;
+        self.writing += 1;
+        tokio::task::spawn_blocking(move || {
+            let prepared = prepare();
+            let turn = order.wait_for(ticket);
+            let written = below_verification(|| write(&store, ticket, prepared));
+            // Let go of the store before reporting: a lend may follow at
+            // once, and the borrower must be the only one holding it.
+            drop(store);
+            // Reported in ticket order too: heads arrive in order.
+            let _ = done.send(written);
+            drop(turn);
+        });
     }
 
     fn on_written(&mut self, w: Written) {
@@ -798,10 +818,9 @@ impl Driver {
         self.drain();
     }
 
-    /// Merges the store's id runs into one ([`Store::compact_id_runs`]) at
-    /// [`WRITER_NICE`], once the sync went idle and
-    /// nothing else is written or waits to be: it takes a write ticket, and
-    /// a lend waits for it as for a write.
+    /// Merges the store's id runs into one ([`Store::compact_id_runs`]) as
+    /// a write of its own ([`Driver::start_write`]: a lend waits for it),
+    /// once the sync went idle and nothing else is written or waits to be.
     fn compact(&mut self) {
         if !self.compact_due
             || self.writing > 0
@@ -814,14 +833,10 @@ impl Driver {
             return;
         };
         self.compact_due = false;
-        let (done, order, ticket) = (self.written.clone(), self.order.clone(), self.tickets);
-        self.tickets += 1;
-        self.writing += 1;
-        // On the blocking pool, which the runtime waits for when it stops,
-        // so that a stop does not cut the transaction short.
-        tokio::task::spawn_blocking(move || {
-            let turn = order.wait_for(ticket);
-            below_verification(|| {
+        self.start_write(
+            store,
+            || (),
+            |store, _, ()| {
                 let started = std::time::Instant::now();
                 match store.compact_id_runs() {
                     Ok(0) => {}
@@ -832,11 +847,9 @@ impl Driver {
                     ),
                     Err(e) => tracing::warn!("cannot merge the id runs: {e}"),
                 }
-            });
-            drop(store);
-            let _ = done.send(Written::default());
-            drop(turn);
-        });
+                Written::default()
+            },
+        );
     }
 
     fn set_interests(&mut self, i: Interests) {

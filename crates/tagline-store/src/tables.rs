@@ -59,7 +59,8 @@ pub const ID_INDEX: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new
 /// dropped whole instead of row by row. A reader looks an id up in
 /// [`ID_INDEX`], [`ID_OVERFLOW`] and each run, and compares the full id
 /// stored in [`ENTRIES`]; an id whose prefix is already taken in its run
-/// goes to [`ID_OVERFLOW`].
+/// goes to [`ID_OVERFLOW`]. `Store::compact_id_runs` merges all runs into
+/// one (a running node does when its sync goes idle).
 /// Key: run number (a new run takes the last one plus one). Value: its level.
 pub const ID_RUN_LEVELS: TableDefinition<u64, u8> = TableDefinition::new("id_run_levels_v1");
 
